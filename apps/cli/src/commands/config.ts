@@ -1,0 +1,84 @@
+import {
+  type ConfigOverrides,
+  loadConfig,
+  loadRawMerged,
+  type PlainValue,
+  printableConfig,
+} from '@segtrain/config';
+import { Document, isSeq, visit } from 'yaml';
+import { type FlagSpec, formatHelp, type ParsedArgs, parseArgs, UsageError } from '../args.js';
+import type { Io } from '../io.js';
+
+/** The override flags every config-reading command accepts, with PaddleSeg's names. */
+export const OVERRIDE_FLAGS: Readonly<Record<string, FlagSpec>> = {
+  batch_size: { kind: 'int', value: 'N', help: 'samples per card per iteration (overrides batch_size)' },
+  iters: { kind: 'int', value: 'N', help: 'total iterations (overrides iters)' },
+  learning_rate: { kind: 'float', value: 'X', help: 'overrides lr_scheduler.learning_rate' },
+  opts: {
+    kind: 'list',
+    value: 'K=V ...',
+    help: 'dotted-path overrides, applied last (Python literal values)',
+  },
+};
+
+export function overridesFrom(args: ParsedArgs): ConfigOverrides {
+  const { flags } = args;
+  return {
+    batchSize: flags.batch_size as number | undefined,
+    iters: flags.iters as number | undefined,
+    learningRate: flags.learning_rate as number | undefined,
+    opts: flags.opts as string[] | undefined,
+  };
+}
+
+const SHOW_FLAGS: Readonly<Record<string, FlagSpec>> = {
+  ...OVERRIDE_FLAGS,
+  raw: { kind: 'bool', help: 'print the merged dict before normalisation and validation' },
+  json: { kind: 'bool', help: 'print JSON on stdout and nothing else' },
+  help: { kind: 'bool', help: 'show this help' },
+};
+
+const SHOW_USAGE =
+  'Usage: segtrain config show FILE [--opts k=v ...] [--batch_size N] [--iters N] [--learning_rate X] [--raw] [--json]';
+
+/** YAML as PaddleSeg prints configs, with short lists of scalars on one line (`crop_size: [1024, 512]`). */
+export function toYaml(value: PlainValue): string {
+  const doc = new Document(value);
+  visit(doc, {
+    Seq(_, node) {
+      if (isSeq(node) && node.items.every((item) => !(item && typeof item === 'object' && 'items' in item)))
+        node.flow = true;
+    },
+  });
+  return doc.toString({ lineWidth: 0, flowCollectionPadding: false });
+}
+
+export function configCommand(argv: readonly string[], io: Io): number {
+  const [sub, ...rest] = argv;
+  if (sub !== 'show') {
+    throw new UsageError(`segtrain config: unknown subcommand '${sub ?? ''}'. Known: show\n${SHOW_USAGE}`);
+  }
+  const args = parseArgs('segtrain config show', rest, SHOW_FLAGS);
+  if (args.flags.help) {
+    io.out(formatHelp(SHOW_USAGE, SHOW_FLAGS));
+    return 0;
+  }
+  const [file, ...extra] = args.positionals;
+  if (!file || extra.length)
+    throw new UsageError(`segtrain config show: expected exactly one config FILE\n${SHOW_USAGE}`);
+  const overrides = overridesFrom(args);
+  if (args.flags.raw) {
+    const raw = loadRawMerged(file, overrides);
+    io.out(args.flags.json ? `${JSON.stringify(raw, null, 2)}\n` : toYaml(raw));
+    return 0;
+  }
+  const config = loadConfig(file, overrides);
+  const printable = printableConfig(config);
+  if (args.flags.json) {
+    io.out(`${JSON.stringify(printable, null, 2)}\n`);
+    return 0;
+  }
+  for (const note of config.source.notes) io.err(`[NOTE] ${note}\n`);
+  io.out(toYaml(printable));
+  return 0;
+}

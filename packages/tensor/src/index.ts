@@ -1,0 +1,15 @@
+export {
+  ADAPTER_ENV,
+  type AdapterListing,
+  type AdapterReport,
+  type ChosenAdapter,
+  describeAdapter,
+  formatAdapterReport,
+  getGpu,
+  isSoftwareAdapter,
+  listAdapters,
+  matchAdapter,
+  parseAdapterListing,
+  probeAdapter,
+  requestAdapter,
+} from './device/adapter.js';
