@@ -1,0 +1,320 @@
+import { requestAdapter } from './adapter.js';
+import { BufferPool } from './pool.js';
+
+export type Access = 'read' | 'rw';
+
+/** A compiled kernel: its pipeline and the storage bindings it expects after the uniform block. */
+export interface Kernel {
+  readonly name: string;
+  readonly pipeline: GPUComputePipeline;
+  readonly bindings: readonly Access[];
+  readonly workgroupSize: number;
+}
+
+export interface KernelSource {
+  /** Cache key: the kernel family plus every structural constant baked into the WGSL. */
+  readonly key: string;
+  /** Access of bindings 1..n (binding 0 is always the uniform block). */
+  readonly bindings: readonly Access[];
+  readonly workgroupSize: number;
+  readonly wgsl: () => string;
+}
+
+export interface DeviceStats {
+  pipelinesCompiled: number;
+  storageBuffersCreated: number;
+  storageBytesOwned: number;
+  storageBytesLive: number;
+  paramBytes: number;
+  dispatches: number;
+  submits: number;
+}
+
+const UNIFORM_SLOT = 256;
+const SLOTS_PER_SUBMIT = 512;
+
+/**
+ * One WebGPU device per process: pipelines cached by key, pooled buffers, and command batching —
+ * many dispatches share one compute pass, submitted at a readback or every SLOTS_PER_SUBMIT dispatches.
+ */
+export class Device {
+  readonly limits: GPUSupportedLimits;
+  readonly features: ReadonlySet<string>;
+  readonly adapterName: string;
+  private readonly pipelines = new Map<string, Kernel>();
+  private readonly layouts = new Map<string, GPUBindGroupLayout>();
+  private readonly storage: BufferPool;
+  private readonly staging: BufferPool;
+  private readonly uniformArena: GPUBuffer;
+  private readonly uniformData = new Uint8Array(UNIFORM_SLOT * SLOTS_PER_SUBMIT);
+  private slot = 0;
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private paramBytes = 0;
+  private dispatchCount = 0;
+  private submitCount = 0;
+  private destroyed = false;
+
+  private constructor(
+    readonly gpu: GPUDevice,
+    adapter: GPUAdapter,
+    adapterName: string,
+  ) {
+    this.limits = gpu.limits;
+    this.features = new Set([...gpu.features]);
+    this.adapterName = adapterName;
+    this.storage = new BufferPool(
+      gpu,
+      GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      'storage',
+    );
+    this.staging = new BufferPool(gpu, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'staging');
+    this.uniformArena = gpu.createBuffer({
+      size: UNIFORM_SLOT * SLOTS_PER_SUBMIT,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      label: 'uniform-arena',
+    });
+    void adapter;
+  }
+
+  /** Opens the adapter `SEGTRAIN_ADAPTER` names (or Dawn's default) with its real limits and optional features. */
+  static async create(): Promise<Device> {
+    const chosen = await requestAdapter();
+    if (!chosen) throw new Error('No WebGPU adapter found. Run `segtrain doctor` for what to install.');
+    const { adapter } = chosen;
+    const wanted: GPUFeatureName[] = ['subgroups', 'shader-f16', 'timestamp-query'];
+    const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
+    const requiredLimits: Record<string, number> = {};
+    for (const key in adapter.limits) {
+      const value = (adapter.limits as unknown as Record<string, unknown>)[key];
+      if (typeof value === 'number') requiredLimits[key] = value;
+    }
+    const gpu = await adapter.requestDevice({ requiredFeatures, requiredLimits });
+    gpu.addEventListener('uncapturederror', (event) => {
+      const message = (event as GPUUncapturedErrorEvent).error.message;
+      process.stderr.write(`WebGPU error: ${message}\n`);
+    });
+    return new Device(gpu, adapter, chosen.listing?.name ?? adapter.info.device);
+  }
+
+  get hasSubgroups(): boolean {
+    return this.features.has('subgroups');
+  }
+
+  stats(): DeviceStats {
+    return {
+      pipelinesCompiled: this.pipelines.size,
+      storageBuffersCreated: this.storage.created,
+      storageBytesOwned: this.storage.ownedBytes,
+      storageBytesLive: this.storage.liveBytes,
+      paramBytes: this.paramBytes,
+      dispatches: this.dispatchCount,
+      submits: this.submitCount,
+    };
+  }
+
+  private layout(bindings: readonly Access[]): GPUBindGroupLayout {
+    const key = bindings.join(',');
+    let layout = this.layouts.get(key);
+    if (!layout) {
+      layout = this.gpu.createBindGroupLayout({
+        entries: [
+          {
+            binding: 0,
+            visibility: GPUShaderStage.COMPUTE,
+            buffer: { type: 'uniform', hasDynamicOffset: true, minBindingSize: UNIFORM_SLOT },
+          },
+          ...bindings.map((access, i) => ({
+            binding: i + 1,
+            visibility: GPUShaderStage.COMPUTE,
+            buffer: { type: access === 'read' ? ('read-only-storage' as const) : ('storage' as const) },
+          })),
+        ],
+      });
+      this.layouts.set(key, layout);
+    }
+    return layout;
+  }
+
+  /** The compiled kernel for `source`, compiled once per key. */
+  kernel(source: KernelSource): Kernel {
+    const cached = this.pipelines.get(source.key);
+    if (cached) return cached;
+    const maxStorage = this.limits.maxStorageBuffersPerShaderStage;
+    if (source.bindings.length > maxStorage) {
+      throw new Error(
+        `kernel ${source.key} binds ${source.bindings.length} storage buffers; this adapter allows ${maxStorage} (maxStorageBuffersPerShaderStage)`,
+      );
+    }
+    if (source.workgroupSize > this.limits.maxComputeInvocationsPerWorkgroup) {
+      throw new Error(
+        `kernel ${source.key} uses ${source.workgroupSize} invocations per workgroup; this adapter allows ${this.limits.maxComputeInvocationsPerWorkgroup} (maxComputeInvocationsPerWorkgroup)`,
+      );
+    }
+    const code = source.wgsl();
+    const module = this.gpu.createShaderModule({ code, label: source.key });
+    // createComputePipelineAsync crashed on lavapipe (FIELD-NOTES); the synchronous call works.
+    const pipeline = this.gpu.createComputePipeline({
+      label: source.key,
+      layout: this.gpu.createPipelineLayout({ bindGroupLayouts: [this.layout(source.bindings)] }),
+      compute: { module, entryPoint: 'main' },
+    });
+    const kernel: Kernel = {
+      name: source.key,
+      pipeline,
+      bindings: source.bindings,
+      workgroupSize: source.workgroupSize,
+    };
+    this.pipelines.set(source.key, kernel);
+    return kernel;
+  }
+
+  /** A pooled storage buffer of at least `bytes` (activations, gradients, temporaries). */
+  acquire(bytes: number): GPUBuffer {
+    const max = this.limits.maxStorageBufferBindingSize;
+    if (bytes > max)
+      throw new Error(
+        `a tensor of ${bytes} bytes exceeds this adapter's maxStorageBufferBindingSize (${max}); use a smaller batch or resolution`,
+      );
+    return this.storage.acquire(Math.max(bytes, 4));
+  }
+
+  release(buffer: GPUBuffer): void {
+    this.storage.release(buffer);
+  }
+
+  /** A buffer outside the churn pool, for parameters and optimizer state. */
+  createParamBuffer(bytes: number, label: string): GPUBuffer {
+    const size = Math.max(4, Math.ceil(bytes / 4) * 4);
+    this.paramBytes += size;
+    return this.gpu.createBuffer({
+      size,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      label,
+    });
+  }
+
+  destroyParamBuffer(buffer: GPUBuffer): void {
+    this.paramBytes -= buffer.size;
+    buffer.destroy();
+  }
+
+  /** Uploads data; recorded work is submitted first so the write cannot overtake it in queue order. */
+  write(buffer: GPUBuffer, data: ArrayBufferView, offset = 0): void {
+    if (this.encoder) this.flush();
+    this.gpu.queue.writeBuffer(buffer, offset, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  /** Records one dispatch. `uniforms` (≤ 256 bytes) land in this submit's uniform arena. */
+  dispatch(
+    kernel: Kernel,
+    buffers: readonly GPUBuffer[],
+    uniforms: ArrayBufferView,
+    workgroups: readonly [number, number?, number?],
+  ): void {
+    if (buffers.length !== kernel.bindings.length)
+      throw new Error(`kernel ${kernel.name} takes ${kernel.bindings.length} buffers, got ${buffers.length}`);
+    if (uniforms.byteLength > UNIFORM_SLOT)
+      throw new Error(
+        `kernel ${kernel.name}: uniforms of ${uniforms.byteLength} bytes exceed ${UNIFORM_SLOT}`,
+      );
+    const [x, y = 1, z = 1] = workgroups;
+    const maxGroups = this.limits.maxComputeWorkgroupsPerDimension;
+    if (x > maxGroups || y > maxGroups || z > maxGroups) {
+      throw new Error(
+        `kernel ${kernel.name}: dispatch ${x}x${y}x${z} exceeds maxComputeWorkgroupsPerDimension (${maxGroups})`,
+      );
+    }
+    if (x === 0 || y === 0 || z === 0) return;
+    if (this.slot === SLOTS_PER_SUBMIT) this.flush();
+    const offset = this.slot * UNIFORM_SLOT;
+    this.uniformData.set(new Uint8Array(uniforms.buffer, uniforms.byteOffset, uniforms.byteLength), offset);
+    this.slot++;
+    const bindGroup = this.gpu.createBindGroup({
+      layout: this.layout(kernel.bindings),
+      entries: [
+        { binding: 0, resource: { buffer: this.uniformArena, offset: 0, size: UNIFORM_SLOT } },
+        ...buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
+      ],
+    });
+    if (!this.encoder) this.encoder = this.gpu.createCommandEncoder();
+    if (!this.pass) this.pass = this.encoder.beginComputePass();
+    this.pass.setPipeline(kernel.pipeline);
+    this.pass.setBindGroup(0, bindGroup, [offset]);
+    this.pass.dispatchWorkgroups(x, y, z);
+    this.dispatchCount++;
+  }
+
+  /** Copies between buffers, in order with the recorded dispatches. */
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+    if (!this.encoder) this.encoder = this.gpu.createCommandEncoder();
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    this.encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+  }
+
+  /** Submits everything recorded so far. */
+  flush(): void {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    if (this.encoder) {
+      if (this.slot > 0)
+        this.gpu.queue.writeBuffer(
+          this.uniformArena,
+          0,
+          this.uniformData.buffer,
+          0,
+          this.slot * UNIFORM_SLOT,
+        );
+      this.gpu.queue.submit([this.encoder.finish()]);
+      this.encoder = null;
+      this.submitCount++;
+    }
+    this.slot = 0;
+    this.storage.afterSubmit();
+    this.staging.afterSubmit();
+  }
+
+  /** Reads `bytes` from a buffer: the one place a step waits on the GPU. */
+  async read(buffer: GPUBuffer, bytes: number, offset = 0): Promise<ArrayBuffer> {
+    const size = Math.ceil(bytes / 4) * 4;
+    const staging = this.staging.acquire(size);
+    this.copy(buffer, offset, staging, 0, size);
+    this.flush();
+    await staging.mapAsync(GPUMapMode.READ, 0, size);
+    const out = staging.getMappedRange(0, size).slice(0, bytes);
+    staging.unmap();
+    this.staging.release(staging);
+    return out;
+  }
+
+  /** Waits for all submitted work (benchmarks). */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.gpu.queue.onSubmittedWorkDone();
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.flush();
+    this.storage.trim();
+    this.staging.trim();
+    this.gpu.destroy();
+  }
+}
+
+let shared: Promise<Device> | undefined;
+
+/** The process's device, opened on first use; Dawn is torn down cleanly at exit. */
+export function getDevice(): Promise<Device> {
+  if (!shared) {
+    shared = Device.create();
+    void shared.then((device) => process.once('exit', () => device.destroy()));
+  }
+  return shared;
+}

@@ -1,0 +1,180 @@
+import type { Device, KernelSource } from '../device/device.js';
+import { type Shape, shapeSize, type Tensor } from '../tensor.js';
+import { emptyTensor, LINEAR_ID, launch, Uniforms } from './launch.js';
+
+const WG = 256;
+export const MAX_RANK = 6;
+
+/** WGSL helpers every elementwise expression may call. */
+const MATH = /* wgsl */ `
+fn erf_approx(x: f32) -> f32 {
+  // Abramowitz-Stegun 7.1.26 is too coarse for GELU gradients; use the 1.2e-7 rational form.
+  let z = abs(x);
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
+      t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  return select(r - 1.0, 1.0 - r, x >= 0.0);
+}
+fn gelu(x: f32) -> f32 { return 0.5 * x * (1.0 + erf_approx(x * 0.70710678118654752)); }
+fn gelu_grad(x: f32) -> f32 {
+  return 0.5 * (1.0 + erf_approx(x * 0.70710678118654752)) + x * 0.39894228040143268 * exp(-0.5 * x * x);
+}
+fn spow(x: f32, p: f32) -> f32 {
+  // pow() is undefined for x < 0 in WGSL; integer exponents keep their sign as in NumPy.
+  if (x >= 0.0 || fract(p) != 0.0) { return pow(x, p); }
+  let m = pow(-x, p);
+  return select(m, -m, fract(p * 0.5) != 0.0);
+}
+fn sigmoid(x: f32) -> f32 { return select(exp(x) / (1.0 + exp(x)), 1.0 / (1.0 + exp(-x)), x >= 0.0); }
+fn safe_tanh(x: f32) -> f32 { let e = exp(-2.0 * abs(x)); return sign(x) * (1.0 - e) / (1.0 + e); }
+`;
+
+/**
+ * `out[i] = expr(a[i], b[i], c[i], s0..s3)` over same-shape inputs: unary ops, their backward,
+ * optimizer updates. `expr` is WGSL in terms of a, b, c (f32) and s0..s3 (uniform f32).
+ */
+export function mapSource(expr: string, arity: number): KernelSource {
+  const inputs = ['a', 'b', 'c'].slice(0, arity);
+  return {
+    key: `map/${arity}/${expr}`,
+    bindings: [...inputs.map(() => 'read' as const), 'rw'],
+    workgroupSize: WG,
+    wgsl: () => /* wgsl */ `
+struct U { n: u32, s0: f32, s1: f32, s2: f32, s3: f32 }
+@group(0) @binding(0) var<uniform> u: U;
+${inputs.map((name, i) => `@group(0) @binding(${i + 1}) var<storage, read> in_${name}: array<f32>;`).join('\n')}
+@group(0) @binding(${arity + 1}) var<storage, read_write> out: array<f32>;
+${MATH}
+${LINEAR_ID}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let i = linear_id(gid, groups, ${WG}u);
+  if (i >= u.n) { return; }
+  let s0 = u.s0; let s1 = u.s1; let s2 = u.s2; let s3 = u.s3;
+${inputs.map((name) => `  let ${name} = in_${name}[i];`).join('\n')}
+  out[i] = ${expr};
+}`,
+  };
+}
+
+export function mapKernel(
+  device: Device,
+  expr: string,
+  inputs: readonly Tensor[],
+  scalars: readonly number[] = [],
+  out?: Tensor,
+): Tensor {
+  const [first] = inputs;
+  if (!first) throw new Error('mapKernel needs an input');
+  const result = out ?? emptyTensor(device, first.shape);
+  const u = new Uniforms().u32(first.size);
+  for (let i = 0; i < 4; i++) u.f32(scalars[i] ?? 0);
+  launch(
+    device,
+    mapSource(expr, inputs.length),
+    [...inputs.map((t) => t.buffer), result.buffer],
+    u,
+    first.size,
+  );
+  return result;
+}
+
+/** Fills a tensor with a constant. */
+export function fill(device: Device, shape: Shape, value: number): Tensor {
+  const out = emptyTensor(device, shape);
+  const u = new Uniforms().u32(shapeSize(shape)).f32(value).f32(0).f32(0).f32(0);
+  launch(device, mapSource('s0', 0), [out.buffer], u, out.size);
+  return out;
+}
+
+/** The shape two operands broadcast to (NumPy rules), or a clear error. */
+export function broadcastShape(a: Shape, b: Shape, op: string): number[] {
+  const rank = Math.max(a.length, b.length);
+  const out: number[] = [];
+  for (let i = 0; i < rank; i++) {
+    const da = a[a.length - rank + i] ?? 1;
+    const db = b[b.length - rank + i] ?? 1;
+    if (da !== db && da !== 1 && db !== 1)
+      throw new Error(
+        `${op}: shapes [${a.join(', ')}] and [${b.join(', ')}] do not broadcast (dim ${i}: ${da} vs ${db})`,
+      );
+    out.push(Math.max(da, db));
+  }
+  return out;
+}
+
+/** Strides of `shape` read through a broadcast to `outShape` (0 on broadcast dims), padded to MAX_RANK. */
+function broadcastStrides(shape: Shape, outShape: Shape): number[] {
+  const rank = outShape.length;
+  const strides = new Array<number>(rank).fill(0);
+  let stride = 1;
+  for (let i = rank - 1; i >= 0; i--) {
+    const dim = shape[shape.length - rank + i] ?? 1;
+    strides[i] = dim === 1 ? 0 : stride;
+    stride *= dim;
+  }
+  return strides;
+}
+
+function padLeft(values: readonly number[], fillValue: number): number[] {
+  return [...new Array<number>(MAX_RANK - values.length).fill(fillValue), ...values];
+}
+
+function broadcastSource(expr: string): KernelSource {
+  return {
+    key: `broadcast/${expr}`,
+    bindings: ['read', 'read', 'rw'],
+    workgroupSize: WG,
+    wgsl: () => /* wgsl */ `
+struct U { n: u32, s0: f32, p0: u32, p1: u32, dims: array<vec4<u32>, 2>, sa: array<vec4<u32>, 2>, sb: array<vec4<u32>, 2> }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> in_a: array<f32>;
+@group(0) @binding(2) var<storage, read> in_b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+${MATH}
+${LINEAR_ID}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let i = linear_id(gid, groups, ${WG}u);
+  if (i >= u.n) { return; }
+  var rest = i;
+  var ia = 0u;
+  var ib = 0u;
+  for (var d = ${MAX_RANK - 1}; d >= 0; d--) {
+    let dim = u.dims[d / 4][d % 4];
+    let coord = rest % dim;
+    rest = rest / dim;
+    ia += coord * u.sa[d / 4][d % 4];
+    ib += coord * u.sb[d / 4][d % 4];
+  }
+  let a = in_a[ia];
+  let b = in_b[ib];
+  let s0 = u.s0;
+  out[i] = ${expr};
+}`,
+  };
+}
+
+/** `out = expr(a, b)` with NumPy broadcasting. */
+export function broadcastKernel(
+  device: Device,
+  expr: string,
+  a: Tensor,
+  b: Tensor,
+  op: string,
+  scalar = 0,
+): Tensor {
+  const shape = broadcastShape(a.shape, b.shape, op);
+  if (shape.length > MAX_RANK) throw new Error(`${op}: rank ${shape.length} exceeds ${MAX_RANK}`);
+  const out = emptyTensor(device, shape);
+  const u = new Uniforms()
+    .u32(out.size)
+    .f32(scalar)
+    .u32(0)
+    .u32(0)
+    .u32Array(padLeft(shape, 1), 8)
+    .u32Array(padLeft(broadcastStrides(a.shape, shape), 0), 8)
+    .u32Array(padLeft(broadcastStrides(b.shape, shape), 0), 8);
+  launch(device, broadcastSource(expr), [a.buffer, b.buffer, out.buffer], u, out.size);
+  return out;
+}

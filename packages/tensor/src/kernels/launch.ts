@@ -1,0 +1,72 @@
+import type { Device, KernelSource } from '../device/device.js';
+import { type DType, type Shape, shapeSize, Tensor } from '../tensor.js';
+
+/** Packs a kernel's uniform block: 4-byte scalars in declaration order. */
+export class Uniforms {
+  private readonly view = new DataView(new ArrayBuffer(256));
+  private offset = 0;
+
+  u32(value: number): this {
+    this.view.setUint32(this.offset, value, true);
+    this.offset += 4;
+    return this;
+  }
+
+  i32(value: number): this {
+    this.view.setInt32(this.offset, value, true);
+    this.offset += 4;
+    return this;
+  }
+
+  f32(value: number): this {
+    this.view.setFloat32(this.offset, value, true);
+    this.offset += 4;
+    return this;
+  }
+
+  /** Pads to the next 16-byte boundary (before a vec4 array). */
+  align16(): this {
+    this.offset = Math.ceil(this.offset / 16) * 16;
+    return this;
+  }
+
+  /** `count` u32 values padded to a whole number of vec4s, as `array<vec4<u32>, count/4>`. */
+  u32Array(values: readonly number[], count: number): this {
+    this.align16();
+    for (let i = 0; i < count; i++) this.u32(values[i] ?? 0);
+    return this;
+  }
+
+  bytes(): Uint8Array {
+    return new Uint8Array(this.view.buffer, 0, Math.max(16, Math.ceil(this.offset / 16) * 16));
+  }
+}
+
+/** Linear invocation id over a 2-D grid of workgroups (a 1-D dispatch tops out at 65535 groups). */
+export const LINEAR_ID = `fn linear_id(gid: vec3<u32>, groups: vec3<u32>, wg: u32) -> u32 { return gid.x + gid.y * groups.x * wg; }`;
+
+export function gridFor(device: Device, threads: number, workgroupSize: number): [number, number] {
+  const groups = Math.ceil(threads / workgroupSize);
+  const max = device.limits.maxComputeWorkgroupsPerDimension;
+  if (groups <= max) return [groups, 1];
+  const y = Math.ceil(groups / max);
+  return [Math.ceil(groups / y), y];
+}
+
+/** A new pooled tensor without autograd history. */
+export function emptyTensor(device: Device, shape: Shape, dtype: DType = 'f32'): Tensor {
+  return new Tensor(device, shape, dtype, device.acquire(shapeSize(shape) * 4), 'activation');
+}
+
+/** Dispatches a one-invocation-per-element kernel over `threads` elements. */
+export function launch(
+  device: Device,
+  source: KernelSource,
+  buffers: readonly GPUBuffer[],
+  uniforms: Uniforms,
+  threads: number,
+): void {
+  const kernel = device.kernel(source);
+  const [x, y] = gridFor(device, threads, source.workgroupSize);
+  device.dispatch(kernel, buffers, uniforms.bytes(), [x, y]);
+}

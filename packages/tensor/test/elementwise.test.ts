@@ -1,0 +1,136 @@
+import { describe, it } from 'node:test';
+import * as T from '../src/index.js';
+import { checkOp, rand, stridesOf } from './harness.js';
+
+const map =
+  (f: (x: number) => number) =>
+  ([x]: Float64Array[]) =>
+    (x as Float64Array).map(f);
+const erf = (x: number): number => {
+  // float64 erf via its series / continued fraction (reference only)
+  const t = 1 / (1 + 0.5 * Math.abs(x));
+  const y =
+    1 -
+    t *
+      Math.exp(
+        -x * x -
+          1.26551223 +
+          t *
+            (1.00002368 +
+              t *
+                (0.37409196 +
+                  t *
+                    (0.09678418 +
+                      t *
+                        (-0.18628806 +
+                          t *
+                            (0.27886807 +
+                              t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
+      );
+  return x >= 0 ? y : -y;
+};
+
+/** NumPy broadcasting in float64. */
+function broadcastRef(f: (a: number, b: number) => number, sa: number[], sb: number[]) {
+  return ([a, b]: Float64Array[]) => {
+    const rank = Math.max(sa.length, sb.length);
+    const pa = [...new Array(rank - sa.length).fill(1), ...sa];
+    const pb = [...new Array(rank - sb.length).fill(1), ...sb];
+    const out = pa.map((d, i) => Math.max(d, pb[i] ?? 1));
+    const so = stridesOf(out);
+    const ta = stridesOf(pa);
+    const tb = stridesOf(pb);
+    const n = out.reduce((x, y) => x * y, 1);
+    const r = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      let ia = 0;
+      let ib = 0;
+      for (let d = 0; d < rank; d++) {
+        const c = Math.floor(i / (so[d] ?? 1)) % (out[d] ?? 1);
+        if ((pa[d] ?? 1) > 1) ia += c * (ta[d] ?? 0);
+        if ((pb[d] ?? 1) > 1) ib += c * (tb[d] ?? 0);
+      }
+      r[i] = f(a?.[ia] ?? 0, b?.[ib] ?? 0);
+    }
+    return r;
+  };
+}
+
+describe('unary ops: forward vs float64, backward vs finite differences', () => {
+  const shape = [2, 3, 5, 7];
+  const positive = rand(210, 5, 0.2, 2);
+  const cases: Array<[string, (x: T.Tensor) => T.Tensor, (x: number) => number, ArrayLike<number>?]> = [
+    ['neg', T.neg, (x) => -x],
+    ['relu', T.relu, (x) => Math.max(x, 0)],
+    ['exp', T.exp, Math.exp],
+    ['log', T.log, Math.log, positive],
+    ['sqrt', T.sqrt, Math.sqrt, positive],
+    ['sigmoid', T.sigmoid, (x) => 1 / (1 + Math.exp(-x))],
+    ['tanh', T.tanh, Math.tanh],
+    ['gelu', T.gelu, (x) => 0.5 * x * (1 + erf(x / Math.SQRT2))],
+    ['pow 3', (x) => T.powScalar(x, 3), (x) => x ** 3],
+    ['pow 0.5', (x) => T.powScalar(x, 0.5), (x) => x ** 0.5, positive],
+    ['affine', (x) => T.affine(x, 2.5, -1), (x) => 2.5 * x - 1],
+    ['clamp', (x) => T.clamp(x, -0.5, 0.25), (x) => Math.min(Math.max(x, -0.5), 0.25)],
+  ];
+  for (const [name, gpu, f, data] of cases) {
+    it(name, () =>
+      checkOp({
+        name,
+        inputs: [{ shape, ...(data ? { data } : {}) }],
+        gpu: ([x]) => gpu(x as T.Tensor),
+        ref: map(f),
+      }),
+    );
+  }
+});
+
+describe('binary ops with broadcasting', () => {
+  const shapes: Array<[number[], number[]]> = [
+    [
+      [2, 3, 4],
+      [2, 3, 4],
+    ],
+    [
+      [2, 3, 4, 5],
+      [1, 3, 1, 1],
+    ],
+    [
+      [3, 1, 5],
+      [4, 1],
+    ],
+    [[7], [2, 3, 7]],
+    [[2, 1, 3], [1]],
+  ];
+  const ops: Array<[string, (a: T.Tensor, b: T.Tensor) => T.Tensor, (a: number, b: number) => number]> = [
+    ['add', T.add, (a, b) => a + b],
+    ['sub', T.sub, (a, b) => a - b],
+    ['mul', T.mul, (a, b) => a * b],
+    ['div', T.div, (a, b) => a / b],
+  ];
+  for (const [name, gpu, f] of ops) {
+    for (const [sa, sb] of shapes) {
+      const nb = sb.reduce((x, y) => x * y, 1);
+      const bData = name === 'div' ? rand(nb, 3, 0.5, 2) : undefined;
+      it(`${name} [${sa}] [${sb}]`, () =>
+        checkOp({
+          name: `${name} [${sa}] [${sb}]`,
+          inputs: [{ shape: sa }, { shape: sb, ...(bData ? { data: bData } : {}) }],
+          gpu: ([a, b]) => gpu(a as T.Tensor, b as T.Tensor),
+          ref: broadcastRef(f, sa, sb),
+        }));
+    }
+  }
+  it('where', () =>
+    checkOp({
+      name: 'where',
+      inputs: [
+        { shape: [3, 4], data: Array.from({ length: 12 }, (_, i) => (i % 3 === 0 ? 1 : 0)), grad: false },
+        { shape: [3, 4] },
+        { shape: [3, 4] },
+      ],
+      gpu: ([c, a, b]) => T.where(c as T.Tensor, a as T.Tensor, b as T.Tensor),
+      ref: ([c, a, b]) =>
+        (a as Float64Array).map((v, i) => ((c as Float64Array)[i] ? v : ((b as Float64Array)[i] ?? 0))),
+    }));
+});
