@@ -1,4 +1,4 @@
-import { fill, mapKernel } from '../kernels/elementwise.js';
+import { accumulate, fill } from '../kernels/elementwise.js';
 import { formatShape, type GradNode, sameShape, type Tensor } from '../tensor.js';
 
 let gradEnabled = true;
@@ -105,7 +105,7 @@ export function backward(root: Tensor, options: BackwardOptions = {}): void {
             );
           const previous = grads.get(input);
           if (previous) {
-            mapKernel(device, 'a + b', [previous, g], [], previous);
+            accumulate(device, previous, g);
             g.dispose();
           } else grads.set(input, g);
         }
@@ -138,7 +138,7 @@ function finishLeaf(leaf: Tensor, grads: Map<Tensor, Tensor>): void {
   grads.delete(leaf);
   if (!g) return;
   if (leaf.grad) {
-    mapKernel(leaf.device, 'a + b', [leaf.grad, g], [], leaf.grad);
+    accumulate(leaf.device, leaf.grad, g);
     g.dispose();
   } else {
     g.keep();

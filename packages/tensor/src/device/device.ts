@@ -54,6 +54,8 @@ export class Device {
   private dispatchCount = 0;
   private submitCount = 0;
   private destroyed = false;
+  /** Validation errors Dawn reported since the last readback; a readback throws them. */
+  readonly errors: string[] = [];
 
   private constructor(
     readonly gpu: GPUDevice,
@@ -90,11 +92,11 @@ export class Device {
       if (typeof value === 'number') requiredLimits[key] = value;
     }
     const gpu = await adapter.requestDevice({ requiredFeatures, requiredLimits });
+    const device = new Device(gpu, adapter, chosen.listing?.name ?? adapter.info.device);
     gpu.addEventListener('uncapturederror', (event) => {
-      const message = (event as GPUUncapturedErrorEvent).error.message;
-      process.stderr.write(`WebGPU error: ${message}\n`);
+      device.errors.push((event as GPUUncapturedErrorEvent).error.message);
     });
-    return new Device(gpu, adapter, chosen.listing?.name ?? adapter.info.device);
+    return device;
   }
 
   get hasSubgroups(): boolean {
@@ -289,6 +291,7 @@ export class Device {
     const out = staging.getMappedRange(0, size).slice(0, bytes);
     staging.unmap();
     this.staging.release(staging);
+    this.throwErrors();
     return out;
   }
 
@@ -296,6 +299,13 @@ export class Device {
   async sync(): Promise<void> {
     this.flush();
     await this.gpu.queue.onSubmittedWorkDone();
+    this.throwErrors();
+  }
+
+  private throwErrors(): void {
+    if (this.errors.length === 0) return;
+    const messages = this.errors.splice(0);
+    throw new Error(`WebGPU reported ${messages.length} error(s): ${messages.join(' | ')}`);
   }
 
   destroy(): void {

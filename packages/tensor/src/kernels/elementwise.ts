@@ -178,3 +178,32 @@ export function broadcastKernel(
   launch(device, broadcastSource(expr), [a.buffer, b.buffer, out.buffer], u, out.size);
   return out;
 }
+
+const accumulateSource: KernelSource = {
+  key: 'accumulate',
+  bindings: ['read', 'rw'],
+  workgroupSize: WG,
+  wgsl: () => /* wgsl */ `
+struct U { n: u32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> addend: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+${LINEAR_ID}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let i = linear_id(gid, groups, ${WG}u);
+  if (i < u.n) { dst[i] = dst[i] + addend[i]; }
+}`,
+};
+
+/** target += addend, in place (a buffer may not be bound both read-only and read-write). */
+export function accumulate(device: Device, target: Tensor, addend: Tensor): void {
+  if (target.size !== addend.size) throw new Error(`accumulate: ${target.size} vs ${addend.size} elements`);
+  launch(
+    device,
+    accumulateSource,
+    [addend.buffer, target.buffer],
+    new Uniforms().u32(target.size),
+    target.size,
+  );
+}

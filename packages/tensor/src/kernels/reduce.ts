@@ -10,7 +10,7 @@ const CHUNK = 2048;
 export type ReduceOp = 'sum' | 'max';
 
 function reduceSource(op: ReduceOp): KernelSource {
-  const init = op === 'sum' ? '0.0' : '-3.4028235e38';
+  const init = op === 'sum' ? '0.0' : '-3.4028e38';
   const fold = op === 'sum' ? 'acc + v' : 'max(acc, v)';
   return {
     key: `reduce/${op}`,

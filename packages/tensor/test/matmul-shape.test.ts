@@ -1,0 +1,192 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import * as T from '../src/index.js';
+import { checkOp, stridesOf, testDevice } from './harness.js';
+
+function matmulRef(sa: number[], sb: number[]) {
+  return ([a, b]: Float64Array[]) => {
+    const [m = 0, k = 0] = sa.slice(-2);
+    const n = sb.at(-1) ?? 0;
+    const ba = sa.length === 3 ? (sa[0] ?? 1) : 1;
+    const bb = sb.length === 3 ? (sb[0] ?? 1) : 1;
+    const batch = Math.max(ba, bb);
+    const out = new Float64Array(batch * m * n);
+    for (let t = 0; t < batch; t++)
+      for (let i = 0; i < m; i++)
+        for (let j = 0; j < n; j++) {
+          let s = 0;
+          for (let p = 0; p < k; p++)
+            s +=
+              (a?.[(ba === 1 ? 0 : t) * m * k + i * k + p] ?? 0) *
+              (b?.[(bb === 1 ? 0 : t) * k * n + p * n + j] ?? 0);
+          out[t * m * n + i * n + j] = s;
+        }
+    return out;
+  };
+}
+
+describe('matmul', () => {
+  const cases: Array<[number[], number[]]> = [
+    [
+      [5, 7],
+      [7, 3],
+    ],
+    [
+      [9, 13],
+      [13, 11],
+    ],
+    [
+      [2, 5, 6],
+      [2, 6, 4],
+    ],
+    [
+      [3, 4, 5],
+      [5, 6],
+    ],
+    [
+      [5, 4],
+      [3, 4, 9],
+    ],
+    [
+      [1, 1],
+      [1, 1],
+    ],
+  ];
+  for (const [sa, sb] of cases) {
+    it(`[${sa}] x [${sb}]`, () =>
+      checkOp({
+        name: `matmul [${sa}] [${sb}]`,
+        inputs: [{ shape: sa }, { shape: sb }],
+        gpu: ([a, b]) => T.matmul(a as T.Tensor, b as T.Tensor),
+        ref: matmulRef(sa, sb),
+      }));
+  }
+  it('rejects shapes that do not multiply', async () => {
+    const device = await testDevice();
+    const a = T.zeros(device, [2, 3]);
+    const b = T.zeros(device, [4, 5]);
+    assert.throws(() => T.matmul(a, b), /matmul: shapes \[2, 3\] and \[4, 5\] do not multiply/);
+    a.dispose();
+    b.dispose();
+  });
+});
+
+function permuteRef(shape: number[], perm: number[]) {
+  return ([x]: Float64Array[]) => {
+    const outShape = perm.map((p) => shape[p] ?? 1);
+    const so = stridesOf(outShape);
+    const si = stridesOf(shape);
+    const out = new Float64Array(x?.length ?? 0);
+    for (let i = 0; i < out.length; i++) {
+      let off = 0;
+      for (let d = 0; d < perm.length; d++)
+        off += (Math.floor(i / (so[d] ?? 1)) % (outShape[d] ?? 1)) * (si[perm[d] ?? 0] ?? 0);
+      out[i] = x?.[off] ?? 0;
+    }
+    return out;
+  };
+}
+
+describe('shape ops', () => {
+  it('transpose NCHW -> NHWC', () =>
+    checkOp({
+      name: 'transpose',
+      inputs: [{ shape: [2, 3, 4, 5] }],
+      gpu: ([x]) => T.transpose(x as T.Tensor, [0, 2, 3, 1]),
+      ref: permuteRef([2, 3, 4, 5], [0, 2, 3, 1]),
+    }));
+  it('reshape', () =>
+    checkOp({
+      name: 'reshape',
+      inputs: [{ shape: [2, 3, 4] }],
+      gpu: ([x]) => T.reshape(x as T.Tensor, [6, -1]),
+      ref: ([x]) => Float64Array.from(x as Float64Array),
+    }));
+  it('slice along axis 1', () =>
+    checkOp({
+      name: 'slice',
+      inputs: [{ shape: [2, 5, 3] }],
+      gpu: ([x]) => T.slice(x as T.Tensor, 1, 1, 3),
+      ref: ([x]) => {
+        const out: number[] = [];
+        for (let n = 0; n < 2; n++)
+          for (let c = 1; c < 4; c++) for (let w = 0; w < 3; w++) out.push(x?.[n * 15 + c * 3 + w] ?? 0);
+        return Float64Array.from(out);
+      },
+    }));
+  it('concat along channels', () =>
+    checkOp({
+      name: 'concat',
+      inputs: [{ shape: [2, 1, 3] }, { shape: [2, 2, 3] }],
+      gpu: ([a, b]) => T.concat([a as T.Tensor, b as T.Tensor], 1),
+      ref: ([a, b]) => {
+        const out: number[] = [];
+        for (let n = 0; n < 2; n++) {
+          for (let i = 0; i < 3; i++) out.push(a?.[n * 3 + i] ?? 0);
+          for (let i = 0; i < 6; i++) out.push(b?.[n * 6 + i] ?? 0);
+        }
+        return Float64Array.from(out);
+      },
+    }));
+  it('split is the inverse of concat', () =>
+    checkOp({
+      name: 'split',
+      inputs: [{ shape: [4, 6] }],
+      gpu: ([x]) => {
+        const [p, q] = T.split(x as T.Tensor, 1, [2, 4]);
+        return T.concat([q as T.Tensor, p as T.Tensor], 1);
+      },
+      ref: ([x]) => {
+        const out: number[] = [];
+        for (let r = 0; r < 4; r++) {
+          for (let c = 2; c < 6; c++) out.push(x?.[r * 6 + c] ?? 0);
+          for (let c = 0; c < 2; c++) out.push(x?.[r * 6 + c] ?? 0);
+        }
+        return Float64Array.from(out);
+      },
+    }));
+  it('sum, mean and max over axes', async () => {
+    await checkOp({
+      name: 'sum',
+      inputs: [{ shape: [2, 3, 4] }],
+      gpu: ([x]) => T.sum(x as T.Tensor, [0, 2]),
+      ref: ([x]) => reduceRef(x as Float64Array, (a, b) => a + b, 0, 1),
+    });
+    await checkOp({
+      name: 'mean',
+      inputs: [{ shape: [2, 3, 4] }],
+      gpu: ([x]) => T.mean(x as T.Tensor, [0, 2]),
+      ref: ([x]) => reduceRef(x as Float64Array, (a, b) => a + b, 0, 1 / 8),
+    });
+    await checkOp({
+      name: 'max',
+      inputs: [{ shape: [2, 3, 4] }],
+      gpu: ([x]) => T.max(x as T.Tensor, [0, 2]),
+      ref: ([x]) => reduceRef(x as Float64Array, Math.max, Number.NEGATIVE_INFINITY, 1),
+    });
+  });
+  it('a large sum folds partial sums', () =>
+    checkOp({
+      name: 'big sum',
+      inputs: [{ shape: [3, 10000] }],
+      gpu: ([x]) => T.sum(x as T.Tensor, 1),
+      ref: ([x]) =>
+        Float64Array.from([0, 1, 2], (r) =>
+          (x as Float64Array).slice(r * 10000, (r + 1) * 10000).reduce((a, b) => a + b, 0),
+        ),
+    }));
+});
+
+/** Reduces [2, 3, 4] over axes 0 and 2. */
+function reduceRef(
+  x: Float64Array,
+  f: (a: number, b: number) => number,
+  init: number,
+  factor: number,
+): Float64Array {
+  const out = new Float64Array(3).fill(init);
+  for (let n = 0; n < 2; n++)
+    for (let c = 0; c < 3; c++)
+      for (let w = 0; w < 4; w++) out[c] = f(out[c] ?? 0, x[n * 12 + c * 4 + w] ?? 0);
+  return out.map((v) => v * factor);
+}
