@@ -42,7 +42,9 @@ export {
   tanh,
   where,
 } from './ops/elementwise.js';
+export { matmul } from './ops/matmul.js';
 export { max, mean, sum } from './ops/reduce.js';
+export { concat, reshape, slice, split, transpose } from './ops/shape.js';
 export {
   type DType,
   type GradNode,
