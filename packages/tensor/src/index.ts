@@ -22,6 +22,16 @@ export {
   type Kernel,
   type KernelSource,
 } from './device/device.js';
+export { conv2dBiasGrad, conv2dForward, conv2dInputGrad, conv2dWeightGrad } from './kernels/conv.js';
+export { type AdamOptions, adamUpdate, type MomentumOptions, momentumUpdate } from './kernels/optimizer.js';
+export { kthSmallest } from './kernels/select.js';
+export {
+  type Conv2dOptions,
+  type Conv2dPadding,
+  conv2d,
+  conv2dGeometry,
+  resolvePadding,
+} from './ops/conv.js';
 export { full, ones, parameter, persistent, tensor, zeros } from './ops/create.js';
 export {
   add,
@@ -43,8 +53,21 @@ export {
   where,
 } from './ops/elementwise.js';
 export { matmul } from './ops/matmul.js';
+export { type BatchNormOptions, batchNorm2d, layerNorm, type SyncStatsHook } from './ops/norm.js';
+export { adaptiveAvgPool2d, argmax, avgPool2d, maxPool2d, type PoolOptions } from './ops/pool.js';
+export {
+  type DropoutOptions,
+  dropout,
+  dropout2d,
+  dropPath,
+  manualSeed,
+  nextSeed,
+  randomUniform,
+} from './ops/random.js';
 export { max, mean, sum } from './ops/reduce.js';
+export { type ResizeBilinearOptions, resizeBilinear, resizeNearest } from './ops/resize.js';
 export { concat, reshape, slice, split, transpose } from './ops/shape.js';
+export { type CrossEntropyOptions, pixelTrueProb, softmax, softmaxCrossEntropy } from './ops/softmax.js';
 export {
   type DType,
   type GradNode,

@@ -147,6 +147,7 @@ type Kept =
   | boolean
   | null
   | undefined
+  // biome-ignore lint/suspicious/noConfusingVoidType: a step callback may return nothing
   | void;
 
 function collectKept(value: Kept, out: Set<Tensor>): void {

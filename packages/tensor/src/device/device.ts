@@ -41,6 +41,9 @@ export class Device {
   readonly limits: GPUSupportedLimits;
   readonly features: ReadonlySet<string>;
   readonly adapterName: string;
+  /** Subgroup sizes the adapter reports (0 when unknown). */
+  readonly subgroupMinSize: number;
+  readonly subgroupMaxSize: number;
   private readonly pipelines = new Map<string, Kernel>();
   private readonly layouts = new Map<string, GPUBindGroupLayout>();
   private readonly storage: BufferPool;
@@ -65,6 +68,9 @@ export class Device {
     this.limits = gpu.limits;
     this.features = new Set([...gpu.features]);
     this.adapterName = adapterName;
+    const info = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
+    this.subgroupMinSize = info.subgroupMinSize ?? 0;
+    this.subgroupMaxSize = info.subgroupMaxSize ?? 0;
     this.storage = new BufferPool(
       gpu,
       GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
@@ -76,7 +82,6 @@ export class Device {
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
       label: 'uniform-arena',
     });
-    void adapter;
   }
 
   /** Opens the adapter `SEGTRAIN_ADAPTER` names (or Dawn's default) with its real limits and optional features. */

@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+import { resolve } from 'node:path';
+import { getDevice } from '@segtrain/tensor';
+import { runKernelBench } from './kernels.js';
+import { writeReport } from './report.js';
+import { loadTfjs } from './tfjs.js';
+import { rate } from './timing.js';
+
+const USAGE = `Usage: segtrain-bench kernels [--reps N] [--quick] [--no-tfjs] [--out DIR]
+
+Measures our WGSL kernels and, in the same run on the same adapter, @tensorflow/tfjs-backend-webgpu 4.22,
+and writes a Markdown and a JSON report (default DIR: bench-results/).`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command !== 'kernels') {
+    process.stderr.write(`${USAGE}\n`);
+    return command === '--help' ? 0 : 2;
+  }
+  let reps = 3;
+  let quick = false;
+  let tfjsOn = true;
+  let out = resolve(process.env.INIT_CWD ?? process.cwd(), 'bench-results');
+  for (let i = 0; i < rest.length; i++) {
+    const flag = rest[i];
+    if (flag === '--reps') reps = Number(rest[++i]);
+    else if (flag === '--quick') quick = true;
+    else if (flag === '--no-tfjs') tfjsOn = false;
+    else if (flag === '--out') out = resolve(rest[++i] ?? out);
+    else {
+      process.stderr.write(`segtrain-bench: unknown option ${flag}\n${USAGE}\n`);
+      return 2;
+    }
+  }
+  if (!Number.isInteger(reps) || reps < 1) {
+    process.stderr.write('segtrain-bench: --reps needs a positive integer\n');
+    return 2;
+  }
+  const device = await getDevice();
+  const tfjs = tfjsOn ? await loadTfjs() : null;
+  const log = (line: string) => process.stdout.write(`${line}\n`);
+  log(
+    `adapter: ${device.adapterName}; subgroups: ${device.hasSubgroups ? `${device.subgroupMinSize}-${device.subgroupMaxSize}` : 'no'}`,
+  );
+  const rows = await runKernelBench(device, tfjs, { reps, quick }, log);
+  const gemm = rows[0];
+  const notes = [
+    'Each time is the median of the runs after one warm-up; both libraries wait for the GPU queue to drain.',
+    'tfjs runs NHWC (its native layout), we run NCHW; the FLOP counts are the same.',
+  ];
+  if (gemm) {
+    const gemmRate = rate(gemm, gemm.oursMs);
+    for (const row of rows.slice(1))
+      if (!row.images)
+        notes.push(`${row.name}: ${(rate(row, row.oursMs) / gemmRate).toFixed(2)}× our GEMM 1024 rate`);
+  }
+  const date = new Date().toISOString();
+  const files = writeReport(out, quick ? 'kernels-quick' : 'kernels', {
+    title: 'segtrain kernel benchmark',
+    date,
+    machine: {
+      adapter: device.adapterName,
+      node: process.version,
+      cpus: String((await import('node:os')).cpus().length),
+    },
+    rows,
+    notes,
+  });
+  log(`wrote ${files.join(', ')}`);
+  device.destroy();
+  return 0;
+}
+
+process.exitCode = await main(process.argv.slice(2));
+process.exit();

@@ -1,0 +1,51 @@
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Row, rate } from './timing.js';
+
+export interface Report {
+  readonly title: string;
+  readonly date: string;
+  readonly machine: Record<string, string>;
+  readonly rows: readonly Row[];
+  readonly notes: readonly string[];
+}
+
+function fmt(n: number | null, digits = 2): string {
+  return n === null || !Number.isFinite(n) ? '—' : n.toFixed(digits);
+}
+
+export function toMarkdown(r: Report): string {
+  const lines = [`# ${r.title}`, '', `Run ${r.date}.`, ''];
+  for (const [k, v] of Object.entries(r.machine)) lines.push(`- ${k}: ${v}`);
+  lines.push(
+    '',
+    '| case | ours ms | ours rate | tfjs-webgpu ms | tfjs rate | ours / tfjs |',
+    '|---|---:|---:|---:|---:|---:|',
+  );
+  for (const row of r.rows) {
+    const unit = row.images ? 'img/s' : 'GFLOP/s';
+    const ours = rate(row, row.oursMs);
+    const theirs = row.theirsMs === null ? null : rate(row, row.theirsMs);
+    lines.push(
+      `| ${row.name} | ${fmt(row.oursMs, 1)} | ${fmt(ours)} ${unit} | ${fmt(row.theirsMs, 1)} | ${theirs === null ? '—' : `${fmt(theirs)} ${unit}`} | ${theirs === null ? '—' : `${fmt(ours / theirs)}×`} |`,
+    );
+  }
+  lines.push('', ...r.notes.map((n) => `- ${n}`), '');
+  return lines.join('\n');
+}
+
+/** Writes `<dir>/<name>.md` and `.json` through temp files and renames. */
+export function writeReport(dir: string, name: string, r: Report): string[] {
+  mkdirSync(dir, { recursive: true });
+  const out: string[] = [];
+  for (const [ext, text] of [
+    ['md', toMarkdown(r)],
+    ['json', `${JSON.stringify(r, null, 2)}\n`],
+  ] as const) {
+    const path = join(dir, `${name}.${ext}`);
+    writeFileSync(`${path}.tmp`, text);
+    renameSync(`${path}.tmp`, path);
+    out.push(path);
+  }
+  return out;
+}

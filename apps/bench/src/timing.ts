@@ -1,0 +1,26 @@
+/** Median wall time of `run` (ms) after `warmup` runs; `run` must resolve when the GPU work is done. */
+export async function medianMs(run: () => Promise<void>, reps: number, warmup = 1): Promise<number> {
+  for (let i = 0; i < warmup; i++) await run();
+  const times: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    await run();
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)] ?? Number.NaN;
+}
+
+export interface Row {
+  readonly name: string;
+  /** Work per run in GFLOP (0 when the row reports images/s). */
+  readonly gflop: number;
+  /** Images per run (training-step rows). */
+  readonly images?: number;
+  readonly oursMs: number;
+  readonly theirsMs: number | null;
+}
+
+export function rate(row: Row, ms: number): number {
+  return row.images ? (row.images * 1000) / ms : (row.gflop * 1000) / ms;
+}

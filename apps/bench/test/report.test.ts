@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { toMarkdown, writeReport } from '../src/report.js';
+import { medianMs, type Row, rate } from '../src/timing.js';
+
+const rows: Row[] = [
+  { name: 'GEMM 1024x1024x1024', gflop: 2.147483648, oursMs: 200, theirsMs: 800 },
+  { name: 'training step', gflop: 1, images: 2, oursMs: 100, theirsMs: null },
+];
+
+describe('benchmark reports', () => {
+  it('rates are GFLOP/s, or img/s for training steps', () => {
+    assert.ok(Math.abs(rate(rows[0] as Row, 200) - 10.737) < 1e-3);
+    assert.equal(rate(rows[1] as Row, 100), 20);
+  });
+
+  it('the Markdown table carries both rates and the same-run ratio', () => {
+    const md = toMarkdown({ title: 't', date: 'd', machine: { adapter: 'lavapipe' }, rows, notes: ['n1'] });
+    assert.match(
+      md,
+      /\| GEMM 1024x1024x1024 \| 200\.0 \| 10\.74 GFLOP\/s \| 800\.0 \| 2\.68 GFLOP\/s \| 4\.00× \|/,
+    );
+    assert.match(md, /\| training step \| 100\.0 \| 20\.00 img\/s \| — \| — \| — \|/);
+    assert.match(md, /- adapter: lavapipe/);
+    assert.match(md, /- n1/);
+  });
+
+  it('writes Markdown and JSON through temp files', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bench-'));
+    const files = writeReport(dir, 'kernels', { title: 't', date: 'd', machine: {}, rows, notes: [] });
+    assert.deepEqual(files, [join(dir, 'kernels.md'), join(dir, 'kernels.json')]);
+    assert.equal(JSON.parse(readFileSync(join(dir, 'kernels.json'), 'utf8')).rows.length, 2);
+  });
+
+  it('medianMs runs warm-up plus reps and takes the median', async () => {
+    let calls = 0;
+    const delays = [50, 1, 30, 2];
+    const ms = await medianMs(async () => {
+      const d = delays[calls++] ?? 0;
+      await new Promise((r) => setTimeout(r, d));
+    }, 3);
+    assert.equal(calls, 4);
+    assert.ok(ms >= 2 && ms < 30, `median ${ms}`);
+  });
+});

@@ -1,0 +1,99 @@
+import type { Access, Device, KernelSource } from '../device/device.js';
+
+/**
+ * One tiled GEMM, C[b](m, n) = Σ_k A[b](m, k) · B[b](k, n), whose operand loads and result store are
+ * injected WGSL. matmul, conv forward, conv dX and conv dW are all this kernel with different loads
+ * (implicit GEMM: no im2col buffer), and epilogues (bias, activation, residual) live in `store`.
+ *
+ * Layout, tuned on lavapipe (FIELD-NOTES): each invocation keeps a TM×TN register tile; a
+ * workgroup row of WX invocations is one subgroup, whose lanes own interleaved columns
+ * (`col = base + j·WX + lane`) so B loads and C stores are contiguous across lanes, and each lane
+ * loads one A value per k that `subgroupBroadcast` shares with the others.
+ */
+export interface GemmSpec {
+  /** Cache key: everything structural in the injected code. */
+  readonly key: string;
+  /** Access of the storage bindings 1..n, declared in `decls`. */
+  readonly bindings: readonly Access[];
+  /** Extra uniform fields after `m, n, k, batch` (WGSL struct members, 4-byte scalars). */
+  readonly uniformFields?: string;
+  /** Binding declarations and helper functions. */
+  readonly decls: string;
+  /**
+   * `fn load_a(b: u32, m: u32, k: u32) -> f32`, `fn load_b(b: u32, k: u32, n: u32) -> f32` and
+   * `fn store_c(b: u32, m: u32, n: u32, v: f32)` bodies (full function definitions).
+   */
+  readonly functions: string;
+}
+
+export interface GemmTiling {
+  readonly tm: number;
+  readonly tn: number;
+  readonly wx: number;
+  readonly wy: number;
+  /** Share A across a subgroup row (needs the subgroups feature and subgroup size == wx). */
+  readonly subgroupA: boolean;
+}
+
+/** The tiling for this device: subgroup sharing when the subgroup size is fixed and small enough. */
+export function gemmTiling(device: Device): GemmTiling {
+  const min = device.subgroupMinSize;
+  const fixed = device.hasSubgroups && min === device.subgroupMaxSize && min >= 8 && min <= 16;
+  return fixed
+    ? { tm: 8, tn: 8, wx: min, wy: Math.max(1, 64 / min), subgroupA: true }
+    : { tm: 8, tn: 8, wx: 8, wy: 8, subgroupA: false };
+}
+
+export function gemmSource(spec: GemmSpec, t: GemmTiling): KernelSource {
+  const acc = Array.from({ length: t.tm * t.tn }, (_, i) => `var c${i} = 0.0;`).join(' ');
+  const loads: string[] = [];
+  if (t.subgroupA) {
+    loads.push(`let mine = load_a(batch, min(row0 + lane % ${t.tm}u, u.m - 1u), k);`);
+    for (let i = 0; i < t.tm; i++) loads.push(`let a${i} = subgroupBroadcast(mine, ${i}u);`);
+  } else {
+    for (let i = 0; i < t.tm; i++) loads.push(`let a${i} = load_a(batch, min(row0 + ${i}u, u.m - 1u), k);`);
+  }
+  for (let j = 0; j < t.tn; j++)
+    loads.push(`let b${j} = load_b(batch, k, min(colb + ${j * t.wx}u, u.n - 1u));`);
+  const fmas: string[] = [];
+  for (let i = 0; i < t.tm; i++)
+    for (let j = 0; j < t.tn; j++) fmas.push(`c${i * t.tn + j} = fma(a${i}, b${j}, c${i * t.tn + j});`);
+  const stores: string[] = [];
+  for (let i = 0; i < t.tm; i++) {
+    for (let j = 0; j < t.tn; j++) {
+      stores.push(
+        `if (row0 + ${i}u < u.m && colb + ${j * t.wx}u < u.n) { store_c(batch, row0 + ${i}u, colb + ${j * t.wx}u, c${i * t.tn + j}); }`,
+      );
+    }
+  }
+  return {
+    key: `gemm/${spec.key}/${t.tm}x${t.tn}/${t.wx}x${t.wy}/${t.subgroupA ? 'sg' : 'plain'}`,
+    bindings: spec.bindings,
+    workgroupSize: t.wx * t.wy,
+    wgsl: () => /* wgsl */ `${t.subgroupA ? 'enable subgroups;' : ''}
+struct U { m: u32, n: u32, k: u32, batch: u32, ${spec.uniformFields ?? ''} }
+@group(0) @binding(0) var<uniform> u: U;
+${spec.decls}
+${spec.functions}
+@compute @workgroup_size(${t.wx}, ${t.wy})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let lane = lid.x;
+  let row0 = (wg.y * ${t.wy}u + lid.y) * ${t.tm}u;
+  let colb = wg.x * ${t.tn * t.wx}u + lid.x;
+  let batch = wg.z;
+  // Every lane of a row runs the k loop (uniform control flow for subgroupBroadcast); rows past m
+  // load clamped values and store nothing.
+  ${acc}
+  for (var k = 0u; k < u.k; k++) {
+    ${loads.join('\n    ')}
+    ${fmas.join('\n    ')}
+  }
+  ${stores.join('\n  ')}
+}`,
+  };
+}
+
+/** Workgroups for an m×n result over `batch` matrices. */
+export function gemmGroups(t: GemmTiling, m: number, n: number, batch: number): [number, number, number] {
+  return [Math.ceil(n / (t.tn * t.wx)), Math.ceil(m / (t.tm * t.wy)), batch];
+}

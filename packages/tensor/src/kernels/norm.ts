@@ -1,0 +1,446 @@
+import type { Device, KernelSource } from '../device/device.js';
+import type { Tensor } from '../tensor.js';
+import { emptyTensor, LINEAR_ID, launch, Uniforms } from './launch.js';
+import { reduceTo } from './reduce.js';
+
+/** Invocations per workgroup for the looping (reduction) kernels. */
+const WG = 64;
+/** Invocations per workgroup for the one-per-element kernels. */
+const EWG = 256;
+/** Elements one invocation folds into a partial sum before the partials are folded again. */
+export const NORM_CHUNK = 1024;
+
+const MAIN = (wg: number) => `${LINEAR_ID}
+@compute @workgroup_size(${wg})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let t = linear_id(gid, groups, ${wg}u);`;
+
+/**
+ * Per-channel partial sums of an NCHW tensor: invocation (ch, p) folds positions [p·chunk, …) of
+ * the N·H·W positions of channel ch. Writes Σ(x−k) to row ch and Σ(x−k)² to row C+ch of a
+ * [2C, parts] buffer; k = x[0, ch, 0, 0] when `shift` is set (shifted-data variance, which keeps
+ * float32 cancellation small), else 0 (raw sums, for a cross-device collective).
+ */
+const bnStatsPartialSource: KernelSource = {
+  key: 'norm/bn-stats-partial',
+  bindings: ['read', 'rw'],
+  workgroupSize: WG,
+  wgsl: () => /* wgsl */ `
+struct U { n: u32, c: u32, hw: u32, parts: u32, chunk: u32, shift: u32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+${MAIN(WG)}
+  if (t >= u.c * u.parts) { return; }
+  let ch = t / u.parts;
+  let p = t % u.parts;
+  let count = u.n * u.hw;
+  let start = p * u.chunk;
+  let end = min(start + u.chunk, count);
+  let k = select(0.0, x[ch * u.hw], u.shift != 0u);
+  var s1 = 0.0;
+  var s2 = 0.0;
+  var nn = start / u.hw;
+  var i = start % u.hw;
+  for (var r = start; r < end; r++) {
+    let v = x[(nn * u.c + ch) * u.hw + i] - k;
+    s1 += v;
+    s2 += v * v;
+    i++;
+    if (i == u.hw) { i = 0u; nn++; }
+  }
+  out[ch * u.parts + p] = s1;
+  out[(u.c + ch) * u.parts + p] = s2;
+}`,
+};
+
+/** Per channel: [Σ(x−k), Σ(x−k)²] (first 2C of `sums`) → stats [mean(C), biased var(C)]. */
+const bnStatsFinalSource: KernelSource = {
+  key: 'norm/bn-stats-final',
+  bindings: ['read', 'read', 'rw'],
+  workgroupSize: WG,
+  wgsl: () => /* wgsl */ `
+struct U { c: u32, hw: u32, shift: u32, count: f32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> sums: array<f32>;
+@group(0) @binding(3) var<storage, read_write> stats: array<f32>;
+${MAIN(WG)}
+  if (t >= u.c) { return; }
+  let k = select(0.0, x[t * u.hw], u.shift != 0u);
+  let d = sums[t] / u.count;
+  stats[t] = k + d;
+  stats[u.c + t] = max(sums[u.c + t] / u.count - d * d, 0.0);
+}`,
+};
+
+/** running = momentum·running + (1 − momentum)·batch (Paddle's convention: momentum weighs the old value). */
+const bnRunningSource: KernelSource = {
+  key: 'norm/bn-running',
+  bindings: ['read', 'rw', 'rw'],
+  workgroupSize: WG,
+  wgsl: () => /* wgsl */ `
+struct U { c: u32, momentum: f32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> stats: array<f32>;
+@group(0) @binding(2) var<storage, read_write> rmean: array<f32>;
+@group(0) @binding(3) var<storage, read_write> rvar: array<f32>;
+${MAIN(WG)}
+  if (t >= u.c) { return; }
+  rmean[t] = u.momentum * rmean[t] + (1.0 - u.momentum) * stats[t];
+  rvar[t] = u.momentum * rvar[t] + (1.0 - u.momentum) * stats[u.c + t];
+}`,
+};
+
+/** y = (x − mean[c]) / sqrt(var[c] + eps) · w[c] + b[c]. */
+const bnApplySource: KernelSource = {
+  key: 'norm/bn-apply',
+  bindings: ['read', 'read', 'read', 'read', 'rw'],
+  workgroupSize: EWG,
+  wgsl: () => /* wgsl */ `
+struct U { total: u32, c: u32, hw: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> stats: array<f32>;
+@group(0) @binding(3) var<storage, read> w: array<f32>;
+@group(0) @binding(4) var<storage, read> b: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+${MAIN(EWG)}
+  if (t >= u.total) { return; }
+  let ch = (t / u.hw) % u.c;
+  let inv = 1.0 / sqrt(stats[u.c + ch] + u.eps);
+  y[t] = (x[t] - stats[ch]) * inv * w[ch] + b[ch];
+}`,
+};
+
+/** Backward partials per (channel, chunk): Σ g to row ch, Σ g·x̂ to row C+ch of [2C, parts]. */
+const bnGradPartialSource: KernelSource = {
+  key: 'norm/bn-grad-partial',
+  bindings: ['read', 'read', 'read', 'rw'],
+  workgroupSize: WG,
+  wgsl: () => /* wgsl */ `
+struct U { n: u32, c: u32, hw: u32, parts: u32, chunk: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> g: array<f32>;
+@group(0) @binding(3) var<storage, read> stats: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+${MAIN(WG)}
+  if (t >= u.c * u.parts) { return; }
+  let ch = t / u.parts;
+  let p = t % u.parts;
+  let count = u.n * u.hw;
+  let start = p * u.chunk;
+  let end = min(start + u.chunk, count);
+  let mean = stats[ch];
+  let inv = 1.0 / sqrt(stats[u.c + ch] + u.eps);
+  var sg = 0.0;
+  var sgx = 0.0;
+  var nn = start / u.hw;
+  var i = start % u.hw;
+  for (var r = start; r < end; r++) {
+    let o = (nn * u.c + ch) * u.hw + i;
+    let gv = g[o];
+    sg += gv;
+    sgx += gv * (x[o] - mean) * inv;
+    i++;
+    if (i == u.hw) { i = 0u; nn++; }
+  }
+  out[ch * u.parts + p] = sg;
+  out[(u.c + ch) * u.parts + p] = sgx;
+}`,
+};
+
+/**
+ * dX. Training (batch statistics): w·inv·(g − Σg/n − x̂·Σ(g·x̂)/n). Eval (running statistics,
+ * constants): w·inv·g.
+ */
+const bnGradInputSource: KernelSource = {
+  key: 'norm/bn-grad-input',
+  bindings: ['read', 'read', 'read', 'read', 'read', 'rw'],
+  workgroupSize: EWG,
+  wgsl: () => /* wgsl */ `
+struct U { total: u32, c: u32, hw: u32, training: u32, eps: f32, count: f32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> g: array<f32>;
+@group(0) @binding(3) var<storage, read> stats: array<f32>;
+@group(0) @binding(4) var<storage, read> w: array<f32>;
+@group(0) @binding(5) var<storage, read> gsums: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dx: array<f32>;
+${MAIN(EWG)}
+  if (t >= u.total) { return; }
+  let ch = (t / u.hw) % u.c;
+  let inv = 1.0 / sqrt(stats[u.c + ch] + u.eps);
+  var d = g[t];
+  if (u.training != 0u) {
+    let xhat = (x[t] - stats[ch]) * inv;
+    d = d - gsums[ch] / u.count - xhat * gsums[u.c + ch] / u.count;
+  }
+  dx[t] = w[ch] * inv * d;
+}`,
+};
+
+/** Folds a [rows, parts] partial buffer to a [rows] tensor (parallel over rows, chunked over parts). */
+function foldPartials(device: Device, partial: Tensor, rows: number, parts: number): Tensor {
+  if (parts === 1) return partial;
+  const folded = reduceTo(device, partial, [rows, 1], 'sum');
+  partial.dispose();
+  const out = emptyTensor(device, [rows]);
+  device.copy(folded.buffer, 0, out.buffer, 0, out.bytes);
+  folded.dispose();
+  return out;
+}
+
+function nchw(x: Tensor, op: string): [number, number, number] {
+  if (x.rank < 2) throw new Error(`${op}: input must be [N, C, ...], got [${x.shape.join(', ')}]`);
+  const n = x.shape[0] ?? 1;
+  const c = x.shape[1] ?? 1;
+  return [n, c, x.size / (n * c)];
+}
+
+/**
+ * Per-channel [Σ(x−k) (C), Σ(x−k)² (C)] over N and the spatial dims, as a [2C] tensor; k is the
+ * channel's first element when `shift`, else 0 (raw sums).
+ */
+export function bnChannelSums(device: Device, x: Tensor, shift: boolean): Tensor {
+  const [n, c, hw] = nchw(x, 'batchNorm2d');
+  const parts = Math.max(1, Math.ceil((n * hw) / NORM_CHUNK));
+  const partial = emptyTensor(device, [2 * c, parts]);
+  const u = new Uniforms()
+    .u32(n)
+    .u32(c)
+    .u32(hw)
+    .u32(parts)
+    .u32(NORM_CHUNK)
+    .u32(shift ? 1 : 0);
+  launch(device, bnStatsPartialSource, [x.buffer, partial.buffer], u, c * parts);
+  return foldPartials(device, partial, 2 * c, parts);
+}
+
+/** [mean (C), biased variance (C)] from `bnChannelSums` output (with the same `shift`) over `count` values. */
+export function bnStatsFromSums(
+  device: Device,
+  x: Tensor,
+  sums: Tensor,
+  shift: boolean,
+  count: number,
+): Tensor {
+  const [, c, hw] = nchw(x, 'batchNorm2d');
+  const stats = emptyTensor(device, [2 * c]);
+  const u = new Uniforms()
+    .u32(c)
+    .u32(hw)
+    .u32(shift ? 1 : 0)
+    .f32(count);
+  launch(device, bnStatsFinalSource, [x.buffer, sums.buffer, stats.buffer], u, c);
+  return stats;
+}
+
+/** In-place running-statistics update from a [2C] stats tensor. */
+export function bnUpdateRunning(
+  device: Device,
+  stats: Tensor,
+  runningMean: Tensor,
+  runningVar: Tensor,
+  momentum: number,
+): void {
+  const c = runningMean.size;
+  const u = new Uniforms().u32(c).f32(momentum);
+  launch(device, bnRunningSource, [stats.buffer, runningMean.buffer, runningVar.buffer], u, c);
+}
+
+export function bnApply(
+  device: Device,
+  x: Tensor,
+  stats: Tensor,
+  weight: Tensor,
+  bias: Tensor,
+  eps: number,
+): Tensor {
+  const [, c, hw] = nchw(x, 'batchNorm2d');
+  const y = emptyTensor(device, x.shape);
+  const u = new Uniforms().u32(x.size).u32(c).u32(hw).f32(eps);
+  launch(device, bnApplySource, [x.buffer, stats.buffer, weight.buffer, bias.buffer, y.buffer], u, x.size);
+  return y;
+}
+
+/** Per-channel [Σg (C), Σg·x̂ (C)] as a [2C] tensor: dBias and dWeight. */
+export function bnGradSums(device: Device, x: Tensor, g: Tensor, stats: Tensor, eps: number): Tensor {
+  const [n, c, hw] = nchw(x, 'batchNorm2d');
+  const parts = Math.max(1, Math.ceil((n * hw) / NORM_CHUNK));
+  const partial = emptyTensor(device, [2 * c, parts]);
+  const u = new Uniforms().u32(n).u32(c).u32(hw).u32(parts).u32(NORM_CHUNK).f32(eps);
+  launch(device, bnGradPartialSource, [x.buffer, g.buffer, stats.buffer, partial.buffer], u, c * parts);
+  return foldPartials(device, partial, 2 * c, parts);
+}
+
+export function bnGradInput(
+  device: Device,
+  x: Tensor,
+  g: Tensor,
+  stats: Tensor,
+  weight: Tensor,
+  gsums: Tensor,
+  eps: number,
+  training: boolean,
+): Tensor {
+  const [n, c, hw] = nchw(x, 'batchNorm2d');
+  const dx = emptyTensor(device, x.shape);
+  const u = new Uniforms()
+    .u32(x.size)
+    .u32(c)
+    .u32(hw)
+    .u32(training ? 1 : 0)
+    .f32(eps)
+    .f32(n * hw);
+  launch(
+    device,
+    bnGradInputSource,
+    [x.buffer, g.buffer, stats.buffer, weight.buffer, gsums.buffer, dx.buffer],
+    u,
+    x.size,
+  );
+  return dx;
+}
+
+// ---------------------------------------------------------------------------------------------
+// LayerNorm over the last dimension.
+
+/** One invocation per row: two passes (mean, then centred variance), writes y and [mean, rstd]. */
+const lnForwardSource: KernelSource = {
+  key: 'norm/ln-forward',
+  bindings: ['read', 'read', 'read', 'rw', 'rw'],
+  workgroupSize: WG,
+  wgsl: () => /* wgsl */ `
+struct U { rows: u32, d: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> rowstats: array<f32>;
+${MAIN(WG)}
+  if (t >= u.rows) { return; }
+  let base = t * u.d;
+  var s = 0.0;
+  for (var i = 0u; i < u.d; i++) { s += x[base + i]; }
+  let mean = s / f32(u.d);
+  var s2 = 0.0;
+  for (var i = 0u; i < u.d; i++) { let v = x[base + i] - mean; s2 += v * v; }
+  let rstd = 1.0 / sqrt(s2 / f32(u.d) + u.eps);
+  for (var i = 0u; i < u.d; i++) { y[base + i] = (x[base + i] - mean) * rstd * w[i] + b[i]; }
+  rowstats[2u * t] = mean;
+  rowstats[2u * t + 1u] = rstd;
+}`,
+};
+
+/** dX per row: rstd·(g·w − mean(g·w) − x̂·mean(g·w·x̂)). */
+const lnGradInputSource: KernelSource = {
+  key: 'norm/ln-grad-input',
+  bindings: ['read', 'read', 'read', 'read', 'rw'],
+  workgroupSize: WG,
+  wgsl: () => /* wgsl */ `
+struct U { rows: u32, d: u32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> g: array<f32>;
+@group(0) @binding(3) var<storage, read> w: array<f32>;
+@group(0) @binding(4) var<storage, read> rowstats: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dx: array<f32>;
+${MAIN(WG)}
+  if (t >= u.rows) { return; }
+  let base = t * u.d;
+  let mean = rowstats[2u * t];
+  let rstd = rowstats[2u * t + 1u];
+  var a = 0.0;
+  var c = 0.0;
+  for (var i = 0u; i < u.d; i++) {
+    let gw = g[base + i] * w[i];
+    a += gw;
+    c += gw * (x[base + i] - mean) * rstd;
+  }
+  let fd = f32(u.d);
+  for (var i = 0u; i < u.d; i++) {
+    let xhat = (x[base + i] - mean) * rstd;
+    dx[base + i] = rstd * (g[base + i] * w[i] - a / fd - xhat * c / fd);
+  }
+}`,
+};
+
+/** dW/dB partials per (column, chunk of rows): Σ g·x̂ to row col, Σ g to row D+col of [2D, parts]. */
+const lnGradParamPartialSource: KernelSource = {
+  key: 'norm/ln-grad-param-partial',
+  bindings: ['read', 'read', 'read', 'rw'],
+  workgroupSize: WG,
+  wgsl: () => /* wgsl */ `
+struct U { rows: u32, d: u32, parts: u32, chunk: u32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> g: array<f32>;
+@group(0) @binding(3) var<storage, read> rowstats: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+${MAIN(WG)}
+  if (t >= u.d * u.parts) { return; }
+  // Consecutive invocations take consecutive columns of the same chunk (coalesced reads).
+  let col = t % u.d;
+  let p = t / u.d;
+  let start = p * u.chunk;
+  let end = min(start + u.chunk, u.rows);
+  var sgx = 0.0;
+  var sg = 0.0;
+  for (var r = start; r < end; r++) {
+    let o = r * u.d + col;
+    let gv = g[o];
+    sg += gv;
+    sgx += gv * (x[o] - rowstats[2u * r]) * rowstats[2u * r + 1u];
+  }
+  out[col * u.parts + p] = sgx;
+  out[(u.d + col) * u.parts + p] = sg;
+}`,
+};
+
+/** Row-chunk length for LayerNorm parameter gradients. */
+const LN_ROW_CHUNK = 256;
+
+export function lnForward(
+  device: Device,
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor,
+  eps: number,
+): { y: Tensor; rowstats: Tensor } {
+  const d = x.shape[x.rank - 1] ?? 1;
+  const rows = x.size / d;
+  const y = emptyTensor(device, x.shape);
+  const rowstats = emptyTensor(device, [rows, 2]);
+  const u = new Uniforms().u32(rows).u32(d).f32(eps);
+  launch(device, lnForwardSource, [x.buffer, weight.buffer, bias.buffer, y.buffer, rowstats.buffer], u, rows);
+  return { y, rowstats };
+}
+
+export function lnGradInput(device: Device, x: Tensor, g: Tensor, weight: Tensor, rowstats: Tensor): Tensor {
+  const d = x.shape[x.rank - 1] ?? 1;
+  const rows = x.size / d;
+  const dx = emptyTensor(device, x.shape);
+  const u = new Uniforms().u32(rows).u32(d);
+  launch(device, lnGradInputSource, [x.buffer, g.buffer, weight.buffer, rowstats.buffer, dx.buffer], u, rows);
+  return dx;
+}
+
+/** [Σ g·x̂ (D), Σ g (D)] over all rows: dWeight then dBias. */
+export function lnGradParams(device: Device, x: Tensor, g: Tensor, rowstats: Tensor): Tensor {
+  const d = x.shape[x.rank - 1] ?? 1;
+  const rows = x.size / d;
+  const parts = Math.max(1, Math.ceil(rows / LN_ROW_CHUNK));
+  const partial = emptyTensor(device, [2 * d, parts]);
+  const u = new Uniforms().u32(rows).u32(d).u32(parts).u32(LN_ROW_CHUNK);
+  launch(
+    device,
+    lnGradParamPartialSource,
+    [x.buffer, g.buffer, rowstats.buffer, partial.buffer],
+    u,
+    d * parts,
+  );
+  return foldPartials(device, partial, 2 * d, parts);
+}

@@ -1,0 +1,227 @@
+import type { Device, KernelSource } from '../device/device.js';
+import type { Tensor } from '../tensor.js';
+import { emptyTensor, LINEAR_ID, launch, Uniforms } from './launch.js';
+
+const WG = 256;
+
+/**
+ * Bilinear source coordinate along one axis: src = (dst + off)·ratio − off, clamped at 0; with
+ * off = 0.5, ratio = in/out this is the half-pixel mapping (align_corners=False, Paddle align_mode 0,
+ * PyTorch); with off = 0, ratio = (in−1)/(out−1) it is align_corners=True. Returns the lower tap,
+ * the upper tap (clamped to in−1) and the upper tap's weight.
+ */
+const TAPS = /* wgsl */ `
+struct Taps { i0: u32, i1: u32, l: f32 }
+fn taps(dst: u32, ratio: f32, off: f32, size: u32) -> Taps {
+  let src = max((f32(dst) + off) * ratio - off, 0.0);
+  let i0 = min(u32(floor(src)), size - 1u);
+  let i1 = min(i0 + 1u, size - 1u);
+  return Taps(i0, i1, src - f32(i0));
+}
+/** Weight of input index i in output dst's interpolation along one axis (both taps may coincide). */
+fn tap_weight(t: Taps, i: u32) -> f32 {
+  var w = 0.0;
+  if (t.i0 == i) { w += 1.0 - t.l; }
+  if (t.i1 == i) { w += t.l; }
+  return w;
+}
+/** Range of output indices whose taps can reach input index i (a superset; tap_weight filters). */
+fn reach(i: u32, inv: f32, off: f32, out_size: u32) -> vec2<u32> {
+  let lo = floor((f32(i) - 1.0 + off) * inv - off) - 1.0;
+  let hi = ceil((f32(i) + 1.0 + off) * inv - off) + 1.0;
+  let l = u32(clamp(lo, 0.0, f32(out_size - 1u)));
+  let h = u32(clamp(hi, 0.0, f32(out_size - 1u)));
+  return vec2<u32>(l, h);
+}
+`;
+
+const UNIFORM = /* wgsl */ `
+struct U { total: u32, in_h: u32, in_w: u32, out_h: u32, out_w: u32,
+  ratio_y: f32, ratio_x: f32, inv_y: f32, inv_x: f32, off: f32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+${LINEAR_ID}
+`;
+
+const HEADER = `@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let t = linear_id(gid, groups, ${WG}u);
+  if (t >= u.total) { return; }`;
+
+/** One invocation per output element of [N·C, outH, outW]. */
+const bilinearForwardSource: KernelSource = {
+  key: 'resize/bilinear-forward',
+  bindings: ['read', 'rw'],
+  workgroupSize: WG,
+  wgsl: () => /* wgsl */ `${UNIFORM}${TAPS}
+${HEADER}
+  let ox = t % u.out_w;
+  let oy = (t / u.out_w) % u.out_h;
+  let plane = t / (u.out_w * u.out_h);
+  let ty = taps(oy, u.ratio_y, u.off, u.in_h);
+  let tx = taps(ox, u.ratio_x, u.off, u.in_w);
+  let base = plane * u.in_h * u.in_w;
+  let r0 = base + ty.i0 * u.in_w;
+  let r1 = base + ty.i1 * u.in_w;
+  let top = src[r0 + tx.i0] * (1.0 - tx.l) + src[r0 + tx.i1] * tx.l;
+  let bottom = src[r1 + tx.i0] * (1.0 - tx.l) + src[r1 + tx.i1] * tx.l;
+  dst[t] = top * (1.0 - ty.l) + bottom * ty.l;
+}`,
+};
+
+/**
+ * Gather-form backward, one invocation per input element: sums the output gradients whose taps
+ * touch it, weighted exactly as the forward weighted it (no atomics). `src` is the output gradient
+ * [N·C, outH, outW], `dst` the input gradient [N·C, inH, inW].
+ */
+const bilinearBackwardSource: KernelSource = {
+  key: 'resize/bilinear-backward',
+  bindings: ['read', 'rw'],
+  workgroupSize: WG,
+  wgsl: () => /* wgsl */ `${UNIFORM}${TAPS}
+${HEADER}
+  let ix = t % u.in_w;
+  let iy = (t / u.in_w) % u.in_h;
+  let plane = t / (u.in_w * u.in_h);
+  let ry = reach(iy, u.inv_y, u.off, u.out_h);
+  let rx = reach(ix, u.inv_x, u.off, u.out_w);
+  let base = plane * u.out_h * u.out_w;
+  var acc = 0.0;
+  for (var oy = ry.x; oy <= ry.y; oy++) {
+    let wy = tap_weight(taps(oy, u.ratio_y, u.off, u.in_h), iy);
+    if (wy == 0.0) { continue; }
+    var row = 0.0;
+    for (var ox = rx.x; ox <= rx.y; ox++) {
+      let wx = tap_weight(taps(ox, u.ratio_x, u.off, u.in_w), ix);
+      row += wx * src[base + oy * u.out_w + ox];
+    }
+    acc += wy * row;
+  }
+  dst[t] = acc;
+}`,
+};
+
+/**
+ * Nearest: src = floor(dst·in/out) in exact integer arithmetic (OpenCV INTER_NEAREST, Paddle nearest).
+ * An i32 variant copies label maps bit-exactly.
+ */
+function nearestForwardSource(type: 'f32' | 'i32'): KernelSource {
+  return {
+    key: `resize/nearest-forward/${type}`,
+    bindings: ['read', 'rw'],
+    workgroupSize: WG,
+    wgsl: () => /* wgsl */ `${UNIFORM.replaceAll('array<f32>', `array<${type}>`)}
+${HEADER}
+  let ox = t % u.out_w;
+  let oy = (t / u.out_w) % u.out_h;
+  let plane = t / (u.out_w * u.out_h);
+  let sy = min(oy * u.in_h / u.out_h, u.in_h - 1u);
+  let sx = min(ox * u.in_w / u.out_w, u.in_w - 1u);
+  dst[t] = src[(plane * u.in_h + sy) * u.in_w + sx];
+}`,
+  };
+}
+
+/** Input index i collects outputs [ceil(i·out/in), ceil((i+1)·out/in) − 1]. */
+const nearestBackwardSource: KernelSource = {
+  key: 'resize/nearest-backward',
+  bindings: ['read', 'rw'],
+  workgroupSize: WG,
+  wgsl: () => /* wgsl */ `${UNIFORM}
+${HEADER}
+  let ix = t % u.in_w;
+  let iy = (t / u.in_w) % u.in_h;
+  let plane = t / (u.in_w * u.in_h);
+  let y0 = (iy * u.out_h + u.in_h - 1u) / u.in_h;
+  let y1 = ((iy + 1u) * u.out_h + u.in_h - 1u) / u.in_h;
+  let x0 = (ix * u.out_w + u.in_w - 1u) / u.in_w;
+  let x1 = ((ix + 1u) * u.out_w + u.in_w - 1u) / u.in_w;
+  let base = plane * u.out_h * u.out_w;
+  var acc = 0.0;
+  for (var oy = y0; oy < min(y1, u.out_h); oy++) {
+    for (var ox = x0; ox < min(x1, u.out_w); ox++) { acc += src[base + oy * u.out_w + ox]; }
+  }
+  dst[t] = acc;
+}`,
+};
+
+export type ResizeMode = 'bilinear' | 'nearest';
+
+interface Geometry {
+  readonly planes: number;
+  readonly inH: number;
+  readonly inW: number;
+  readonly outH: number;
+  readonly outW: number;
+  readonly alignCorners: boolean;
+}
+
+/** Ratio (src per dst step) and its inverse along one axis. */
+function axis(input: number, output: number, alignCorners: boolean): [number, number] {
+  if (alignCorners) {
+    const ratio = output > 1 ? (input - 1) / (output - 1) : 0;
+    // in = 1: every output reads index 0; a huge inverse makes every output reach it.
+    const inv = input > 1 ? (output - 1) / (input - 1) : 1e9;
+    return [ratio, inv];
+  }
+  return [input / output, output / input];
+}
+
+function uniforms(g: Geometry, total: number): Uniforms {
+  const [ry, iy] = axis(g.inH, g.outH, g.alignCorners);
+  const [rx, ix] = axis(g.inW, g.outW, g.alignCorners);
+  return new Uniforms()
+    .u32(total)
+    .u32(g.inH)
+    .u32(g.inW)
+    .u32(g.outH)
+    .u32(g.outW)
+    .f32(ry)
+    .f32(rx)
+    .f32(iy)
+    .f32(ix)
+    .f32(g.alignCorners ? 0 : 0.5);
+}
+
+function geometry(x: Tensor, outH: number, outW: number, alignCorners: boolean): Geometry {
+  const inH = x.shape[x.rank - 2] ?? 1;
+  const inW = x.shape[x.rank - 1] ?? 1;
+  return { planes: x.size / (inH * inW), inH, inW, outH, outW, alignCorners };
+}
+
+/** Resizes the last two dims of `x` to [outH, outW]. */
+export function resizeForward(
+  device: Device,
+  x: Tensor,
+  outH: number,
+  outW: number,
+  mode: ResizeMode,
+  alignCorners: boolean,
+): Tensor {
+  const g = geometry(x, outH, outW, alignCorners);
+  if (x.dtype === 'i32' && mode !== 'nearest') throw new Error('resize: bilinear needs an f32 tensor');
+  const out = emptyTensor(device, [...x.shape.slice(0, -2), outH, outW], x.dtype);
+  const source = mode === 'bilinear' ? bilinearForwardSource : nearestForwardSource(x.dtype);
+  launch(device, source, [x.buffer, out.buffer], uniforms(g, out.size), out.size);
+  return out;
+}
+
+/** Gradient of `resizeForward` w.r.t. its input (shape `inputShape`) from the output gradient `grad`. */
+export function resizeBackward(
+  device: Device,
+  grad: Tensor,
+  inputShape: readonly number[],
+  mode: ResizeMode,
+  alignCorners: boolean,
+): Tensor {
+  const inH = inputShape[inputShape.length - 2] ?? 1;
+  const inW = inputShape[inputShape.length - 1] ?? 1;
+  const outH = grad.shape[grad.rank - 2] ?? 1;
+  const outW = grad.shape[grad.rank - 1] ?? 1;
+  const g: Geometry = { planes: grad.size / (outH * outW), inH, inW, outH, outW, alignCorners };
+  const dx = emptyTensor(device, inputShape);
+  const source = mode === 'bilinear' ? bilinearBackwardSource : nearestBackwardSource;
+  launch(device, source, [grad.buffer, dx.buffer], uniforms(g, dx.size), dx.size);
+  return dx;
+}

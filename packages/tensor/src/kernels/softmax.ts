@@ -1,0 +1,261 @@
+import type { Device, KernelSource } from '../device/device.js';
+import type { Tensor } from '../tensor.js';
+import { emptyTensor, LINEAR_ID, launch, Uniforms } from './launch.js';
+import { reduceTo } from './reduce.js';
+
+const WG = 64;
+const EWG = 256;
+
+const MAIN = (wg: number) => `${LINEAR_ID}
+@compute @workgroup_size(${wg})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let t = linear_id(gid, groups, ${wg}u);`;
+
+/** x viewed as [outer, d, inner]; one invocation per (outer, inner) line along d. */
+const softmaxForwardSource: KernelSource = {
+  key: 'softmax/forward',
+  bindings: ['read', 'rw'],
+  workgroupSize: WG,
+  wgsl: () => /* wgsl */ `
+struct U { lines: u32, d: u32, inner: u32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+${MAIN(WG)}
+  if (t >= u.lines) { return; }
+  let base = (t / u.inner) * u.d * u.inner + t % u.inner;
+  var m = x[base];
+  for (var k = 1u; k < u.d; k++) { m = max(m, x[base + k * u.inner]); }
+  var s = 0.0;
+  for (var k = 0u; k < u.d; k++) { s += exp(x[base + k * u.inner] - m); }
+  let inv = 1.0 / s;
+  for (var k = 0u; k < u.d; k++) { y[base + k * u.inner] = exp(x[base + k * u.inner] - m) * inv; }
+}`,
+};
+
+/** dx = y·(g − Σ g·y) along each line. */
+const softmaxBackwardSource: KernelSource = {
+  key: 'softmax/backward',
+  bindings: ['read', 'read', 'rw'],
+  workgroupSize: WG,
+  wgsl: () => /* wgsl */ `
+struct U { lines: u32, d: u32, inner: u32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> y: array<f32>;
+@group(0) @binding(2) var<storage, read> g: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+${MAIN(WG)}
+  if (t >= u.lines) { return; }
+  let base = (t / u.inner) * u.d * u.inner + t % u.inner;
+  var dot = 0.0;
+  for (var k = 0u; k < u.d; k++) { let o = base + k * u.inner; dot += g[o] * y[o]; }
+  for (var k = 0u; k < u.d; k++) { let o = base + k * u.inner; dx[o] = y[o] * (g[o] - dot); }
+}`,
+};
+
+/** Shared by the pixel kernels: logits [N, C, HW], labels [N·HW] (i32), class weights [C]. */
+const PIXEL = /* wgsl */ `
+struct U { pixels: u32, c: u32, hw: u32, ignore: i32, has_weights: u32, avg_non_ignore: u32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read> labels: array<i32>;
+@group(0) @binding(3) var<storage, read> cw: array<f32>;
+/** Labels are validated by the data layer; an out-of-range label is treated like ignore_index here. */
+fn is_valid(label: i32) -> bool { return label != u.ignore && label >= 0 && label < i32(u.c); }
+fn class_weight(label: i32) -> f32 { return select(1.0, cw[label], u.has_weights != 0u); }
+fn pixel_base(p: u32) -> u32 { return (p / u.hw) * u.c * u.hw + p % u.hw; }
+fn log_sum_exp(base: u32) -> f32 {
+  var m = logits[base];
+  for (var k = 1u; k < u.c; k++) { m = max(m, logits[base + k * u.hw]); }
+  var s = 0.0;
+  for (var k = 0u; k < u.c; k++) { s += exp(logits[base + k * u.hw] - m); }
+  return m + log(s);
+}
+`;
+
+/**
+ * Per pixel: lse (saved for the backward), numerator w·CE·valid (row 0 of `terms`) and denominator
+ * contribution (row 1): w·valid, or with avg_non_ignore off 1 for every pixel (PaddleSeg's mask of
+ * ones; with class weights Paddle's one_hot fails on ignored labels — here they count 0).
+ */
+const ceForwardSource: KernelSource = {
+  key: 'softmax/ce-forward',
+  bindings: ['read', 'read', 'read', 'rw', 'rw'],
+  workgroupSize: WG,
+  wgsl: () => /* wgsl */ `${PIXEL}
+@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
+@group(0) @binding(5) var<storage, read_write> terms: array<f32>;
+${MAIN(WG)}
+  if (t >= u.pixels) { return; }
+  let base = pixel_base(t);
+  let l = log_sum_exp(base);
+  lse[t] = l;
+  let label = labels[t];
+  var num = 0.0;
+  var den = select(0.0, 1.0, u.avg_non_ignore == 0u && u.has_weights == 0u);
+  if (is_valid(label)) {
+    let w = class_weight(label);
+    num = w * (l - logits[base + u32(label) * u.hw]);
+    den = w;
+  }
+  terms[t] = num;
+  terms[u.pixels + t] = den;
+}`,
+};
+
+/** loss = mean(num) / (mean(den) + 1e-8), exactly PaddleSeg's paddle.mean(loss)/(paddle.mean(mask·coef) + EPS). */
+const ceFinalSource: KernelSource = {
+  key: 'softmax/ce-final',
+  bindings: ['read', 'rw'],
+  workgroupSize: 1,
+  wgsl: () => /* wgsl */ `
+struct U { pixels: f32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> sums: array<f32>;
+@group(0) @binding(2) var<storage, read_write> loss: array<f32>;
+@compute @workgroup_size(1)
+fn main() {
+  loss[0] = (sums[0] / u.pixels) / (sums[1] / u.pixels + 1e-8);
+}`,
+};
+
+/** d loss / d logit = g·w·valid·(softmax − onehot) / (P·(mean(den) + 1e-8)), one invocation per logit. */
+const ceBackwardSource: KernelSource = {
+  key: 'softmax/ce-backward',
+  bindings: ['read', 'read', 'read', 'read', 'read', 'read', 'rw'],
+  workgroupSize: EWG,
+  wgsl: () => /* wgsl */ `${PIXEL}
+@group(0) @binding(4) var<storage, read> lse: array<f32>;
+@group(0) @binding(5) var<storage, read> sums: array<f32>;
+@group(0) @binding(6) var<storage, read> g: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dx: array<f32>;
+${MAIN(EWG)}
+  if (t >= u.pixels * u.c) { return; }
+  let i = t % u.hw;
+  let k = (t / u.hw) % u.c;
+  let n = t / (u.hw * u.c);
+  let p = n * u.hw + i;
+  let label = labels[p];
+  if (!is_valid(label)) { dx[t] = 0.0; return; }
+  let np = f32(u.pixels);
+  let scale = g[0] * class_weight(label) / (np * (sums[1] / np + 1e-8));
+  let prob = exp(logits[t] - lse[p]);
+  dx[t] = scale * (prob - select(0.0, 1.0, u32(label) == k));
+}`,
+};
+
+/** Softmax probability of the ground-truth class per pixel; ignored pixels get 2.0 (sort last for OHEM). */
+const trueProbSource: KernelSource = {
+  key: 'softmax/true-prob',
+  bindings: ['read', 'read', 'read', 'rw'],
+  workgroupSize: WG,
+  wgsl: () => /* wgsl */ `${PIXEL}
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+${MAIN(WG)}
+  if (t >= u.pixels) { return; }
+  let label = labels[t];
+  if (!is_valid(label)) { out[t] = 2.0; return; }
+  let base = pixel_base(t);
+  out[t] = exp(logits[base + u32(label) * u.hw] - log_sum_exp(base));
+}`,
+};
+
+function lines(x: Tensor, axis: number): [number, number, number] {
+  const d = x.shape[axis] ?? 1;
+  const inner = x.shape.slice(axis + 1).reduce((a, b) => a * b, 1);
+  return [x.size / d, d, inner];
+}
+
+export function softmaxForward(device: Device, x: Tensor, axis: number): Tensor {
+  const [count, d, inner] = lines(x, axis);
+  const y = emptyTensor(device, x.shape);
+  launch(
+    device,
+    softmaxForwardSource,
+    [x.buffer, y.buffer],
+    new Uniforms().u32(count).u32(d).u32(inner),
+    count,
+  );
+  return y;
+}
+
+export function softmaxBackward(device: Device, y: Tensor, g: Tensor, axis: number): Tensor {
+  const [count, d, inner] = lines(y, axis);
+  const dx = emptyTensor(device, y.shape);
+  const u = new Uniforms().u32(count).u32(d).u32(inner);
+  launch(device, softmaxBackwardSource, [y.buffer, g.buffer, dx.buffer], u, count);
+  return dx;
+}
+
+export interface PixelArgs {
+  readonly logits: Tensor;
+  readonly labels: Tensor;
+  /** [C] class weights, or null. */
+  readonly weights: Tensor | null;
+  readonly ignoreIndex: number;
+  readonly avgNonIgnore: boolean;
+}
+
+function pixelGeometry(logits: Tensor): [number, number, number] {
+  const n = logits.shape[0] ?? 1;
+  const c = logits.shape[1] ?? 1;
+  const hw = logits.size / (n * c);
+  return [n * hw, c, hw];
+}
+
+function pixelUniforms(a: PixelArgs): Uniforms {
+  const [pixels, c, hw] = pixelGeometry(a.logits);
+  return new Uniforms()
+    .u32(pixels)
+    .u32(c)
+    .u32(hw)
+    .i32(a.ignoreIndex)
+    .u32(a.weights ? 1 : 0)
+    .u32(a.avgNonIgnore ? 1 : 0);
+}
+
+/** Read-only bindings 1..3; without class weights the logits stand in (never read). */
+function pixelBuffers(a: PixelArgs): GPUBuffer[] {
+  return [a.logits.buffer, a.labels.buffer, (a.weights ?? a.logits).buffer];
+}
+
+/** Fused softmax cross-entropy forward: the scalar loss, plus the per-pixel lse and [Σnum, Σden] for the backward. */
+export function crossEntropyForward(
+  device: Device,
+  a: PixelArgs,
+): { loss: Tensor; lse: Tensor; sums: Tensor } {
+  const [pixels] = pixelGeometry(a.logits);
+  const lse = emptyTensor(device, [pixels]);
+  const terms = emptyTensor(device, [2, pixels]);
+  launch(device, ceForwardSource, [...pixelBuffers(a), lse.buffer, terms.buffer], pixelUniforms(a), pixels);
+  const sums = reduceTo(device, terms, [2, 1], 'sum');
+  terms.dispose();
+  const loss = emptyTensor(device, []);
+  launch(device, ceFinalSource, [sums.buffer, loss.buffer], new Uniforms().f32(pixels), 1);
+  return { loss, lse, sums };
+}
+
+export function crossEntropyBackward(
+  device: Device,
+  a: PixelArgs,
+  lse: Tensor,
+  sums: Tensor,
+  g: Tensor,
+): Tensor {
+  const dx = emptyTensor(device, a.logits.shape);
+  launch(
+    device,
+    ceBackwardSource,
+    [...pixelBuffers(a), lse.buffer, sums.buffer, g.buffer, dx.buffer],
+    pixelUniforms(a),
+    a.logits.size,
+  );
+  return dx;
+}
+
+export function trueClassProb(device: Device, a: PixelArgs): Tensor {
+  const [pixels] = pixelGeometry(a.logits);
+  const out = emptyTensor(device, a.labels.shape);
+  launch(device, trueProbSource, [...pixelBuffers(a), out.buffer], pixelUniforms(a), pixels);
+  return out;
+}

@@ -1,0 +1,425 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import * as T from '../src/index.js';
+import { convConfig } from '../src/kernels/conv.js';
+import { checkOp, testDevice } from './harness.js';
+
+type Pads = [number, number, number, number];
+
+interface RefOptions {
+  stride: [number, number];
+  pads: Pads;
+  dilation: [number, number];
+  groups: number;
+}
+
+/** Plain-loop float64 convolution (cross-correlation), NCHW, weights [Cout, Cin/groups, KH, KW]. */
+function convRef(
+  x: Float64Array,
+  xs: readonly number[],
+  w: Float64Array,
+  ws: readonly number[],
+  b: Float64Array | null,
+  o: RefOptions,
+): { out: Float64Array; shape: number[] } {
+  const [n = 0, cin = 0, h = 0, wd = 0] = xs;
+  const [cout = 0, cinPg = 0, kh = 0, kw = 0] = ws;
+  const [sh, sw] = o.stride;
+  const [pt, pb, pl, pr] = o.pads;
+  const [dh, dw] = o.dilation;
+  const hout = Math.floor((h + pt + pb - (kh - 1) * dh - 1) / sh) + 1;
+  const wout = Math.floor((wd + pl + pr - (kw - 1) * dw - 1) / sw) + 1;
+  const coutPg = cout / o.groups;
+  const out = new Float64Array(n * cout * hout * wout);
+  for (let in_ = 0; in_ < n; in_++)
+    for (let oc = 0; oc < cout; oc++) {
+      const g = Math.floor(oc / coutPg);
+      for (let oy = 0; oy < hout; oy++)
+        for (let ox = 0; ox < wout; ox++) {
+          let s = b ? (b[oc] ?? 0) : 0;
+          for (let icl = 0; icl < cinPg; icl++) {
+            const ic = g * cinPg + icl;
+            for (let ky = 0; ky < kh; ky++) {
+              const iy = oy * sh - pt + ky * dh;
+              if (iy < 0 || iy >= h) continue;
+              for (let kx = 0; kx < kw; kx++) {
+                const ix = ox * sw - pl + kx * dw;
+                if (ix < 0 || ix >= wd) continue;
+                s +=
+                  (x[((in_ * cin + ic) * h + iy) * wd + ix] ?? 0) *
+                  (w[((oc * cinPg + icl) * kh + ky) * kw + kx] ?? 0);
+              }
+            }
+          }
+          out[((in_ * cout + oc) * hout + oy) * wout + ox] = s;
+        }
+    }
+  return { out, shape: [n, cout, hout, wout] };
+}
+
+interface Case {
+  name: string;
+  x: number[];
+  w: number[];
+  bias: boolean;
+  options: T.Conv2dOptions;
+  /** Expected resolved [top, bottom, left, right] (checked against resolvePadding). */
+  pads: Pads;
+  expectOut?: number[];
+}
+
+const cases: Case[] = [
+  {
+    name: '3x3 stride 1 no pad, bias',
+    x: [1, 2, 5, 6],
+    w: [3, 2, 3, 3],
+    bias: true,
+    options: {},
+    pads: [0, 0, 0, 0],
+  },
+  {
+    name: '3x3 stride 1 pad 1, batch 2, no bias',
+    x: [2, 3, 6, 5],
+    w: [4, 3, 3, 3],
+    bias: false,
+    options: { padding: 1 },
+    pads: [1, 1, 1, 1],
+  },
+  {
+    name: '3x3 stride 2 pad 1, bias',
+    x: [2, 2, 7, 9],
+    w: [5, 2, 3, 3],
+    bias: true,
+    options: { stride: 2, padding: 1 },
+    pads: [1, 1, 1, 1],
+  },
+  {
+    name: 'stride [2, 1] pad [1, 0]',
+    x: [1, 3, 7, 6],
+    w: [4, 3, 3, 2],
+    bias: true,
+    options: { stride: [2, 1], padding: [1, 0] },
+    pads: [1, 1, 0, 0],
+  },
+  {
+    name: 'asymmetric pad [0, 1, 2, 1]',
+    x: [1, 2, 6, 7],
+    w: [3, 2, 3, 3],
+    bias: true,
+    options: { padding: [0, 1, 2, 1] },
+    pads: [0, 1, 2, 1],
+  },
+  {
+    name: "'same' stride 2 even size (asymmetric)",
+    x: [2, 2, 8, 6],
+    w: [4, 2, 3, 3],
+    bias: true,
+    options: { stride: 2, padding: 'same' },
+    pads: [0, 1, 0, 1],
+    expectOut: [2, 4, 4, 3],
+  },
+  {
+    name: "'same' stride 1 kernel 4 (asymmetric)",
+    x: [1, 2, 5, 7],
+    w: [3, 2, 4, 4],
+    bias: false,
+    options: { padding: 'same' },
+    pads: [1, 2, 1, 2],
+    expectOut: [1, 3, 5, 7],
+  },
+  {
+    name: "'same' stride 2 odd 7x9",
+    x: [1, 3, 7, 9],
+    w: [4, 3, 3, 3],
+    bias: true,
+    options: { stride: 2, padding: 'same' },
+    pads: [1, 1, 1, 1],
+    expectOut: [1, 4, 4, 5],
+  },
+  {
+    name: 'dilation 2 pad 2',
+    x: [1, 2, 7, 9],
+    w: [4, 2, 3, 3],
+    bias: true,
+    options: { dilation: 2, padding: 2 },
+    pads: [2, 2, 2, 2],
+  },
+  {
+    name: "dilation 2 'same'",
+    x: [2, 2, 6, 6],
+    w: [2, 2, 3, 3],
+    bias: false,
+    options: { dilation: 2, padding: 'same' },
+    pads: [2, 2, 2, 2],
+  },
+  {
+    name: "stride 2 + dilation 2 'same'",
+    x: [1, 2, 9, 9],
+    w: [3, 2, 3, 3],
+    bias: true,
+    options: { stride: 2, dilation: 2, padding: 'same' },
+    pads: [2, 2, 2, 2],
+    expectOut: [1, 3, 5, 5],
+  },
+  {
+    name: 'stride [1, 2], asymmetric pad [2, 0, 0, 1], 4 in channels',
+    x: [2, 4, 5, 8],
+    w: [3, 4, 3, 3],
+    bias: false,
+    options: { stride: [1, 2], padding: [2, 0, 0, 1] },
+    pads: [2, 0, 0, 1],
+  },
+  {
+    name: 'groups 2',
+    x: [2, 4, 5, 6],
+    w: [6, 2, 3, 3],
+    bias: true,
+    options: { groups: 2, padding: 1 },
+    pads: [1, 1, 1, 1],
+  },
+  {
+    name: 'groups 2, 4 out channels per group (blocked path), stride 2',
+    x: [1, 4, 7, 9],
+    w: [8, 2, 3, 3],
+    bias: true,
+    options: { groups: 2, stride: 2, padding: 1 },
+    pads: [1, 1, 1, 1],
+  },
+  {
+    name: 'depthwise 3x3',
+    x: [2, 4, 6, 7],
+    w: [4, 1, 3, 3],
+    bias: true,
+    options: { groups: 4, padding: 1 },
+    pads: [1, 1, 1, 1],
+  },
+  {
+    name: 'depthwise 5x5 stride 2 same',
+    x: [1, 3, 9, 9],
+    w: [3, 1, 5, 5],
+    bias: false,
+    options: { groups: 3, stride: 2, padding: 'same' },
+    pads: [2, 2, 2, 2],
+  },
+  {
+    name: '10 output channels (block of 8 + clamped tail), pad 1',
+    x: [2, 3, 5, 6],
+    w: [10, 3, 3, 3],
+    bias: true,
+    options: { padding: 1 },
+    pads: [1, 1, 1, 1],
+  },
+  {
+    name: '16 output channels, 2 groups, 1x3 kernel',
+    x: [1, 4, 4, 9],
+    w: [16, 2, 1, 3],
+    bias: false,
+    options: { groups: 2, padding: [0, 0, 1, 1] },
+    pads: [0, 0, 1, 1],
+  },
+  {
+    name: '18 in / 20 out channels (16-blocks with tails), 2x2 kernel',
+    x: [1, 18, 4, 5],
+    w: [20, 18, 2, 2],
+    bias: true,
+    options: { padding: [1, 0, 0, 1] },
+    pads: [1, 0, 0, 1],
+  },
+  {
+    name: '1x7 kernel (widest row variant), pad [0, 0, 3, 3]',
+    x: [1, 2, 5, 9],
+    w: [3, 2, 1, 7],
+    bias: true,
+    options: { padding: [0, 0, 3, 3] },
+    pads: [0, 0, 3, 3],
+  },
+  {
+    name: 'depthwise 5x5 stride 1 pad 2',
+    x: [2, 3, 7, 7],
+    w: [3, 1, 5, 5],
+    bias: false,
+    options: { groups: 3, padding: 2 },
+    pads: [2, 2, 2, 2],
+  },
+  { name: '1x1 conv', x: [2, 4, 3, 5], w: [6, 4, 1, 1], bias: true, options: {}, pads: [0, 0, 0, 0] },
+  {
+    name: '1x1 conv stride 2, no bias',
+    x: [1, 3, 7, 9],
+    w: [5, 3, 1, 1],
+    bias: false,
+    options: { stride: 2 },
+    pads: [0, 0, 0, 0],
+  },
+  {
+    name: '4 in / 5 out channels, 2x3 kernel, width 3 (narrow rows)',
+    x: [1, 4, 6, 3],
+    w: [5, 4, 2, 3],
+    bias: true,
+    options: { padding: [1, 0, 1, 1] },
+    pads: [1, 0, 1, 1],
+  },
+  {
+    name: 'stride 3 kernel 2 (gaps)',
+    x: [1, 2, 8, 9],
+    w: [3, 2, 2, 2],
+    bias: true,
+    options: { stride: 3 },
+    pads: [0, 0, 0, 0],
+  },
+];
+
+describe('conv2d: forward vs float64, backward vs finite differences', () => {
+  for (const c of cases) {
+    const cout = c.w[0] ?? 0;
+    it(c.name, async () => {
+      const geometry = T.conv2dGeometry(c.x, c.w, c.bias ? [cout] : null, c.options);
+      const pads = T.resolvePadding(
+        c.options.padding,
+        c.x[2] ?? 0,
+        c.x[3] ?? 0,
+        c.w[2] ?? 0,
+        c.w[3] ?? 0,
+        [geometry.sh, geometry.sw],
+        [geometry.dh, geometry.dw],
+      );
+      assert.deepEqual(pads, c.pads);
+      const ref: RefOptions = {
+        stride: [geometry.sh, geometry.sw],
+        pads: c.pads,
+        dilation: [geometry.dh, geometry.dw],
+        groups: geometry.groups,
+      };
+      const outShape = [geometry.n, geometry.cout, geometry.hout, geometry.wout];
+      if (c.expectOut) assert.deepEqual(outShape, c.expectOut);
+      await checkOp({
+        name: `conv2d ${c.name}`,
+        inputs: c.bias
+          ? [{ shape: c.x }, { shape: c.w }, { shape: [cout] }]
+          : [{ shape: c.x }, { shape: c.w }],
+        gpu: ([x, w, b]) => T.conv2d(x as T.Tensor, w as T.Tensor, b ?? null, c.options),
+        ref: ([x, w, b]) => {
+          const r = convRef(x as Float64Array, c.x, w as Float64Array, c.w, b ?? null, ref);
+          assert.deepEqual(r.shape, outShape);
+          return r.out;
+        },
+      });
+    });
+  }
+
+  it('only the gradients that are needed (x constant)', () =>
+    checkOp({
+      name: 'conv2d x without grad',
+      inputs: [{ shape: [2, 3, 5, 5], grad: false }, { shape: [4, 3, 3, 3] }, { shape: [4] }],
+      gpu: ([x, w, b]) => T.conv2d(x as T.Tensor, w as T.Tensor, b ?? null, { padding: 1 }),
+      ref: ([x, w, b]) =>
+        convRef(x as Float64Array, [2, 3, 5, 5], w as Float64Array, [4, 3, 3, 3], b ?? null, {
+          stride: [1, 1],
+          pads: [1, 1, 1, 1],
+          dilation: [1, 1],
+          groups: 1,
+        }).out,
+    }));
+
+  it('weight gradient with a long reduction (many partial sums + fold)', () =>
+    checkOp({
+      name: 'conv2d long reduction',
+      inputs: [{ shape: [2, 1, 40, 40] }, { shape: [1, 1, 3, 3] }, { shape: [1] }],
+      gpu: ([x, w, b]) => T.conv2d(x as T.Tensor, w as T.Tensor, b ?? null, { padding: 1 }),
+      ref: ([x, w, b]) =>
+        convRef(x as Float64Array, [2, 1, 40, 40], w as Float64Array, [1, 1, 3, 3], b ?? null, {
+          stride: [1, 1],
+          pads: [1, 1, 1, 1],
+          dilation: [1, 1],
+          groups: 1,
+        }).out,
+    }));
+});
+
+describe('conv2d kernel variants (plain weight loads; generic instead of row kernels)', () => {
+  const variants: Array<[string, { subgroups: boolean; rowVariant: boolean }]> = [
+    ['no subgroups', { subgroups: false, rowVariant: true }],
+    ['generic taps', { subgroups: true, rowVariant: false }],
+    ['no subgroups, generic taps', { subgroups: false, rowVariant: false }],
+  ];
+  cases.forEach((c, index) => {
+    const [label, config] = variants[index % variants.length] as (typeof variants)[number];
+    const cout = c.w[0] ?? 0;
+    it(`${label}: ${c.name}`, async () => {
+      const geometry = T.conv2dGeometry(c.x, c.w, c.bias ? [cout] : null, c.options);
+      const ref: RefOptions = {
+        stride: [geometry.sh, geometry.sw],
+        pads: c.pads,
+        dilation: [geometry.dh, geometry.dw],
+        groups: geometry.groups,
+      };
+      Object.assign(convConfig, config);
+      try {
+        await checkOp({
+          name: `conv2d (${label}) ${c.name}`,
+          inputs: c.bias
+            ? [{ shape: c.x }, { shape: c.w }, { shape: [cout] }]
+            : [{ shape: c.x }, { shape: c.w }],
+          gpu: ([x, w, b]) => T.conv2d(x as T.Tensor, w as T.Tensor, b ?? null, c.options),
+          ref: ([x, w, b]) => convRef(x as Float64Array, c.x, w as Float64Array, c.w, b ?? null, ref).out,
+          seed: 2,
+        });
+      } finally {
+        Object.assign(convConfig, { subgroups: true, rowVariant: true });
+      }
+    });
+  });
+});
+
+describe('conv2d: error messages', () => {
+  const shapes = async (x: number[], w: number[], b: number[] | null, options: T.Conv2dOptions = {}) => {
+    const device = await testDevice();
+    const xt = T.zeros(device, x);
+    const wt = T.zeros(device, w);
+    const bt = b ? T.zeros(device, b) : null;
+    return () => T.conv2d(xt, wt, bt, options);
+  };
+  it('channel mismatch names the op and both shapes', async () => {
+    const call = await shapes([2, 4, 8, 8], [8, 3, 3, 3], null);
+    assert.throws(
+      call,
+      /^Error: conv2d: weight \[8, 3, 3, 3\] expects 3 input channels per group, x has shape \[2, 4, 8, 8\]$/,
+    );
+  });
+  it('groups that do not divide the channels', async () => {
+    assert.throws(
+      await shapes([1, 4, 8, 8], [6, 1, 3, 3], null, { groups: 3 }),
+      /conv2d: x has 4 channels.*groups=3/,
+    );
+    assert.throws(
+      await shapes([1, 4, 8, 8], [6, 2, 3, 3], null, { groups: 4 }),
+      /conv2d: weight \[6, 2, 3, 3\].*groups=4/,
+    );
+  });
+  it('wrong ranks', async () => {
+    assert.throws(await shapes([4, 8, 8], [8, 4, 3, 3], null), /conv2d: x must be NCHW.*\[4, 8, 8\]/);
+    assert.throws(await shapes([1, 4, 8, 8], [8, 4, 3], null), /conv2d: weight must be .*\[8, 4, 3\]/);
+  });
+  it('bias shape', async () => {
+    assert.throws(
+      await shapes([1, 4, 8, 8], [8, 4, 3, 3], [4]),
+      /conv2d: bias must have shape \[8\].*got \[4\]/,
+    );
+  });
+  it('kernel larger than the padded input', async () => {
+    assert.throws(
+      await shapes([1, 1, 2, 2], [1, 1, 3, 3], null),
+      /conv2d: kernel 3x3.*larger than the padded input 2x2/,
+    );
+  });
+  it('bad stride, dilation and padding', async () => {
+    assert.throws(
+      await shapes([1, 1, 8, 8], [1, 1, 3, 3], null, { stride: 0 }),
+      /conv2d: stride must be positive/,
+    );
+    assert.throws(await shapes([1, 1, 8, 8], [1, 1, 3, 3], null, { dilation: [1, 1.5] }), /conv2d: dilation/);
+    assert.throws(
+      await shapes([1, 1, 8, 8], [1, 1, 3, 3], null, { padding: -1 }),
+      /conv2d: padding must be non-negative/,
+    );
+  });
+});

@@ -1,0 +1,185 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import * as T from '../src/index.js';
+import { checkOp, testDevice } from './harness.js';
+
+type Size = [number, number];
+
+/** Source taps along one axis in float64 (Paddle/PyTorch conventions). */
+function taps(dst: number, input: number, output: number, alignCorners: boolean): [number, number, number] {
+  const src = alignCorners
+    ? output > 1
+      ? (dst * (input - 1)) / (output - 1)
+      : 0
+    : Math.max(((dst + 0.5) * input) / output - 0.5, 0);
+  const i0 = Math.min(Math.floor(src), input - 1);
+  const i1 = Math.min(i0 + 1, input - 1);
+  return [i0, i1, src - i0];
+}
+
+function bilinearRef(shape: number[], [outH, outW]: Size, alignCorners: boolean) {
+  const inH = shape[shape.length - 2] ?? 1;
+  const inW = shape[shape.length - 1] ?? 1;
+  const planes = shape.reduce((a, b) => a * b, 1) / (inH * inW);
+  return ([x]: Float64Array[]) => {
+    const xs = x as Float64Array;
+    const out = new Float64Array(planes * outH * outW);
+    for (let p = 0; p < planes; p++)
+      for (let oy = 0; oy < outH; oy++) {
+        const [y0, y1, ly] = taps(oy, inH, outH, alignCorners);
+        for (let ox = 0; ox < outW; ox++) {
+          const [x0, x1, lx] = taps(ox, inW, outW, alignCorners);
+          const v = (yy: number, xx: number) => xs[(p * inH + yy) * inW + xx] ?? 0;
+          const top = v(y0, x0) * (1 - lx) + v(y0, x1) * lx;
+          const bottom = v(y1, x0) * (1 - lx) + v(y1, x1) * lx;
+          out[(p * outH + oy) * outW + ox] = top * (1 - ly) + bottom * ly;
+        }
+      }
+    return out;
+  };
+}
+
+function nearestRef(shape: number[], [outH, outW]: Size) {
+  const inH = shape[shape.length - 2] ?? 1;
+  const inW = shape[shape.length - 1] ?? 1;
+  const planes = shape.reduce((a, b) => a * b, 1) / (inH * inW);
+  return ([x]: Float64Array[]) => {
+    const xs = x as Float64Array;
+    const out = new Float64Array(planes * outH * outW);
+    for (let p = 0; p < planes; p++)
+      for (let oy = 0; oy < outH; oy++)
+        for (let ox = 0; ox < outW; ox++) {
+          const sy = Math.min(Math.floor((oy * inH) / outH), inH - 1);
+          const sx = Math.min(Math.floor((ox * inW) / outW), inW - 1);
+          out[(p * outH + oy) * outW + ox] = xs[(p * inH + sy) * inW + sx] ?? 0;
+        }
+    return out;
+  };
+}
+
+const bilinearCases: Array<[number[], Size]> = [
+  [
+    [1, 2, 3, 5],
+    [7, 4],
+  ], // up in H, down in W
+  [
+    [2, 1, 6, 7],
+    [3, 3],
+  ], // down both
+  [
+    [1, 1, 4, 4],
+    [8, 8],
+  ], // ×2 up
+  [
+    [1, 3, 5, 3],
+    [2, 9],
+  ],
+  [
+    [1, 2, 3, 3],
+    [5, 5],
+  ], // 3 → 5: a source coordinate lands exactly on an integer
+  [
+    [1, 1, 1, 3],
+    [4, 5],
+  ], // one input row
+  [
+    [2, 2, 5, 4],
+    [1, 1],
+  ], // one output pixel
+  [
+    [1, 2, 3, 4],
+    [3, 4],
+  ], // same size
+  [
+    [1, 1, 13, 2],
+    [3, 11],
+  ], // strong downsample / upsample
+  [
+    [3, 7, 6],
+    [4, 9],
+  ], // rank 3
+];
+
+describe('resizeBilinear', () => {
+  for (const alignCorners of [false, true]) {
+    for (const [shape, size] of bilinearCases) {
+      const name = `[${shape}] → [${size}] alignCorners ${alignCorners}`;
+      it(name, () =>
+        checkOp({
+          name,
+          inputs: [{ shape }],
+          gpu: ([x]) => T.resizeBilinear(x as T.Tensor, size, { alignCorners }),
+          ref: bilinearRef(shape, size, alignCorners),
+        }),
+      );
+    }
+  }
+});
+
+describe('resizeNearest', () => {
+  const cases: Array<[number[], Size]> = [
+    [
+      [1, 2, 5, 7],
+      [3, 4],
+    ],
+    [
+      [1, 1, 5, 7],
+      [9, 11],
+    ],
+    [
+      [2, 1, 3, 3],
+      [7, 2],
+    ],
+    [
+      [1, 1, 6, 9],
+      [4, 6],
+    ],
+    [
+      [1, 1, 6, 9],
+      [9, 6],
+    ], // in/out not representable: integer arithmetic keeps floor exact
+  ];
+  for (const [shape, size] of cases) {
+    const name = `[${shape}] → [${size}]`;
+    it(name, () =>
+      checkOp({
+        name,
+        inputs: [{ shape }],
+        gpu: ([x]) => T.resizeNearest(x as T.Tensor, size),
+        ref: nearestRef(shape, size),
+      }),
+    );
+  }
+
+  it('copies i32 label maps exactly', async () => {
+    const device = await testDevice();
+    const shape = [1, 5, 7];
+    const labels = Array.from({ length: 35 }, (_, i) => (i % 4 === 3 ? 255 : (i * 7) % 19));
+    const x = T.tensor(device, labels, shape, 'i32');
+    const y = T.resizeNearest(x, [8, 3]);
+    assert.equal(y.dtype, 'i32');
+    const got = await y.data();
+    assert.deepEqual([...got], [...nearestRef(shape, [8, 3])([Float64Array.from(labels)])]);
+    x.dispose();
+    y.dispose();
+  });
+});
+
+describe('resize memory', () => {
+  it('releases its temporaries', async () => {
+    const device = await testDevice();
+    const before = T.liveTensorCount();
+    const x = T.parameter(
+      device,
+      Array.from({ length: 60 }, (_, i) => i / 60),
+      [1, 3, 4, 5],
+    );
+    T.tidy(() => {
+      T.backward(T.sum(T.resizeNearest(T.resizeBilinear(x, [9, 7]), [2, 3])));
+    });
+    assert.ok(x.grad);
+    await device.sync();
+    x.dispose();
+    assert.equal(T.liveTensorCount(), before);
+  });
+});
