@@ -33,6 +33,8 @@ export interface GemmTiling {
   readonly wy: number;
   /** Share A across a subgroup row (needs the subgroups feature and subgroup size == wx). */
   readonly subgroupA: boolean;
+  /** k iterations per loop trip (the remainder runs one at a time). */
+  readonly unroll?: number;
 }
 
 /** The tiling for this device: subgroup sharing when the subgroup size is fixed and small enough. */
@@ -40,24 +42,39 @@ export function gemmTiling(device: Device): GemmTiling {
   const min = device.subgroupMinSize;
   const fixed = device.hasSubgroups && min === device.subgroupMaxSize && min >= 8 && min <= 16;
   return fixed
-    ? { tm: 8, tn: 8, wx: min, wy: Math.max(1, 64 / min), subgroupA: true }
+    ? { tm: 8, tn: 8, wx: min, wy: Math.max(1, 16 / min), subgroupA: true }
     : { tm: 8, tn: 8, wx: 8, wy: 8, subgroupA: false };
 }
 
 export function gemmSource(spec: GemmSpec, t: GemmTiling): KernelSource {
   const acc = Array.from({ length: t.tm * t.tn }, (_, i) => `var c${i} = 0.0;`).join(' ');
-  const loads: string[] = [];
-  if (t.subgroupA) {
-    loads.push(`let mine = load_a(batch, min(row0 + lane % ${t.tm}u, u.m - 1u), k);`);
-    for (let i = 0; i < t.tm; i++) loads.push(`let a${i} = subgroupBroadcast(mine, ${i}u);`);
-  } else {
-    for (let i = 0; i < t.tm; i++) loads.push(`let a${i} = load_a(batch, min(row0 + ${i}u, u.m - 1u), k);`);
+  // One k step: A values (shared across the subgroup row when possible), B values, the FMAs.
+  const step = (k: string): string => {
+    const lines: string[] = ['{'];
+    if (t.subgroupA) {
+      // Lane l loads rows l, l + wx, ...; row i then comes from lane i % wx of load i / wx.
+      for (let b = 0; b < Math.ceil(t.tm / t.wx); b++)
+        lines.push(`let mine${b} = load_a(batch, arow${b}, ${k});`);
+      for (let i = 0; i < t.tm; i++)
+        lines.push(`let a${i} = subgroupBroadcast(mine${Math.floor(i / t.wx)}, ${i % t.wx}u);`);
+    } else {
+      for (let i = 0; i < t.tm; i++) lines.push(`let a${i} = load_a(batch, rows[${i}], ${k});`);
+    }
+    for (let j = 0; j < t.tn; j++) lines.push(`let b${j} = load_b(batch, ${k}, cols[${j}]);`);
+    for (let i = 0; i < t.tm; i++)
+      for (let j = 0; j < t.tn; j++) lines.push(`c${i * t.tn + j} = fma(a${i}, b${j}, c${i * t.tn + j});`);
+    lines.push('}');
+    return lines.join('\n    ');
+  };
+  const unroll = t.unroll ?? 1;
+  const loop =
+    unroll > 1
+      ? `var k = 0u;
+  for (; k + ${unroll - 1}u < u.k; k += ${unroll}u) {
+    ${Array.from({ length: unroll }, (_, i) => step(i === 0 ? 'k' : `k + ${i}u`)).join('\n    ')}
   }
-  for (let j = 0; j < t.tn; j++)
-    loads.push(`let b${j} = load_b(batch, k, min(colb + ${j * t.wx}u, u.n - 1u));`);
-  const fmas: string[] = [];
-  for (let i = 0; i < t.tm; i++)
-    for (let j = 0; j < t.tn; j++) fmas.push(`c${i * t.tn + j} = fma(a${i}, b${j}, c${i * t.tn + j});`);
+  for (; k < u.k; k++) ${step('k')}`
+      : `for (var k = 0u; k < u.k; k++) ${step('k')}`;
   const stores: string[] = [];
   for (let i = 0; i < t.tm; i++) {
     for (let j = 0; j < t.tn; j++) {
@@ -67,7 +84,7 @@ export function gemmSource(spec: GemmSpec, t: GemmTiling): KernelSource {
     }
   }
   return {
-    key: `gemm/${spec.key}/${t.tm}x${t.tn}/${t.wx}x${t.wy}/${t.subgroupA ? 'sg' : 'plain'}`,
+    key: `gemm/${spec.key}/${t.tm}x${t.tn}/${t.wx}x${t.wy}/${t.subgroupA ? 'sg' : 'plain'}/u${unroll}`,
     bindings: spec.bindings,
     workgroupSize: t.wx * t.wy,
     wgsl: () => /* wgsl */ `${t.subgroupA ? 'enable subgroups;' : ''}
@@ -84,10 +101,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   // Every lane of a row runs the k loop (uniform control flow for subgroupBroadcast); rows past m
   // load clamped values and store nothing.
   ${acc}
-  for (var k = 0u; k < u.k; k++) {
-    ${loads.join('\n    ')}
-    ${fmas.join('\n    ')}
-  }
+  ${Array.from({ length: Math.ceil(t.tm / t.wx) }, (_, b) => `let arow${b} = min(row0 + min(${b * t.wx}u + lane, ${t.tm - 1}u), u.m - 1u);`).join('\n  ')}
+  var rows: array<u32, ${t.tm}>;
+  for (var i = 0u; i < ${t.tm}u; i++) { rows[i] = min(row0 + i, u.m - 1u); }
+  var cols: array<u32, ${t.tn}>;
+  for (var j = 0u; j < ${t.tn}u; j++) { cols[j] = min(colb + j * ${t.wx}u, u.n - 1u); }
+  ${loop}
   ${stores.join('\n  ')}
 }`,
   };
