@@ -23,6 +23,7 @@ export {
   type KernelSource,
 } from './device/device.js';
 export { conv2dBiasGrad, conv2dForward, conv2dInputGrad, conv2dWeightGrad } from './kernels/conv.js';
+export type { Activation } from './kernels/matmul.js';
 export { type AdamOptions, adamUpdate, type MomentumOptions, momentumUpdate } from './kernels/optimizer.js';
 export { kthSmallest } from './kernels/select.js';
 export {
@@ -52,7 +53,7 @@ export {
   tanh,
   where,
 } from './ops/elementwise.js';
-export { matmul } from './ops/matmul.js';
+export { type LinearOptions, linear, matmul } from './ops/matmul.js';
 export { type BatchNormOptions, batchNorm2d, layerNorm, type SyncStatsHook } from './ops/norm.js';
 export { adaptiveAvgPool2d, argmax, avgPool2d, maxPool2d, type PoolOptions } from './ops/pool.js';
 export {

@@ -190,3 +190,57 @@ function reduceRef(
       for (let w = 0; w < 4; w++) out[c] = f(out[c] ?? 0, x[n * 12 + c * 4 + w] ?? 0);
   return out.map((v) => v * factor);
 }
+
+describe('linear with a fused bias/activation epilogue (Paddle [in, out] weights)', () => {
+  const erf = (x: number): number => {
+    const t = 1 / (1 + 0.5 * Math.abs(x));
+    const y =
+      1 -
+      t *
+        Math.exp(
+          -x * x -
+            1.26551223 +
+            t *
+              (1.00002368 +
+                t *
+                  (0.37409196 +
+                    t *
+                      (0.09678418 +
+                        t *
+                          (-0.18628806 +
+                            t *
+                              (0.27886807 +
+                                t *
+                                  (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
+        );
+    return x >= 0 ? y : -y;
+  };
+  const acts: Record<string, (v: number) => number> = {
+    none: (v) => v,
+    relu: (v) => Math.max(v, 0),
+    gelu: (v) => 0.5 * v * (1 + erf(v / Math.SQRT2)),
+  };
+  for (const activation of ['none', 'relu', 'gelu'] as const) {
+    for (const withBias of [true, false]) {
+      const xs = [2, 5, 6];
+      const [k, n] = [6, 7];
+      it(`${activation}${withBias ? ' + bias' : ''} on [${xs}]`, () =>
+        checkOp({
+          name: `linear ${activation}`,
+          inputs: [{ shape: xs }, { shape: [k, n] }, ...(withBias ? [{ shape: [n] }] : [])],
+          gpu: ([x, w, b]) => T.linear(x as T.Tensor, w as T.Tensor, b ?? null, { activation }),
+          ref: ([x, w, b]) => {
+            const m = 10;
+            const out = new Float64Array(m * n);
+            for (let i = 0; i < m; i++)
+              for (let j = 0; j < n; j++) {
+                let s = b ? (b[j] ?? 0) : 0;
+                for (let p = 0; p < k; p++) s += (x?.[i * k + p] ?? 0) * (w?.[p * n + j] ?? 0);
+                out[i * n + j] = (acts[activation] as (v: number) => number)(s);
+              }
+            return out;
+          },
+        }));
+    }
+  }
+});

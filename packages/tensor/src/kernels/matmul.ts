@@ -54,3 +54,79 @@ export function gemm(device: Device, a: Tensor, b: Tensor, args: GemmArgs): Tens
   );
   return result;
 }
+
+export type Activation = 'none' | 'relu' | 'gelu';
+
+const ACTIVATION_WGSL: Record<Activation, string> = {
+  none: 'v',
+  relu: 'max(v, 0.0)',
+  // exact (erf) GELU; erf from the same rational approximation as the elementwise kernels
+  gelu: '0.5 * v * (1.0 + erf_approx(v * 0.70710678118654752))',
+};
+
+const ERF = /* wgsl */ `
+fn erf_approx(x: f32) -> f32 {
+  let z = abs(x);
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
+      t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  return select(r - 1.0, 1.0 - r, x >= 0.0);
+}`;
+
+/**
+ * Y = act(X·W + bias) with the bias and activation fused into the GEMM's store (the epilogue).
+ * When `pre` is given, the pre-activation X·W + bias is stored there too (GELU's backward needs it).
+ */
+export function gemmBiasActivation(
+  device: Device,
+  x: Tensor,
+  w: Tensor,
+  bias: Tensor | null,
+  m: number,
+  k: number,
+  n: number,
+  activation: Activation,
+  pre: Tensor | null,
+): Tensor {
+  const out = emptyTensor(device, [m, n]);
+  const bindings: Array<'read' | 'rw'> = [
+    'read',
+    'read',
+    ...(bias ? (['read'] as const) : []),
+    'rw',
+    ...(pre ? (['rw'] as const) : []),
+  ];
+  const biasBinding = bias ? 3 : -1;
+  const outBinding = bias ? 4 : 3;
+  const spec = {
+    key: `linear/${activation}/${bias ? 'bias' : 'nobias'}/${pre ? 'pre' : 'nopre'}`,
+    bindings,
+    decls: /* wgsl */ `
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+${bias ? `@group(0) @binding(${biasBinding}) var<storage, read> bias: array<f32>;` : ''}
+@group(0) @binding(${outBinding}) var<storage, read_write> c: array<f32>;
+${pre ? `@group(0) @binding(${outBinding + 1}) var<storage, read_write> pre: array<f32>;` : ''}
+${activation === 'gelu' ? ERF : ''}`,
+    functions: /* wgsl */ `
+fn load_a(batch: u32, m: u32, k: u32) -> f32 { return a[m * u.k + k]; }
+fn load_b(batch: u32, k: u32, n: u32) -> f32 { return b[k * u.n + n]; }
+fn store_c(batch: u32, m: u32, n: u32, acc: f32) {
+  let v = acc${bias ? ' + bias[n]' : ''};
+  ${pre ? 'pre[m * u.n + n] = v;' : ''}
+  c[m * u.n + n] = ${ACTIVATION_WGSL[activation]};
+}`,
+  };
+  const tiling = gemmTiling(device);
+  const kernel = device.kernel(gemmSource(spec, tiling));
+  const buffers = [
+    x.buffer,
+    w.buffer,
+    ...(bias ? [bias.buffer] : []),
+    out.buffer,
+    ...(pre ? [pre.buffer] : []),
+  ];
+  const u = new Uniforms().u32(m).u32(n).u32(k).u32(1);
+  device.dispatch(kernel, buffers, u.bytes(), gemmGroups(tiling, m, n, 1));
+  return out;
+}

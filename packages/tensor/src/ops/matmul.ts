@@ -1,6 +1,7 @@
-import { record } from '../autograd/engine.js';
+import { isGradEnabled, record } from '../autograd/engine.js';
+import { mapKernel } from '../kernels/elementwise.js';
 import { emptyTensor } from '../kernels/launch.js';
-import { gemm } from '../kernels/matmul.js';
+import { type Activation, gemm, gemmBiasActivation } from '../kernels/matmul.js';
 import { reduceTo } from '../kernels/reduce.js';
 import { formatShape, type Tensor } from '../tensor.js';
 
@@ -87,4 +88,78 @@ function reshapeTo(t: Tensor, shape: readonly number[]): Tensor {
   t.device.copy(t.buffer, 0, out.buffer, 0, t.bytes);
   t.dispose();
   return out;
+}
+
+export interface LinearOptions {
+  /** Fused into the GEMM's epilogue. */
+  readonly activation?: Activation;
+}
+
+/**
+ * y = act(x·w + bias) over the last axis, with w in Paddle's Linear layout [in, out]; bias and
+ * activation are fused into the GEMM epilogue. x is [..., in]; y is [..., out].
+ */
+export function linear(x: Tensor, w: Tensor, bias: Tensor | null, options: LinearOptions = {}): Tensor {
+  const activation = options.activation ?? 'none';
+  const k = x.shape.at(-1) ?? 0;
+  if (w.rank !== 2 || w.shape[0] !== k)
+    throw new Error(
+      `linear: weight ${formatShape(w.shape)} does not take inputs ${formatShape(x.shape)} (expected [${k}, out])`,
+    );
+  const n = w.shape[1] ?? 0;
+  if (bias && (bias.rank !== 1 || bias.shape[0] !== n))
+    throw new Error(`linear: bias ${formatShape(bias.shape)} should be [${n}]`);
+  const m = x.size / k;
+  const device = x.device;
+  const needsPre =
+    activation === 'gelu' &&
+    isGradEnabled() &&
+    (x.requiresGrad || w.requiresGrad || (bias?.requiresGrad ?? false));
+  const pre = needsPre ? emptyTensor(device, [m, n]) : null;
+  const flat = gemmBiasActivation(device, x, w, bias, m, k, n, activation, pre);
+  const out = reshapeTo(flat, [...x.shape.slice(0, -1), n]);
+  const inputs = bias ? [x, w, bias] : [x, w];
+  const result = record(out, 'linear', inputs, pre ? [x, w, pre] : [x, w, out], (g) => {
+    // Gradient through the activation, then the GEMM's two transposed products and the bias sum.
+    const gv =
+      activation === 'relu'
+        ? mapKernel(device, 'select(0.0, a, b > 0.0)', [g, out])
+        : activation === 'gelu'
+          ? mapKernel(device, 'a * gelu_grad(b)', [g, pre as Tensor])
+          : g;
+    const dx = x.requiresGrad
+      ? reshapeTo(
+          gemm(device, gv, w, {
+            batch: 1,
+            m,
+            n: k,
+            k: n,
+            transA: false,
+            transB: true,
+            batchStrideA: 0,
+            batchStrideB: 0,
+          }),
+          x.shape,
+        )
+      : null;
+    const dw = w.requiresGrad
+      ? gemm(device, x, gv, {
+          batch: 1,
+          m: k,
+          n,
+          k: m,
+          transA: true,
+          transB: false,
+          batchStrideA: 0,
+          batchStrideB: 0,
+        })
+      : null;
+    const db = bias?.requiresGrad ? reduceTo(device, gv, [1, n], 'sum') : null;
+    const grads: Array<Tensor | null> = [dx, dw];
+    if (bias) grads.push(db ? reshapeTo(db, [n]) : null);
+    if (gv !== g) gv.dispose();
+    return grads;
+  });
+  if (pre && !result.gradFn) pre.dispose();
+  return result;
 }
