@@ -1,0 +1,12 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { getDevice } from '@segtrain/tensor';
+import { buildBackbone, buildModel } from '../src/index.js';
+
+describe('model registry', () => {
+  it('an unknown type is an error listing the known ones', async () => {
+    const device = await getDevice();
+    assert.throws(() => buildModel(device, { type: 'DeepLabV9' }), /unknown model type 'DeepLabV9'; known: /);
+    assert.throws(() => buildBackbone(device, { type: 'ResNet1000' }), /unknown backbone type 'ResNet1000'; known: /);
+  });
+});
