@@ -7,6 +7,9 @@ describe('model registry', () => {
   it('an unknown type is an error listing the known ones', async () => {
     const device = await getDevice();
     assert.throws(() => buildModel(device, { type: 'DeepLabV9' }), /unknown model type 'DeepLabV9'; known: /);
-    assert.throws(() => buildBackbone(device, { type: 'ResNet1000' }), /unknown backbone type 'ResNet1000'; known: /);
+    assert.throws(
+      () => buildBackbone(device, { type: 'ResNet1000' }),
+      /unknown backbone type 'ResNet1000'; known: /,
+    );
   });
 });

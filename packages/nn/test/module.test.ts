@@ -99,7 +99,7 @@ describe('Module', () => {
     const c1 = new Conv2d(device, 8, 16, { kernel: 3, bias: true });
     seedInitializers(7);
     const c2 = new Conv2d(device, 8, 16, { kernel: 3, bias: true });
-    const [w1, w2] = [await c1.weight.data(), await c2.weight.data()];
+    const [w1, w2] = [(await c1.weight.data()) as Float32Array, (await c2.weight.data()) as Float32Array];
     assert.deepEqual(w1, w2);
     const std = Math.sqrt(w1.reduce((s, v) => s + v * v, 0) / w1.length);
     assert.ok(Math.abs(std - Math.sqrt(2 / 72)) < 0.02, `std ${std}`);
@@ -125,7 +125,7 @@ describe('Module', () => {
     );
     const y = seq.forward(x);
     assert.deepEqual(y.shape, [2, 3, 2, 2]);
-    const train = await y.data();
+    const train = (await y.data()) as Float32Array;
     const mean = train.reduce((a, b) => a + b, 0) / train.length;
     assert.ok(Math.abs(mean) < 1e-4, 'batch statistics normalise the output');
     seq.eval();
