@@ -1,4 +1,13 @@
 export {
+  HRNet,
+  hrnetFromConfig,
+  OCRHead,
+  OCRNet,
+  type OCRNetOptions,
+  ocrnetFromConfig,
+} from './ocrnet/index.js';
+export { PPLiteSeg, type PPLiteSegOptions, STDCNet, type StdcInit } from './pp_liteseg/index.js';
+export {
   type Backbone,
   type BackboneFactory,
   buildBackbone,
@@ -10,3 +19,12 @@ export {
   registerModel,
   type SegModel,
 } from './registry.js';
+export {
+  buildMixVisionTransformer,
+  buildSegFormer,
+  MixVisionTransformer,
+  type MixVisionTransformerOptions,
+  mitPreset,
+  SegFormer,
+  type SegFormerOptions,
+} from './segformer/index.js';

@@ -1,3 +1,4 @@
+export { loadModule, loadStateFile, saveModule, saveStateFile } from './checkpoint.js';
 export {
   constant,
   currentRng,
@@ -26,4 +27,64 @@ export {
   MaxPool2d,
   Upsample,
 } from './layers.js';
+export {
+  type BCELossOptions,
+  bceLoss,
+  bceWithLogits,
+  buildLoss,
+  type CrossEntropyLossOptions,
+  crossEntropyLoss,
+  crossEntropyLossAsync,
+  type DetailAggregateLossOptions,
+  type DiceLossOptions,
+  detailAggregateLoss,
+  detailBoundaryTarget,
+  diceLoss,
+  type LossBlock,
+  type LossConfig,
+  type LossFn,
+  type LossResult,
+  type LovaszSoftmaxLossOptions,
+  labelMap,
+  lossFromConfig,
+  lovaszCoefficients,
+  lovaszSoftmaxLoss,
+  MixedLoss,
+  type OhemCrossEntropyLossOptions,
+  ohemCrossEntropyLoss,
+  pixelCrossEntropy,
+} from './losses/index.js';
 export { type HostTensor, Layer, type LoadReport, Module, ModuleList, Sequential } from './module.js';
+export {
+  createOptimizer,
+  type GradClipConfig,
+  Optimizer,
+  type OptimizerConfig,
+  type OptimizerType,
+  type ParamGroup,
+  type ParamGroupConfig,
+} from './optimizer.js';
+export {
+  type DecodedTensor,
+  decodeSafetensors,
+  encodeSafetensors,
+  MAX_HEADER_BYTES,
+  readSafetensors,
+  type SafetensorsDType,
+  type SafetensorsEntry,
+  type SafetensorsFile,
+  writeSafetensors,
+} from './safetensors.js';
+export {
+  buildLrSchedule,
+  type CosineAnnealingDecay,
+  type ExponentialDecay,
+  type LinearWarmup,
+  type LrSchedule,
+  type LrSchedulerConfig,
+  learningRateAt,
+  type MultiStepDecay,
+  type PiecewiseDecay,
+  type PolynomialDecay,
+  type StepDecay,
+} from './schedules.js';

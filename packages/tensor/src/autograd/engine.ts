@@ -61,10 +61,18 @@ export function backward(root: Tensor, options: BackwardOptions = {}): void {
   const savedUses = new Map<Tensor, number>();
   const stack: Tensor[] = [root];
   const visited = new Set<Tensor>([root]);
+  // Decided up front: releasing a tensor mid-backward clears its gradFn, which must not turn an
+  // intermediate into a "leaf".
+  const leaves = new Set<Tensor>();
+  const intermediates = new Set<Tensor>();
   while (stack.length) {
     const tensor = stack.pop() as Tensor;
     const node = tensor.gradFn;
-    if (!node) continue;
+    if (!node) {
+      leaves.add(tensor);
+      continue;
+    }
+    intermediates.add(tensor);
     nodes.add(node);
     owners.set(node, tensor);
     for (const saved of node.saved) savedUses.set(saved, (savedUses.get(saved) ?? 0) + 1);
@@ -111,13 +119,14 @@ export function backward(root: Tensor, options: BackwardOptions = {}): void {
         }
         const left = (pending.get(input) ?? 1) - 1;
         pending.set(input, left);
-        if (left === 0 && input.isLeaf) finishLeaf(input, grads);
+        if (left === 0 && leaves.has(input)) finishLeaf(input, grads);
       });
     } else {
       for (const input of node.inputs) {
+        if (!input.requiresGrad) continue;
         const left = (pending.get(input) ?? 1) - 1;
         pending.set(input, left);
-        if (left === 0 && input.isLeaf) finishLeaf(input, grads);
+        if (left === 0 && leaves.has(input)) finishLeaf(input, grads);
       }
     }
     if (!options.retainGraph) {

@@ -54,6 +54,7 @@ export class Device {
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private paramBytes = 0;
+  private doomed: GPUBuffer[] = [];
   private dispatchCount = 0;
   private submitCount = 0;
   private destroyed = false;
@@ -201,9 +202,11 @@ export class Device {
     });
   }
 
+  /** Destroyed after the next submit: recorded work may still read it (submitted work may, legally). */
   destroyParamBuffer(buffer: GPUBuffer): void {
     this.paramBytes -= buffer.size;
-    buffer.destroy();
+    if (this.encoder) this.doomed.push(buffer);
+    else buffer.destroy();
   }
 
   /** Uploads data; recorded work is submitted first so the write cannot overtake it in queue order. */
@@ -282,6 +285,8 @@ export class Device {
       this.submitCount++;
     }
     this.slot = 0;
+    for (const buffer of this.doomed) buffer.destroy();
+    this.doomed = [];
     this.storage.afterSubmit();
     this.staging.afterSubmit();
   }
