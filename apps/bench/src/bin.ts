@@ -2,18 +2,22 @@
 import { resolve } from 'node:path';
 import { getDevice } from '@segtrain/tensor';
 import { runKernelBench } from './kernels.js';
+import { inputShape, NUM_CLASSES, runModelBench } from './models.js';
 import { writeReport } from './report.js';
 import { loadTfjs } from './tfjs.js';
 import { rate } from './timing.js';
 
 const USAGE = `Usage: segtrain-bench kernels [--reps N] [--quick] [--no-tfjs] [--out DIR]
+       segtrain-bench models [--reps N] [--quick] [--out DIR]
 
-Measures our WGSL kernels and, in the same run on the same adapter, @tensorflow/tfjs-backend-webgpu 4.22,
-and writes a Markdown and a JSON report (default DIR: bench-results/).`;
+kernels: our WGSL kernels and, in the same run on the same adapter, @tensorflow/tfjs-backend-webgpu 4.22.
+models:  forward+backward images/s of each seed model at 2x3x256x512 (--quick: 1x3x64x128), beside the
+         same-run GEMM 1024^3 rate.
+Each writes a Markdown and a JSON report (default DIR: bench-results/).`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  if (command !== 'kernels') {
+  if (command !== 'kernels' && command !== 'models') {
     process.stderr.write(`${USAGE}\n`);
     return command === '--help' ? 0 : 2;
   }
@@ -25,7 +29,7 @@ async function main(argv: string[]): Promise<number> {
     const flag = rest[i];
     if (flag === '--reps') reps = Number(rest[++i]);
     else if (flag === '--quick') quick = true;
-    else if (flag === '--no-tfjs') tfjsOn = false;
+    else if (flag === '--no-tfjs' && command === 'kernels') tfjsOn = false;
     else if (flag === '--out') out = resolve(rest[++i] ?? out);
     else {
       process.stderr.write(`segtrain-bench: unknown option ${flag}\n${USAGE}\n`);
@@ -37,11 +41,36 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const device = await getDevice();
-  const tfjs = tfjsOn ? await loadTfjs() : null;
   const log = (line: string) => process.stdout.write(`${line}\n`);
   log(
     `adapter: ${device.adapterName}; subgroups: ${device.hasSubgroups ? `${device.subgroupMinSize}-${device.subgroupMaxSize}` : 'no'}`,
   );
+  const machine = async () => ({
+    adapter: device.adapterName,
+    node: process.version,
+    cpus: String((await import('node:os')).cpus().length),
+  });
+  if (command === 'models') {
+    const rows = await runModelBench(device, { reps, quick }, log);
+    const files = writeReport(out, quick ? 'models-quick' : 'models', {
+      title: 'segtrain model benchmark',
+      date: new Date().toISOString(),
+      machine: await machine(),
+      rows,
+      notes: [
+        `One training step: input ${inputShape(quick).join('x')}, random labels over ${NUM_CLASSES} classes; forward in train mode, ` +
+          'sum of softmax cross-entropy over every output (main and auxiliary heads), backward; no optimizer update.',
+        `Each time is the median of ${reps} run(s) after one warm-up, waiting for the GPU queue to drain.`,
+        'GEMM 1024³ is our tensor matmul, timed the same way just before each model: compare img/s against it, ' +
+          'not across runs, since the machine is shared and noisy.',
+      ],
+      table: 'models',
+    });
+    log(`wrote ${files.join(', ')}`);
+    device.destroy();
+    return 0;
+  }
+  const tfjs = tfjsOn ? await loadTfjs() : null;
   const rows = await runKernelBench(device, tfjs, { reps, quick }, log);
   const gemm = rows[0];
   const notes = [
@@ -58,11 +87,7 @@ async function main(argv: string[]): Promise<number> {
   const files = writeReport(out, quick ? 'kernels-quick' : 'kernels', {
     title: 'segtrain kernel benchmark',
     date,
-    machine: {
-      adapter: device.adapterName,
-      node: process.version,
-      cpus: String((await import('node:os')).cpus().length),
-    },
+    machine: await machine(),
     rows,
     notes,
   });

@@ -8,6 +8,8 @@ export interface Report {
   readonly machine: Record<string, string>;
   readonly rows: readonly Row[];
   readonly notes: readonly string[];
+  /** Table layout: `kernels` (ours vs tfjs, the default) or `models` (img/s beside the same-run GEMM rate). */
+  readonly table?: 'kernels' | 'models';
 }
 
 function fmt(n: number | null, digits = 2): string {
@@ -17,6 +19,19 @@ function fmt(n: number | null, digits = 2): string {
 export function toMarkdown(r: Report): string {
   const lines = [`# ${r.title}`, '', `Run ${r.date}.`, ''];
   for (const [k, v] of Object.entries(r.machine)) lines.push(`- ${k}: ${v}`);
+  if (r.table === 'models') {
+    lines.push(
+      '',
+      '| model | trainable params | ms / step | img/s | GEMM 1024³ (same run) |',
+      '|---|---:|---:|---:|---:|',
+    );
+    for (const row of r.rows)
+      lines.push(
+        `| ${row.name} | ${row.params === undefined ? '—' : row.params.toLocaleString('en-US')} | ${fmt(row.oursMs, 1)} | ${fmt(rate(row, row.oursMs))} | ${row.gemmGflops === undefined ? '—' : `${fmt(row.gemmGflops)} GFLOP/s`} |`,
+      );
+    lines.push('', ...r.notes.map((n) => `- ${n}`), '');
+    return lines.join('\n');
+  }
   lines.push(
     '',
     '| case | ours ms | ours rate | tfjs-webgpu ms | tfjs rate | ours / tfjs |',

@@ -19,6 +19,10 @@ export interface Row {
   readonly images?: number;
   readonly oursMs: number;
   readonly theirsMs: number | null;
+  /** Trainable parameter count (model rows). */
+  readonly params?: number;
+  /** GEMM 1024³ GFLOP/s measured in the same run, just before this row (model rows). */
+  readonly gemmGflops?: number;
 }
 
 export function rate(row: Row, ms: number): number {

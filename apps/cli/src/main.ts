@@ -2,6 +2,7 @@ import { ConfigError } from '@segtrain/config';
 import { UsageError } from './args.js';
 import { configCommand } from './commands/config.js';
 import { doctorCommand } from './commands/doctor.js';
+import { modelCommand } from './commands/model.js';
 import type { Io } from './io.js';
 
 const COMMANDS: Readonly<
@@ -9,6 +10,10 @@ const COMMANDS: Readonly<
 > = {
   config: { help: 'config show FILE: print a resolved PaddleSeg-style config', run: configCommand },
   doctor: { help: 'check the WebGPU adapter, Node, pnpm and ZeroMQ', run: doctorCommand },
+  model: {
+    help: 'model summary | run: layer tree, parameters, MACs; one forward (and backward) from weights',
+    run: modelCommand,
+  },
 };
 
 function usage(): string {

@@ -8,6 +8,15 @@ export {
 } from './ocrnet/index.js';
 export { PPLiteSeg, type PPLiteSegOptions, STDCNet, type StdcInit } from './pp_liteseg/index.js';
 export {
+  buildModelWithPretrained,
+  cachedPretrainedPath,
+  isUrl,
+  loadPretrained,
+  type PretrainedOptions,
+  type PretrainedReport,
+  pretrainedCacheDir,
+} from './pretrained.js';
+export {
   type Backbone,
   type BackboneFactory,
   buildBackbone,

@@ -1,20 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { seedInitializers } from '@segtrain/nn';
-import {
-  adamUpdate,
-  add as addLoss,
-  argmax,
-  backward,
-  getDevice,
-  noGrad,
-  persistent,
-  softmaxCrossEntropy,
-  type Tensor,
-  tensor,
-  tidy,
-} from '@segtrain/tensor';
+import { backward, getDevice, noGrad, type Tensor, tensor, tidy } from '@segtrain/tensor';
 import { buildModel, type PPLiteSeg, PPLiteSeg as PPLiteSegModel, STDCNet } from '../src/index.js';
+import { blockBatch, overfitAccuracy, totalLoss } from './fixtures.js';
 
 // PP-LiteSeg-T (STDC1) narrows the head; the STDC2 config replaces the model block
 // (`_inherited_: False`), so its head keeps the class defaults (arm [64, 96, 128], heads [64, 64, 64]).
@@ -95,37 +84,6 @@ describe('PP-LiteSeg', () => {
   });
 });
 
-/** Σ CE over every head's logits: the loss a gradient check and an overfit run can share. */
-function totalLoss(model: PPLiteSegModel, x: Tensor, y: Tensor): Tensor {
-  const logits = model.forward(x);
-  return logits
-    .slice(1)
-    .reduce(
-      (acc, l) => addLoss(acc, softmaxCrossEntropy(l, y, {})),
-      softmaxCrossEntropy(logits[0] as Tensor, y, {}),
-    );
-}
-
-/** A fixed batch: big class blocks (so the 1/8 head can resolve them), coloured per class, plus noise. */
-function blockBatch(n: number, h: number, w: number, classes: number) {
-  const labels = new Int32Array(n * h * w);
-  const image = new Float32Array(n * 3 * h * w);
-  let s = 12345;
-  const noise = () => {
-    s = (s * 1103515245 + 12345) >>> 0;
-    return (s / 4294967296 - 0.5) * 0.8;
-  };
-  for (let b = 0; b < n; b++)
-    for (let yy = 0; yy < h; yy++)
-      for (let xx = 0; xx < w; xx++) {
-        const cls = (Math.floor(yy / 16) * 3 + Math.floor(xx / 32) + b) % classes;
-        labels[(b * h + yy) * w + xx] = cls;
-        for (let c = 0; c < 3; c++)
-          image[((b * 3 + c) * h + yy) * w + xx] = Math.cos(cls * 1.7 + c * 2.1) + noise();
-      }
-  return { labels, image };
-}
-
 describe('PP-LiteSeg training', () => {
   // Eval mode (BN on running statistics): in training, the SPPM's 1×1 bins normalise two values per
   // channel, which makes the loss too ill-conditioned for float32 finite differences.
@@ -187,39 +145,11 @@ describe('PP-LiteSeg training', () => {
       ...seedModel('STDC1'),
       num_classes: 6,
       backbone: { type: 'STDC1', init: 'he' },
-    }) as PPLiteSegModel;
-    const { labels, image } = blockBatch(2, 64, 128, 6);
-    const x = tensor(device, image, [2, 3, 64, 128]);
-    const y = tensor(device, labels, [2, 64, 128], 'i32');
-    const params = model.parameters();
-    const moments = params.map(
-      (p) =>
-        [
-          persistent(device, new Float32Array(p.size), p.shape),
-          persistent(device, new Float32Array(p.size), p.shape),
-        ] as const,
-    );
-    const opts = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.01, decoupled: true };
-    for (let step = 1; step <= 120; step++) {
-      tidy(() => {
-        backward(totalLoss(model, x, y));
-        params.forEach((p, i) => {
-          const [m, v] = moments[i] as readonly [Tensor, Tensor];
-          adamUpdate(device, p, p.grad as Tensor, m, v, 2e-3, step, opts);
-          p.grad?.dispose();
-          p.grad = null;
-        });
-      });
-      if (step % 20 === 0) await device.sync();
-    }
-    model.eval();
-    const predicted = (await noGrad(() =>
-      tidy(() => argmax(model.forward(x)[0] as Tensor, 1)),
-    ).data()) as Int32Array;
-    let correct = 0;
-    for (let i = 0; i < labels.length; i++) if (predicted[i] === labels[i]) correct++;
-    const accuracy = correct / labels.length;
+    });
+    // Measured: 0.976 after 40 AdamW steps, 1.0 after 60 (≈1.3 s a step on lavapipe).
+    const accuracy = await overfitAccuracy(device, model, 6, 50, 2e-3);
     assert.ok(accuracy >= 0.95, `pixel accuracy ${accuracy.toFixed(4)}`);
+    await device.sync();
     model.dispose();
   });
 });

@@ -25,6 +25,7 @@ export {
   LayerNorm,
   Linear,
   MaxPool2d,
+  reinitializeConvs,
   Upsample,
 } from './layers.js';
 export {

@@ -19,8 +19,15 @@ import {
   sigmoid,
   type Tensor,
 } from '@segtrain/tensor';
-import { constant, type Initializer, kaimingNormalFanIn, xavierUniform } from './init.js';
-import { Layer } from './module.js';
+import {
+  constant,
+  currentRng,
+  type Initializer,
+  kaimingNormalFanIn,
+  type Rng,
+  xavierUniform,
+} from './init.js';
+import { Layer, type Module } from './module.js';
 
 export interface Conv2dLayerOptions {
   readonly kernel: number | readonly [number, number];
@@ -254,4 +261,23 @@ export class ConvBNAct extends Layer {
     if (this.activation === 'sigmoid') return sigmoid(y);
     return y;
   }
+}
+
+/**
+ * Re-draws every Conv2d weight of a model with `init` (e.g. He for training from scratch, where
+ * PaddleSeg's N(0, 0.001) backbone init expects pretrained weights to overwrite it).
+ */
+export function reinitializeConvs(
+  root: Module,
+  init: Initializer = kaimingNormalFanIn,
+  rng: Rng = currentRng(),
+): number {
+  let count = 0;
+  for (const [, m] of root.namedModules()) {
+    if (m instanceof Conv2d) {
+      root.device.write(m.weight.buffer, init(m.weight.shape, rng));
+      count++;
+    }
+  }
+  return count;
 }

@@ -1,0 +1,96 @@
+import {
+  adamUpdate,
+  add,
+  argmax,
+  backward,
+  type Device,
+  noGrad,
+  persistent,
+  softmaxCrossEntropy,
+  type Tensor,
+  tensor,
+  tidy,
+} from '@segtrain/tensor';
+import type { SegModel } from '../src/index.js';
+
+/** A fixed batch: big class blocks (so a 1/8 head can resolve them), coloured per class, plus noise. */
+export function blockBatch(n: number, h: number, w: number, classes: number) {
+  const labels = new Int32Array(n * h * w);
+  const image = new Float32Array(n * 3 * h * w);
+  let s = 12345;
+  const noise = () => {
+    s = (s * 1103515245 + 12345) >>> 0;
+    return (s / 4294967296 - 0.5) * 0.8;
+  };
+  for (let b = 0; b < n; b++)
+    for (let yy = 0; yy < h; yy++)
+      for (let xx = 0; xx < w; xx++) {
+        const cls = (Math.floor(yy / 16) * 3 + Math.floor(xx / 32) + b) % classes;
+        labels[(b * h + yy) * w + xx] = cls;
+        for (let c = 0; c < 3; c++)
+          image[((b * 3 + c) * h + yy) * w + xx] = Math.cos(cls * 1.7 + c * 2.1) + noise();
+      }
+  return { labels, image };
+}
+
+/** Σ cross-entropy over every output of the model. */
+export function totalLoss(model: SegModel, x: Tensor, y: Tensor): Tensor {
+  const logits = model.forward(x);
+  return logits
+    .slice(1)
+    .reduce(
+      (acc, l) => add(acc, softmaxCrossEntropy(l, y, {})),
+      softmaxCrossEntropy(logits[0] as Tensor, y, {}),
+    );
+}
+
+/**
+ * Trains on one fixed 64×128 batch with AdamW and returns the pixel accuracy of the main output in
+ * eval mode (BN on running statistics).
+ */
+export async function overfitAccuracy(
+  device: Device,
+  model: SegModel,
+  classes: number,
+  steps: number,
+  lr: number,
+): Promise<number> {
+  const { labels, image } = blockBatch(1, 64, 128, classes);
+  const x = tensor(device, image, [1, 3, 64, 128]);
+  const y = tensor(device, labels, [1, 64, 128], 'i32');
+  const params = model.parameters();
+  const moments = params.map(
+    (p) =>
+      [
+        persistent(device, new Float32Array(p.size), p.shape),
+        persistent(device, new Float32Array(p.size), p.shape),
+      ] as const,
+  );
+  const opts = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.01, decoupled: true };
+  model.train();
+  for (let step = 1; step <= steps; step++) {
+    tidy(() => {
+      backward(totalLoss(model, x, y));
+      params.forEach((p, i) => {
+        const [m, v] = moments[i] as readonly [Tensor, Tensor];
+        adamUpdate(device, p, p.grad as Tensor, m, v, lr, step, opts);
+        p.grad?.dispose();
+        p.grad = null;
+      });
+    });
+    if (step % 10 === 0) await device.sync();
+  }
+  model.eval();
+  const predicted = (await noGrad(() =>
+    tidy(() => argmax(model.forward(x)[0] as Tensor, 1)),
+  ).data()) as Int32Array;
+  let correct = 0;
+  for (let i = 0; i < labels.length; i++) if (predicted[i] === labels[i]) correct++;
+  for (const [m, v] of moments) {
+    m.dispose();
+    v.dispose();
+  }
+  x.dispose();
+  y.dispose();
+  return correct / labels.length;
+}
