@@ -1,36 +1,13 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { loadConfig } from '@segtrain/config';
 import { buildModel, type ComponentConfig } from '@segtrain/models';
 import { readSafetensors, saveStateFile, writeSafetensors } from '@segtrain/nn';
 import { getDevice } from '@segtrain/tensor';
-import type { Io } from '../src/io.js';
-import { main } from '../src/main.js';
-
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const seed = (rel: string) =>
-  join(process.env.SEGTRAIN_SHARED ?? resolve(repoRoot, '../shared'), 'paddleseg-configs/configs', rel);
-const PP_LITESEG = seed('pp_liteseg/pp_liteseg_stdc1_cityscapes_1024x512_scale0.5_160k.yml');
-
-async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io: Io = {
-    out: (t) => {
-      out += t;
-    },
-    err: (t) => {
-      err += t;
-    },
-    isTty: false,
-  };
-  const code = await main(argv, io);
-  return { code, out, err };
-}
+import { PP_LITESEG, run, seed } from './helpers.js';
 
 describe('segtrain model summary', () => {
   it('prints the layer tree, the exact trainable parameter count and MACs per top-level block', async () => {

@@ -1,34 +1,11 @@
 import { describe, it } from 'node:test';
 import * as T from '../src/index.js';
-import { checkOp, rand, stridesOf } from './harness.js';
+import { checkOp, erf64, rand, stridesOf } from './harness.js';
 
 const map =
   (f: (x: number) => number) =>
   ([x]: Float64Array[]) =>
     (x as Float64Array).map(f);
-const erf = (x: number): number => {
-  // float64 erf via its series / continued fraction (reference only)
-  const t = 1 / (1 + 0.5 * Math.abs(x));
-  const y =
-    1 -
-    t *
-      Math.exp(
-        -x * x -
-          1.26551223 +
-          t *
-            (1.00002368 +
-              t *
-                (0.37409196 +
-                  t *
-                    (0.09678418 +
-                      t *
-                        (-0.18628806 +
-                          t *
-                            (0.27886807 +
-                              t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
-      );
-  return x >= 0 ? y : -y;
-};
 
 /** NumPy broadcasting in float64. */
 function broadcastRef(f: (a: number, b: number) => number, sa: number[], sb: number[]) {
@@ -67,7 +44,7 @@ describe('unary ops: forward vs float64, backward vs finite differences', () => 
     ['sqrt', T.sqrt, Math.sqrt, positive],
     ['sigmoid', T.sigmoid, (x) => 1 / (1 + Math.exp(-x))],
     ['tanh', T.tanh, Math.tanh],
-    ['gelu', T.gelu, (x) => 0.5 * x * (1 + erf(x / Math.SQRT2))],
+    ['gelu', T.gelu, (x) => 0.5 * x * (1 + erf64(x / Math.SQRT2))],
     ['pow 3', (x) => T.powScalar(x, 3), (x) => x ** 3],
     ['pow 0.5', (x) => T.powScalar(x, 0.5), (x) => x ** 0.5, positive],
     ['affine', (x) => T.affine(x, 2.5, -1), (x) => 2.5 * x - 1],

@@ -150,3 +150,16 @@ export function stridesOf(shape: readonly number[]): number[] {
   for (let i = shape.length - 2; i >= 0; i--) s[i] = (s[i + 1] ?? 1) * (shape[i + 1] ?? 1);
   return s;
 }
+
+/** erf in float64 by its Maclaurin series (|x| ≤ 5; beyond, erf is ±1 to 1.5e-12): the GELU oracle. */
+export function erf64(x: number): number {
+  const ax = Math.abs(x);
+  if (ax > 5) return Math.sign(x);
+  let term = ax;
+  let sum = ax;
+  for (let n = 1; n < 200 && Math.abs(term) > 1e-17 * Math.abs(sum); n++) {
+    term *= (-ax * ax) / n;
+    sum += term / (2 * n + 1);
+  }
+  return (Math.sign(x) * 2 * sum) / Math.sqrt(Math.PI);
+}

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as T from '../src/index.js';
-import { checkOp, stridesOf, testDevice } from './harness.js';
+import { checkOp, erf64, stridesOf, testDevice } from './harness.js';
 
 function matmulRef(sa: number[], sb: number[]) {
   return ([a, b]: Float64Array[]) => {
@@ -193,33 +193,10 @@ function reduceRef(
 }
 
 describe('linear with a fused bias/activation epilogue (Paddle [in, out] weights)', () => {
-  const erf = (x: number): number => {
-    const t = 1 / (1 + 0.5 * Math.abs(x));
-    const y =
-      1 -
-      t *
-        Math.exp(
-          -x * x -
-            1.26551223 +
-            t *
-              (1.00002368 +
-                t *
-                  (0.37409196 +
-                    t *
-                      (0.09678418 +
-                        t *
-                          (-0.18628806 +
-                            t *
-                              (0.27886807 +
-                                t *
-                                  (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
-        );
-    return x >= 0 ? y : -y;
-  };
   const acts: Record<string, (v: number) => number> = {
     none: (v) => v,
     relu: (v) => Math.max(v, 0),
-    gelu: (v) => 0.5 * v * (1 + erf(v / Math.SQRT2)),
+    gelu: (v) => 0.5 * v * (1 + erf64(v / Math.SQRT2)),
   };
   for (const activation of ['none', 'relu', 'gelu'] as const) {
     for (const withBias of [true, false]) {
