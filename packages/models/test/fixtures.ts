@@ -1,3 +1,4 @@
+import { Rng } from '@segtrain/nn';
 import {
   adamUpdate,
   add,
@@ -12,6 +13,10 @@ import {
   tidy,
 } from '@segtrain/tensor';
 import type { SegModel } from '../src/index.js';
+
+/** Seeded uniform values in [lo, hi) as float32 (nn's mulberry32 generator). */
+export const rand = (size: number, seed: number, lo = -1, hi = 1): Float32Array =>
+  Float32Array.from(new Rng(seed).uniformArray(size, lo, hi));
 
 /** A fixed batch: big class blocks (so a 1/8 head can resolve them), coloured per class, plus noise. */
 export function blockBatch(n: number, h: number, w: number, classes: number) {

@@ -14,27 +14,13 @@ import {
   tidy,
 } from '@segtrain/tensor';
 import { buildBackbone, buildModel, MixVisionTransformer, SegFormer } from '../src/index.js';
-import { overfitAccuracy } from './fixtures.js';
+import { overfitAccuracy, rand } from './fixtures.js';
 
 let devicePromise: Promise<Device> | undefined;
 const testDevice = () => {
   devicePromise ??= getDevice();
   return devicePromise;
 };
-
-/** Deterministic uniform values in [lo, hi) (mulberry32). */
-function rand(size: number, seed: number, lo = -1, hi = 1): Float32Array {
-  let a = seed >>> 0;
-  const out = new Float32Array(size);
-  for (let i = 0; i < size; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = lo + (hi - lo) * (((t ^ (t >>> 14)) >>> 0) / 4294967296);
-  }
-  return out;
-}
 
 const segformerConfig = (variant: string, numClasses = 19) => ({
   type: 'SegFormer',

@@ -16,6 +16,11 @@ export class Rng {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   }
 
+  /** `size` uniform values in [lo, hi). */
+  uniformArray(size: number, lo = -1, hi = 1): Float64Array {
+    return Float64Array.from({ length: size }, () => lo + (hi - lo) * this.uniform());
+  }
+
   /** Standard normal (Box–Muller). */
   normal(): number {
     if (this.spare !== null) {

@@ -10,22 +10,13 @@ import {
   lossFromConfig,
   lovaszSoftmaxLoss,
   ohemCrossEntropyLoss,
+  Rng,
 } from '../src/index.js';
 
 // ---- harness (copied from packages/tensor/test/harness.ts, adapted to scalar async losses) ----
 
-function rand(size: number, seed: number, lo = -1, hi = 1): Float64Array {
-  let a = seed >>> 0;
-  const out = new Float64Array(size);
-  for (let i = 0; i < size; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = lo + (hi - lo) * (((t ^ (t >>> 14)) >>> 0) / 4294967296);
-  }
-  return out;
-}
+const rand = (size: number, seed: number, lo = -1, hi = 1): Float64Array =>
+  new Rng(seed).uniformArray(size, lo, hi);
 
 function assertClose(got: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, label: string): void {
   assert.equal(got.length, expected.length, `${label}: length`);
