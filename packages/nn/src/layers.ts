@@ -157,6 +157,13 @@ export class Dropout extends Layer {
 
 export type ActivationName = 'relu' | 'gelu' | 'sigmoid' | 'none';
 
+function activate(x: Tensor, kind: ActivationName): Tensor {
+  if (kind === 'relu') return relu(x);
+  if (kind === 'gelu') return gelu(x);
+  if (kind === 'sigmoid') return sigmoid(x);
+  return x;
+}
+
 export class Activation extends Layer {
   constructor(
     device: Device,
@@ -166,10 +173,7 @@ export class Activation extends Layer {
   }
 
   forward(x: Tensor): Tensor {
-    if (this.kind === 'relu') return relu(x);
-    if (this.kind === 'gelu') return gelu(x);
-    if (this.kind === 'sigmoid') return sigmoid(x);
-    return x;
+    return activate(x, this.kind);
   }
 }
 
@@ -255,11 +259,7 @@ export class ConvBNAct extends Layer {
   }
 
   forward(x: Tensor): Tensor {
-    const y = this.bn.forward(this.conv.forward(x));
-    if (this.activation === 'relu') return relu(y);
-    if (this.activation === 'gelu') return gelu(y);
-    if (this.activation === 'sigmoid') return sigmoid(y);
-    return y;
+    return activate(this.bn.forward(this.conv.forward(x)), this.activation);
   }
 }
 

@@ -5,8 +5,8 @@ import { emptyTensor, LINEAR_ID, launch, Uniforms } from './launch.js';
 const WG = 256;
 export const MAX_RANK = 6;
 
-/** WGSL helpers every elementwise expression may call. */
-const MATH = /* wgsl */ `
+/** Exact-erf GELU and its derivative in WGSL, shared by the elementwise ops and the GEMM epilogue. */
+export const GELU_WGSL = /* wgsl */ `
 fn erf_approx(x: f32) -> f32 {
   // Abramowitz-Stegun 7.1.26 is too coarse for GELU gradients; use the 1.2e-7 rational form.
   let z = abs(x);
@@ -18,7 +18,11 @@ fn erf_approx(x: f32) -> f32 {
 fn gelu(x: f32) -> f32 { return 0.5 * x * (1.0 + erf_approx(x * 0.70710678118654752)); }
 fn gelu_grad(x: f32) -> f32 {
   return 0.5 * (1.0 + erf_approx(x * 0.70710678118654752)) + x * 0.39894228040143268 * exp(-0.5 * x * x);
-}
+}`;
+
+/** WGSL helpers every elementwise expression may call. */
+const MATH = /* wgsl */ `
+${GELU_WGSL}
 fn spow(x: f32, p: f32) -> f32 {
   // pow() is undefined for x < 0 in WGSL; integer exponents keep their sign as in NumPy.
   if (x >= 0.0 || fract(p) != 0.0) { return pow(x, p); }

@@ -70,3 +70,15 @@ export function launch(
   const [x, y] = gridFor(device, threads, source.workgroupSize);
   device.dispatch(kernel, buffers, uniforms.bytes(), [x, y]);
 }
+
+/**
+ * `t`'s values under another shape of the same size, as a new pooled tensor; `t` is disposed.
+ * Returns `t` itself when the shape already matches. No autograd: for kernels and backward passes.
+ */
+export function reshapeInto(t: Tensor, shape: Shape): Tensor {
+  if (t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i])) return t;
+  const out = emptyTensor(t.device, shape);
+  t.device.copy(t.buffer, 0, out.buffer, 0, t.bytes);
+  t.dispose();
+  return out;
+}

@@ -1,5 +1,6 @@
 import type { Device } from '../device/device.js';
 import type { Tensor } from '../tensor.js';
+import { GELU_WGSL } from './elementwise.js';
 import { gemmGroups, gemmSource, gemmTiling } from './gemm-template.js';
 import { emptyTensor, Uniforms } from './launch.js';
 
@@ -60,18 +61,8 @@ export type Activation = 'none' | 'relu' | 'gelu';
 const ACTIVATION_WGSL: Record<Activation, string> = {
   none: 'v',
   relu: 'max(v, 0.0)',
-  // exact (erf) GELU; erf from the same rational approximation as the elementwise kernels
-  gelu: '0.5 * v * (1.0 + erf_approx(v * 0.70710678118654752))',
+  gelu: 'gelu(v)',
 };
-
-const ERF = /* wgsl */ `
-fn erf_approx(x: f32) -> f32 {
-  let z = abs(x);
-  let t = 1.0 / (1.0 + 0.5 * z);
-  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
-      t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
-  return select(r - 1.0, 1.0 - r, x >= 0.0);
-}`;
 
 /**
  * Y = act(X·W + bias) with the bias and activation fused into the GEMM's store (the epilogue).
@@ -107,7 +98,7 @@ export function gemmBiasActivation(
 ${bias ? `@group(0) @binding(${biasBinding}) var<storage, read> bias: array<f32>;` : ''}
 @group(0) @binding(${outBinding}) var<storage, read_write> c: array<f32>;
 ${pre ? `@group(0) @binding(${outBinding + 1}) var<storage, read_write> pre: array<f32>;` : ''}
-${activation === 'gelu' ? ERF : ''}`,
+${activation === 'gelu' ? GELU_WGSL : ''}`,
     functions: /* wgsl */ `
 fn load_a(batch: u32, m: u32, k: u32) -> f32 { return a[m * u.k + k]; }
 fn load_b(batch: u32, k: u32, n: u32) -> f32 { return b[k * u.n + n]; }

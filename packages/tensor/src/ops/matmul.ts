@@ -1,6 +1,6 @@
 import { isGradEnabled, record } from '../autograd/engine.js';
 import { mapKernel } from '../kernels/elementwise.js';
-import { emptyTensor } from '../kernels/launch.js';
+import { emptyTensor, reshapeInto } from '../kernels/launch.js';
 import { type Activation, gemm, gemmBiasActivation } from '../kernels/matmul.js';
 import { reduceTo } from '../kernels/reduce.js';
 import { formatShape, type Tensor } from '../tensor.js';
@@ -36,12 +36,8 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
     batchStrideA: strideA,
     batchStrideB: strideB,
   });
-  let out = raw;
-  if (batch > 1 || a.rank === 3 || b.rank === 3) {
-    out = emptyTensor(device, [batch, m, n]);
-    device.copy(raw.buffer, 0, out.buffer, 0, raw.bytes);
-    raw.dispose();
-  }
+  // The GEMM writes [m, n] for one matrix; a rank-3 operand makes the result [batch, m, n].
+  const out = a.rank === 3 || b.rank === 3 ? reshapeInto(raw, [batch, m, n]) : raw;
   return record(out, 'matmul', [a, b], [a, b], (g) => {
     const gStride = m * n;
     let ga: Tensor | null = null;
@@ -60,7 +56,7 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
       });
       ga = batchA === 1 && batch > 1 ? reduceTo(device, full, [1, m, k], 'sum') : full;
       if (ga !== full) full.dispose();
-      ga = reshapeTo(ga, a.shape);
+      ga = reshapeInto(ga, a.shape);
     }
     if (b.requiresGrad) {
       // dB = Aᵀ · g.
@@ -76,18 +72,10 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
       });
       gb = batchB === 1 && batch > 1 ? reduceTo(device, full, [1, k, n], 'sum') : full;
       if (gb !== full) full.dispose();
-      gb = reshapeTo(gb, b.shape);
+      gb = reshapeInto(gb, b.shape);
     }
     return [ga, gb];
   });
-}
-
-function reshapeTo(t: Tensor, shape: readonly number[]): Tensor {
-  if (t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i])) return t;
-  const out = emptyTensor(t.device, shape);
-  t.device.copy(t.buffer, 0, out.buffer, 0, t.bytes);
-  t.dispose();
-  return out;
 }
 
 export interface LinearOptions {
@@ -117,7 +105,7 @@ export function linear(x: Tensor, w: Tensor, bias: Tensor | null, options: Linea
     (x.requiresGrad || w.requiresGrad || (bias?.requiresGrad ?? false));
   const pre = needsPre ? emptyTensor(device, [m, n]) : null;
   const flat = gemmBiasActivation(device, x, w, bias, m, k, n, activation, pre);
-  const out = reshapeTo(flat, [...x.shape.slice(0, -1), n]);
+  const out = reshapeInto(flat, [...x.shape.slice(0, -1), n]);
   const inputs = bias ? [x, w, bias] : [x, w];
   const result = record(out, 'linear', inputs, pre ? [x, w, pre] : [x, w, out], (g) => {
     // Gradient through the activation, then the GEMM's two transposed products and the bias sum.
@@ -128,7 +116,7 @@ export function linear(x: Tensor, w: Tensor, bias: Tensor | null, options: Linea
           ? mapKernel(device, 'a * gelu_grad(b)', [g, pre as Tensor])
           : g;
     const dx = x.requiresGrad
-      ? reshapeTo(
+      ? reshapeInto(
           gemm(device, gv, w, {
             batch: 1,
             m,
@@ -156,7 +144,7 @@ export function linear(x: Tensor, w: Tensor, bias: Tensor | null, options: Linea
       : null;
     const db = bias?.requiresGrad ? reduceTo(device, gv, [1, n], 'sum') : null;
     const grads: Array<Tensor | null> = [dx, dw];
-    if (bias) grads.push(db ? reshapeTo(db, [n]) : null);
+    if (bias) grads.push(db ? reshapeInto(db, [n]) : null);
     if (gv !== g) gv.dispose();
     return grads;
   });

@@ -1,6 +1,6 @@
 import { record } from '../autograd/engine.js';
 import { broadcastKernel, mapKernel } from '../kernels/elementwise.js';
-import { emptyTensor } from '../kernels/launch.js';
+import { emptyTensor, reshapeInto } from '../kernels/launch.js';
 import { reduceTo } from '../kernels/reduce.js';
 import { formatShape, type Tensor } from '../tensor.js';
 
@@ -22,14 +22,6 @@ function finalShape(x: Tensor, axes: number[], keepDims: boolean): number[] {
   return keepDims ? keptShape(x, axes) : x.shape.filter((_, i) => !axes.includes(i));
 }
 
-/** Views the same buffer under another shape (sizes must match). */
-function reshaped(t: Tensor, shape: number[]): Tensor {
-  const out = emptyTensor(t.device, shape);
-  t.device.copy(t.buffer, 0, out.buffer, 0, t.bytes);
-  t.dispose();
-  return out;
-}
-
 /** Broadcasts a reduced gradient back to the input's shape. */
 function expand(g: Tensor, x: Tensor, kept: number[], factor: number): Tensor {
   const zero = emptyTensor(g.device, x.shape);
@@ -44,7 +36,7 @@ function expand(g: Tensor, x: Tensor, kept: number[], factor: number): Tensor {
 export function sum(x: Tensor, axes?: number | readonly number[], keepDims = false): Tensor {
   const list = normaliseAxes(x, axes, 'sum');
   const kept = keptShape(x, list);
-  const out = reshaped(reduceTo(x.device, x, kept, 'sum'), finalShape(x, list, keepDims));
+  const out = reshapeInto(reduceTo(x.device, x, kept, 'sum'), finalShape(x, list, keepDims));
   return record(out, 'sum', [x], [], (g) => [expand(g, x, kept, 1)]);
 }
 
@@ -55,7 +47,7 @@ export function mean(x: Tensor, axes?: number | readonly number[], keepDims = fa
   const summed = reduceTo(x.device, x, kept, 'sum');
   const scaled = mapKernel(x.device, 'a * s0', [summed], [1 / count]);
   summed.dispose();
-  const out = reshaped(scaled, finalShape(x, list, keepDims));
+  const out = reshapeInto(scaled, finalShape(x, list, keepDims));
   return record(out, 'mean', [x], [], (g) => [expand(g, x, kept, 1 / count)]);
 }
 
@@ -66,7 +58,7 @@ export function max(x: Tensor, axes?: number | readonly number[], keepDims = fal
   const reduced = reduceTo(x.device, x, kept, 'max');
   const keptMax = emptyTensor(x.device, kept);
   x.device.copy(reduced.buffer, 0, keptMax.buffer, 0, reduced.bytes);
-  const out = reshaped(reduced, finalShape(x, list, keepDims));
+  const out = reshapeInto(reduced, finalShape(x, list, keepDims));
   const result = record(out, 'max', [x], [x, keptMax], (g) => {
     const gk = emptyTensor(g.device, kept);
     g.device.copy(g.buffer, 0, gk.buffer, 0, g.bytes);
