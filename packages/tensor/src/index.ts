@@ -20,6 +20,7 @@ export {
   type DeviceStats,
   getDevice,
   type Kernel,
+  type KernelProfile,
   type KernelSource,
 } from './device/device.js';
 export { conv2dBiasGrad, conv2dForward, conv2dInputGrad, conv2dWeightGrad } from './kernels/conv.js';

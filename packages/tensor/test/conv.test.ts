@@ -258,6 +258,32 @@ const cases: Case[] = [
     options: { padding: [1, 0, 1, 1] },
     pads: [1, 0, 1, 1],
   },
+  // Workgroup sizing (64 lanes, x blocks of 4) on maps large enough for it; the small cases above
+  // run the 8-lane, one-x-per-lane path.
+  {
+    name: '3x3 pad 1 on 20x40 (64-lane workgroups, 4 x per lane)',
+    x: [1, 3, 20, 40],
+    w: [18, 3, 3, 3],
+    bias: true,
+    options: { padding: 1 },
+    pads: [1, 1, 1, 1],
+  },
+  {
+    name: '3x3 pad 1 on 8x12, batch 2 (32-lane workgroups, 4 x per lane)',
+    x: [2, 5, 8, 12],
+    w: [6, 5, 3, 3],
+    bias: false,
+    options: { padding: 1 },
+    pads: [1, 1, 1, 1],
+  },
+  {
+    name: '3x3 stride 2 on 18x34 (stride classes of 9x17)',
+    x: [1, 4, 18, 34],
+    w: [5, 4, 3, 3],
+    bias: true,
+    options: { stride: 2, padding: 1 },
+    pads: [1, 1, 1, 1],
+  },
   {
     name: 'stride 3 kernel 2 (gaps)',
     x: [1, 2, 8, 9],

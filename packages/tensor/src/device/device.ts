@@ -30,6 +30,24 @@ export interface DeviceStats {
   submits: number;
 }
 
+/** GPU time of one kernel (by cache key) over a profiled span. */
+export interface KernelProfile {
+  readonly kernel: string;
+  readonly dispatches: number;
+  readonly ms: number;
+}
+
+interface Profiler {
+  readonly querySet: GPUQuerySet;
+  readonly resolve: GPUBuffer;
+  /** Keep dispatches of one kernel with different grids apart (finds the slow shapes). */
+  readonly byGrid: boolean;
+  /** Kernel of each dispatch recorded since the last submit. */
+  names: string[];
+  readonly reads: Promise<void>[];
+  readonly totals: Map<string, { dispatches: number; ns: number }>;
+}
+
 const UNIFORM_SLOT = 256;
 const SLOTS_PER_SUBMIT = 512;
 
@@ -58,6 +76,7 @@ export class Device {
   private dispatchCount = 0;
   private submitCount = 0;
   private destroyed = false;
+  private profiler: Profiler | null = null;
   /** Validation errors Dawn reported since the last readback; a readback throws them. */
   readonly errors: string[] = [];
 
@@ -248,11 +267,94 @@ export class Device {
       ],
     });
     if (!this.encoder) this.encoder = this.gpu.createCommandEncoder();
+    const profiler = this.profiler;
+    if (profiler) {
+      // One pass per dispatch, so its begin/end timestamps bracket exactly this kernel.
+      this.pass?.end();
+      const index = profiler.names.length * 2;
+      profiler.names.push(profiler.byGrid ? `${kernel.name} [${x},${y},${z}]` : kernel.name);
+      this.pass = this.encoder.beginComputePass({
+        timestampWrites: {
+          querySet: profiler.querySet,
+          beginningOfPassWriteIndex: index,
+          endOfPassWriteIndex: index + 1,
+        },
+      });
+    }
     if (!this.pass) this.pass = this.encoder.beginComputePass();
     this.pass.setPipeline(kernel.pipeline);
     this.pass.setBindGroup(0, bindGroup, [offset]);
     this.pass.dispatchWorkgroups(x, y, z);
     this.dispatchCount++;
+    if (profiler) {
+      this.pass.end();
+      this.pass = null;
+    }
+  }
+
+  /**
+   * Starts timing every dispatch on the GPU (needs the `timestamp-query` feature). Each dispatch
+   * gets its own compute pass, which adds a little overhead: use it to find hot kernels, not to time.
+   */
+  startProfile(options: { byGrid?: boolean } = {}): void {
+    if (!this.features.has('timestamp-query'))
+      throw new Error('profiling needs the timestamp-query feature, which this adapter does not expose');
+    this.flush();
+    const count = SLOTS_PER_SUBMIT * 2;
+    this.profiler = {
+      querySet: this.gpu.createQuerySet({ type: 'timestamp', count }),
+      resolve: this.gpu.createBuffer({
+        size: count * 8,
+        usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+      }),
+      byGrid: options.byGrid ?? false,
+      names: [],
+      reads: [],
+      totals: new Map(),
+    };
+  }
+
+  /** Stops profiling; GPU time per kernel over the span, slowest first. */
+  async stopProfile(): Promise<KernelProfile[]> {
+    const profiler = this.profiler;
+    if (!profiler) throw new Error('stopProfile() without startProfile()');
+    this.flush();
+    this.profiler = null;
+    await Promise.all(profiler.reads);
+    profiler.querySet.destroy();
+    profiler.resolve.destroy();
+    return [...profiler.totals]
+      .map(([kernel, t]) => ({ kernel, dispatches: t.dispatches, ms: t.ns / 1e6 }))
+      .sort((a, b) => b.ms - a.ms);
+  }
+
+  /** Resolves this submit's timestamps into a readback buffer (called while recording is open). */
+  private recordProfileReadback(encoder: GPUCommandEncoder): (() => void) | null {
+    const profiler = this.profiler;
+    if (!profiler || profiler.names.length === 0) return null;
+    const names = profiler.names;
+    profiler.names = [];
+    const bytes = names.length * 16;
+    encoder.resolveQuerySet(profiler.querySet, 0, names.length * 2, profiler.resolve, 0);
+    const staging = this.gpu.createBuffer({
+      size: bytes,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    encoder.copyBufferToBuffer(profiler.resolve, 0, staging, 0, bytes);
+    return () => {
+      const read = staging.mapAsync(GPUMapMode.READ).then(() => {
+        const stamps = new BigInt64Array(staging.getMappedRange());
+        names.forEach((name, i) => {
+          const ns = Number((stamps[2 * i + 1] as bigint) - (stamps[2 * i] as bigint));
+          const total = profiler.totals.get(name) ?? { dispatches: 0, ns: 0 };
+          total.dispatches++;
+          total.ns += ns;
+          profiler.totals.set(name, total);
+        });
+        staging.destroy();
+      });
+      profiler.reads.push(read);
+    };
   }
 
   /** Copies between buffers, in order with the recorded dispatches. */
@@ -280,7 +382,9 @@ export class Device {
           0,
           this.slot * UNIFORM_SLOT,
         );
+      const afterSubmit = this.recordProfileReadback(this.encoder);
       this.gpu.queue.submit([this.encoder.finish()]);
+      afterSubmit?.();
       this.encoder = null;
       this.submitCount++;
     }

@@ -108,7 +108,14 @@ export function channelBlock(channels: number, max = 4): number {
 // the stores (subgroupBroadcast needs every lane). Measured on lavapipe (2 vCPU): OCB 16 × XB 4
 // beat 8×4, 16×2 and 8×8.
 
-function forwardSource(ocb: number, xb: number, bias: boolean, sub: boolean, rowKw = 0): KernelSource {
+function forwardSource(
+  ocb: number,
+  xb: number,
+  bias: boolean,
+  sub: boolean,
+  rowKw: number,
+  wg: number,
+): KernelSource {
   const acc = (o: number, j: number) => `a${o}_${j}`;
   // Row variant (stride 1, dilation 1 along x, kernel width rowKw baked in): the XB + rowKw - 1 x
   // values a row of taps needs are loaded once per input channel and reused by every tap.
@@ -199,9 +206,9 @@ ${sub ? `      if (ss >= ${Math.min(ocb, SB)}u) {\n${inner(true)}\n      } else 
     }
   }`;
   return {
-    key: `conv2d/fwd/oc${ocb}/x${xb}/row${rowKw}/bias${bias ? 1 : 0}/sg${sub ? 1 : 0}`,
+    key: `conv2d/fwd/oc${ocb}/x${xb}/row${rowKw}/bias${bias ? 1 : 0}/sg${sub ? 1 : 0}/wg${wg}`,
     bindings: bias ? ['read', 'read', 'read', 'rw'] : ['read', 'read', 'rw'],
-    workgroupSize: WG,
+    workgroupSize: wg,
     wgsl: () => /* wgsl */ `${sub ? 'enable subgroups;' : ''}
 ${UNIFORM_STRUCT}
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -212,12 +219,12 @@ ${
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;`
     : '@group(0) @binding(3) var<storage, read_write> out: array<f32>;'
 }
-@compute @workgroup_size(${WG})
+@compute @workgroup_size(${wg})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>${
           sub ? ',\n        @builtin(subgroup_invocation_id) sl: u32, @builtin(subgroup_size) ss: u32' : ''
         }) {
-  let t = linear_id(gid, groups, ${WG}u);
+  let t = linear_id(gid, groups, ${wg}u);
   let valid = t < u.total;
   let tt = min(t, u.total - 1u);
   let xbk = tt % u.xblocks;
@@ -294,6 +301,26 @@ function launchSliced(
   device.dispatch(kernel, buffers, u.bytes(), [x, y, slices]);
 }
 
+/** Smallest workgroup that is still one full subgroup on lavapipe (SIMD width 8). */
+const MIN_WG = 8;
+
+/**
+ * Workgroup size for `positions` lanes per (image, channel block) slice. Every lane of a workgroup
+ * runs the whole loop (subgroupBroadcast needs them all), so on the small late-stage maps (2×4 at
+ * 1/32 of 64×128) a 64-lane workgroup computed 32× more than it stored: shrink it to fit.
+ */
+function workgroupFor(positions: number): number {
+  let wg = MIN_WG;
+  while (wg < WG && wg < positions) wg *= 2;
+  return wg;
+}
+
+/** Register block along x: the tuned width, or 1 when that would leave less than two subgroups of rows. */
+function rowBlock(rows: number, width: number, tuned: number): number {
+  if (width < tuned) return 1;
+  return rows * Math.ceil(width / tuned) >= 2 * MIN_WG ? tuned : 1;
+}
+
 /** Forward register block: output channels × output x positions per invocation (tuned on lavapipe). */
 const FWD_BLOCK = { oc: 16, x: 4 };
 /** Widest kernel the forward's row variant unrolls. */
@@ -308,7 +335,7 @@ export function conv2dForward(
 ): Tensor {
   const coutPg = g.cout / g.groups;
   const ocb = channelBlock(coutPg, FWD_BLOCK.oc);
-  const xb = g.wout >= FWD_BLOCK.x ? FWD_BLOCK.x : 1;
+  const xb = rowBlock(g.hout, g.wout, FWD_BLOCK.x);
   const xblocks = Math.ceil(g.wout / xb);
   const positions = g.hout * xblocks;
   const slices = g.n * g.groups * Math.ceil(coutPg / ocb);
@@ -318,7 +345,14 @@ export function conv2dForward(
   const rowKw = g.sw === 1 && g.dw === 1 && g.kw <= MAX_ROW_KW && convConfig.rowVariant ? g.kw : 0;
   launchSliced(
     device,
-    forwardSource(ocb, xb, bias !== null, device.hasSubgroups && convConfig.subgroups, rowKw),
+    forwardSource(
+      ocb,
+      xb,
+      bias !== null,
+      device.hasSubgroups && convConfig.subgroups,
+      rowKw,
+      workgroupFor(positions),
+    ),
     buffers,
     u,
     positions,
@@ -336,7 +370,7 @@ export function conv2dForward(
 // output position are the same for every lane, so the others are skipped (uniformly) instead of
 // masked, and the XB positions (ix, ix + sw, ...) read XB consecutive dY values.
 
-function inputGradSource(icb: number, xb: number, sub: boolean, rowKw = 0): KernelSource {
+function inputGradSource(icb: number, xb: number, sub: boolean, rowKw: number, wg: number): KernelSource {
   const acc = (i: number, j: number) => `a${i}_${j}`;
   // Row variant (stride 1, dilation 1 along x, kernel width rowKw baked in): the XB + rowKw - 1 dY
   // values a row of taps reads are loaded once per output channel and reused by every tap.
@@ -418,20 +452,20 @@ ${range(xb)
         wo += fsize;
       }`;
   return {
-    key: `conv2d/dx/ic${icb}/x${xb}/row${rowKw}/sg${sub ? 1 : 0}`,
+    key: `conv2d/dx/ic${icb}/x${xb}/row${rowKw}/sg${sub ? 1 : 0}/wg${wg}`,
     bindings: ['read', 'read', 'rw'],
-    workgroupSize: WG,
+    workgroupSize: wg,
     wgsl: () => /* wgsl */ `${sub ? 'enable subgroups;' : ''}
 ${UNIFORM_STRUCT}
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
-@compute @workgroup_size(${WG})
+@compute @workgroup_size(${wg})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>${
           sub ? ',\n        @builtin(subgroup_invocation_id) sl: u32, @builtin(subgroup_size) ss: u32' : ''
         }) {
-  let t = linear_id(gid, groups, ${WG}u);
+  let t = linear_id(gid, groups, ${wg}u);
   let tt = min(t, u.total - 1u);
   let xbk = tt % u.xblocks;
   let qy = tt / u.xblocks;
@@ -503,14 +537,21 @@ export function conv2dInputGrad(device: Device, dy: Tensor, w: Tensor, g: ConvGe
   const icb = channelBlock(cinPg, DX_BLOCK.ic);
   // Per stride class: ceil(h/sh) rows of ceil(w/sw) positions (at most).
   const classW = Math.ceil(g.w / g.sw);
-  const xb = classW >= DX_BLOCK.x ? DX_BLOCK.x : 1;
+  const classH = Math.ceil(g.h / g.sh);
+  const xb = rowBlock(classH, classW, DX_BLOCK.x);
   const xblocks = Math.ceil(classW / xb);
-  const positions = Math.ceil(g.h / g.sh) * xblocks;
+  const positions = classH * xblocks;
   const slices = g.n * g.groups * Math.ceil(cinPg / icb) * g.sh * g.sw;
   const out = emptyTensor(device, [g.n, g.cin, g.h, g.w]);
   const u = uniforms(g, { ocb: 1, icb, xblocks, total: positions });
   const rowKw = g.sw === 1 && g.dw === 1 && g.kw <= MAX_ROW_KW && convConfig.rowVariant ? g.kw : 0;
-  const source = inputGradSource(icb, xb, device.hasSubgroups && convConfig.subgroups, rowKw);
+  const source = inputGradSource(
+    icb,
+    xb,
+    device.hasSubgroups && convConfig.subgroups,
+    rowKw,
+    workgroupFor(positions),
+  );
   launchSliced(device, source, [dy.buffer, w.buffer, out.buffer], u, positions, slices);
   return out;
 }
