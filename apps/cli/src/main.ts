@@ -1,13 +1,19 @@
 import { ConfigError } from '@segtrain/config';
 import { UsageError } from './args.js';
 import { configCommand } from './commands/config.js';
+import { dataCommand } from './commands/data.js';
 import { doctorCommand } from './commands/doctor.js';
 import { modelCommand } from './commands/model.js';
+import { predictCommand, trainCommand, valCommand } from './commands/train.js';
 import type { Io } from './io.js';
 
 const COMMANDS: Readonly<
   Record<string, { help: string; run: (argv: readonly string[], io: Io) => number | Promise<number> }>
 > = {
+  train: { help: 'train a model from a PaddleSeg-style config (iteration-based)', run: trainCommand },
+  val: { help: 'evaluate saved weights on the val_dataset (mIoU, Acc, Kappa, Dice)', run: valCommand },
+  predict: { help: 'write colour masks and overlays for images', run: predictCommand },
+  data: { help: 'data demo: generate the embedded street-scene dataset', run: dataCommand },
   config: { help: 'config show FILE: print a resolved PaddleSeg-style config', run: configCommand },
   doctor: { help: 'check the WebGPU adapter, Node, pnpm and ZeroMQ', run: doctorCommand },
   model: {

@@ -64,6 +64,7 @@ export {
   dropPath,
   manualSeed,
   nextSeed,
+  randomState,
   randomUniform,
 } from './ops/random.js';
 export { max, mean, sum } from './ops/reduce.js';

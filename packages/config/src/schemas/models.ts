@@ -19,7 +19,14 @@ const hrnetBackbone = <const N extends string>(name: N) =>
     padding_same: z.boolean().default(true),
   });
 const stdcBackbone = <const N extends string>(name: N) =>
-  component(name, { pretrained, in_channels: inChannels, use_conv_last: z.boolean().default(false) });
+  component(name, {
+    pretrained,
+    in_channels: inChannels,
+    use_conv_last: z.boolean().default(false),
+    // segtrain extension: 'paddle' keeps PaddleSeg's N(0, 0.001) conv init (made to be overwritten by
+    // pretrained weights); 'he' trains from scratch (spec: FIELD-NOTES, the embedded demo).
+    init: z.enum(['paddle', 'he']).default('paddle'),
+  });
 
 export const backboneSchemas = {
   STDC1: stdcBackbone('STDC1'),

@@ -10,6 +10,11 @@ export function manualSeed(seed: number): void {
   seedState = seed >>> 0 || 1;
 }
 
+/** The stream's position, for checkpoints: `manualSeed(randomState())` resumes it exactly. */
+export function randomState(): number {
+  return seedState;
+}
+
 /** The next 32-bit seed of the global stream (xorshift32). */
 export function nextSeed(): number {
   let x = seedState;

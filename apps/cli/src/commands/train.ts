@@ -1,0 +1,321 @@
+/**
+ * `segtrain train | val | predict`: PaddleSeg's tools/train.py, val.py and predict.py flags
+ * (spec b.1–b.3) over @segtrain/trainer.
+ */
+import { arch, cpus, platform, release } from 'node:os';
+import { type ConfigOverrides, loadConfig, printableConfig, type ResolvedConfig } from '@segtrain/config';
+import { cityscapesPalette, colorMap, createDataset, DatasetError } from '@segtrain/data';
+import { buildModel, type ComponentConfig } from '@segtrain/models';
+import { type Device, getDevice } from '@segtrain/tensor';
+import {
+  CheckpointError,
+  collectImages,
+  evaluate,
+  type InferenceOptions,
+  inferenceOptions,
+  loadWeights,
+  logPrefix,
+  NonFiniteLossError,
+  PredictInputError,
+  predict,
+  train,
+} from '@segtrain/trainer';
+import { type FlagSpec, formatHelp, type ParsedArgs, parseArgs, UsageError } from '../args.js';
+import type { Io } from '../io.js';
+import { OVERRIDE_FLAGS, overridesFrom, toYaml } from './config.js';
+
+const DEVICE_FLAG: FlagSpec = {
+  kind: 'string',
+  value: 'gpu|cpu',
+  help: 'gpu: the WebGPU adapter Dawn picks (default); cpu: a software (CPU) adapter such as lavapipe',
+};
+
+const TRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
+  config: { kind: 'string', value: 'FILE', help: 'the PaddleSeg-style YAML config (required)' },
+  save_dir: {
+    kind: 'string',
+    value: 'DIR',
+    help: 'checkpoints, event files and the plot (default ./output)',
+  },
+  save_interval: {
+    kind: 'int',
+    value: 'N',
+    help: 'iterations between checkpoints/evaluations (default 1000)',
+  },
+  log_iters: { kind: 'int', value: 'N', help: 'iterations between log lines (default 10)' },
+  num_workers: { kind: 'int', value: 'N', help: 'data loader worker threads (default 0: main thread)' },
+  do_eval: { kind: 'bool', help: 'evaluate at every save point and keep best_model' },
+  use_vdl: { kind: 'bool', help: 'write TensorBoard event files (VisualDL scalars) to save_dir' },
+  resume_model: { kind: 'string', value: 'DIR', help: 'continue from save_dir/iter_N exactly' },
+  seed: { kind: 'int', value: 'N', help: 'seed for initialisation, data order, augmentation and dropout' },
+  keep_checkpoint_max: {
+    kind: 'int',
+    value: 'N',
+    help: 'iter_* directories kept (default 5; ≤ 0 keeps all)',
+  },
+  early_stop_intervals: { kind: 'int', value: 'N', help: 'stop after N evaluations below the best mIoU' },
+  device: DEVICE_FLAG,
+  ...OVERRIDE_FLAGS,
+  help: { kind: 'bool', help: 'show this help' },
+};
+
+const INFER_FLAGS: Readonly<Record<string, FlagSpec>> = {
+  aug_eval: { kind: 'bool', help: 'multi-scale / flip inference (overwrites test_config scales and flips)' },
+  scales: { kind: 'list', value: 'S ...', help: 'scales for --aug_eval (default 1.0)' },
+  flip_horizontal: { kind: 'bool', help: 'add horizontally flipped inference (with --aug_eval)' },
+  flip_vertical: { kind: 'bool', help: 'add vertically flipped inference (with --aug_eval)' },
+  is_slide: { kind: 'bool', help: 'sliding-window inference (overwrites test_config crop_size/stride)' },
+  crop_size: { kind: 'list', value: 'W H', help: 'window size for --is_slide' },
+  stride: { kind: 'list', value: 'W H', help: 'window stride for --is_slide' },
+};
+
+const VAL_FLAGS: Readonly<Record<string, FlagSpec>> = {
+  config: TRAIN_FLAGS.config as FlagSpec,
+  model_path: { kind: 'string', value: 'PATH', help: 'model.safetensors, or a checkpoint directory' },
+  num_workers: TRAIN_FLAGS.num_workers as FlagSpec,
+  device: DEVICE_FLAG,
+  ...INFER_FLAGS,
+  ...OVERRIDE_FLAGS,
+  help: { kind: 'bool', help: 'show this help' },
+};
+
+const PREDICT_FLAGS: Readonly<Record<string, FlagSpec>> = {
+  config: TRAIN_FLAGS.config as FlagSpec,
+  model_path: VAL_FLAGS.model_path as FlagSpec,
+  image_path: { kind: 'string', value: 'PATH', help: 'an image, a directory (recursive) or a list file' },
+  save_dir: { kind: 'string', value: 'DIR', help: 'where masks and overlays go (default ./output/result)' },
+  device: DEVICE_FLAG,
+  custom_color: { kind: 'list', value: 'R G B ...', help: 'colours of classes 0, 1, ... (3 ints each)' },
+  ...INFER_FLAGS,
+  ...OVERRIDE_FLAGS,
+  help: { kind: 'bool', help: 'show this help' },
+};
+
+const TRAIN_USAGE = 'Usage: segtrain train --config FILE [--do_eval] [--use_vdl] [--save_dir DIR] [options]';
+const VAL_USAGE = 'Usage: segtrain val --config FILE --model_path PATH [--aug_eval ...] [--is_slide ...]';
+const PREDICT_USAGE =
+  'Usage: segtrain predict --config FILE --model_path PATH --image_path PATH [--save_dir DIR]';
+
+function requireString(args: ParsedArgs, name: string, usage: string): string {
+  const v = args.flags[name];
+  if (typeof v !== 'string' || v.length === 0) throw new UsageError(`--${name} is required\n${usage}`);
+  return v;
+}
+
+function optionalInt(args: ParsedArgs, name: string, fallback: number): number {
+  const v = args.flags[name];
+  return typeof v === 'number' ? v : fallback;
+}
+
+/** `--device`: WebGPU picks the adapter; `cpu` asks for a software one by name. */
+function selectDevice(args: ParsedArgs): void {
+  const device = (args.flags.device as string | undefined) ?? 'gpu';
+  if (device === 'cpu') {
+    process.env.SEGTRAIN_ADAPTER ??= 'llvmpipe';
+    return;
+  }
+  if (device !== 'gpu')
+    throw new UsageError(
+      `--device ${device} is not supported: segtrain runs on a WebGPU adapter (gpu), or on a CPU adapter such as lavapipe (cpu)`,
+    );
+}
+
+function logger(io: Io): (line: string) => void {
+  return (line) => io.out(`${logPrefix()}${line}\n`);
+}
+
+function environmentBlock(device: Device): string {
+  const rows: [string, string][] = [
+    ['platform', `${platform()}-${release()}-${arch()}`],
+    ['Node', process.version],
+    ['segtrain', '0.1.0'],
+    ['WebGPU adapter', device.adapterName],
+    ['CPUs', `${cpus().length} × ${cpus()[0]?.model ?? 'unknown'}`],
+    ['SEGTRAIN_ADAPTER', process.env.SEGTRAIN_ADAPTER ?? '(unset)'],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  return [
+    '\n------------Environment Information-------------',
+    ...rows.map(([k, v]) => `${k.padEnd(width)}: ${v}`),
+    '------------------------------------------------',
+  ].join('\n');
+}
+
+function configBlock(config: ResolvedConfig): string {
+  const printable = printableConfig(config);
+  return `\n---------------Config Information---------------\n${toYaml(printable)}------------------------------------------------`;
+}
+
+/** test_config, with --aug_eval / --is_slide overwriting it as val.py does (spec b.2). */
+function inferenceFrom(config: ResolvedConfig, args: ParsedArgs): InferenceOptions {
+  const base = inferenceOptions(config);
+  const pair = (name: string): [number, number] => {
+    const v = args.flags[name] as string[] | undefined;
+    const nums = (v ?? []).map(Number);
+    if (nums.length !== 2 || !nums.every((n) => Number.isInteger(n) && n > 0))
+      throw new UsageError(`--${name} expects two positive integers W H, got '${(v ?? []).join(' ')}'`);
+    return nums as [number, number];
+  };
+  let o: InferenceOptions = base;
+  if (args.flags.aug_eval)
+    o = {
+      ...o,
+      aug: true,
+      scales: ((args.flags.scales as string[] | undefined) ?? ['1.0']).map((s) => {
+        const n = Number(s);
+        if (!(n > 0)) throw new UsageError(`--scales expects positive numbers, got '${s}'`);
+        return n;
+      }),
+      flipHorizontal: args.flags.flip_horizontal === true,
+      flipVertical: args.flags.flip_vertical === true,
+    };
+  if (args.flags.is_slide) o = { ...o, isSlide: true, cropSize: pair('crop_size'), stride: pair('stride') };
+  return o;
+}
+
+function loadWithOverrides(args: ParsedArgs, usage: string): ResolvedConfig {
+  const file = requireString(args, 'config', usage);
+  const overrides: ConfigOverrides = overridesFrom(args);
+  return loadConfig(file, overrides);
+}
+
+/** Errors a user fixes from the message alone: one line, exit 1. */
+function userError(error: unknown): string | null {
+  if (
+    error instanceof DatasetError ||
+    error instanceof CheckpointError ||
+    error instanceof NonFiniteLossError ||
+    error instanceof PredictInputError ||
+    error instanceof RangeError
+  )
+    return error.message;
+  return null;
+}
+
+async function guarded(io: Io, command: string, body: () => Promise<number>): Promise<number> {
+  try {
+    return await body();
+  } catch (error) {
+    const message = userError(error);
+    if (message === null) throw error;
+    io.err(`segtrain ${command}: ${message}\n`);
+    return 1;
+  }
+}
+
+export async function trainCommand(argv: readonly string[], io: Io): Promise<number> {
+  const args = parseArgs('segtrain train', argv, TRAIN_FLAGS);
+  if (args.flags.help) {
+    io.out(formatHelp(TRAIN_USAGE, TRAIN_FLAGS));
+    return 0;
+  }
+  selectDevice(args);
+  const config = loadWithOverrides(args, TRAIN_USAGE);
+  return guarded(io, 'train', async () => {
+    const device = await getDevice();
+    const log = logger(io);
+    log(environmentBlock(device));
+    log(configBlock(config));
+    for (const note of config.source.notes) log(note);
+    const result = await train({
+      device,
+      config,
+      saveDir: (args.flags.save_dir as string | undefined) ?? 'output',
+      saveInterval: optionalInt(args, 'save_interval', 1000),
+      logIters: optionalInt(args, 'log_iters', 10),
+      numWorkers: optionalInt(args, 'num_workers', 0),
+      doEval: args.flags.do_eval === true,
+      useVdl: args.flags.use_vdl === true,
+      resumeModel: (args.flags.resume_model as string | undefined) ?? null,
+      seed: typeof args.flags.seed === 'number' ? args.flags.seed : null,
+      keepCheckpointMax: optionalInt(args, 'keep_checkpoint_max', 5),
+      earlyStopIntervals:
+        typeof args.flags.early_stop_intervals === 'number' ? args.flags.early_stop_intervals : null,
+      log,
+      ...(io.isTty ? { progress: process.stdout } : {}),
+    });
+    log(`Training finished at iter ${result.iter}.`);
+    result.model.dispose();
+    return 0;
+  });
+}
+
+export async function valCommand(argv: readonly string[], io: Io): Promise<number> {
+  const args = parseArgs('segtrain val', argv, VAL_FLAGS);
+  if (args.flags.help) {
+    io.out(formatHelp(VAL_USAGE, VAL_FLAGS));
+    return 0;
+  }
+  selectDevice(args);
+  const config = loadWithOverrides(args, VAL_USAGE);
+  const modelPath = requireString(args, 'model_path', VAL_USAGE);
+  if (!config.val_dataset) throw new UsageError(`segtrain val: ${config.source.file} has no val_dataset`);
+  const valBlock = config.val_dataset;
+  return guarded(io, 'val', async () => {
+    const device = await getDevice();
+    const log = logger(io);
+    const dataset = createDataset(valBlock, { mode: 'val', configKey: 'val_dataset' });
+    const model = buildModel(device, config.model as unknown as ComponentConfig);
+    for (const note of await loadWeights(model, modelPath)) log(note);
+    const result = await evaluate(device, model, {
+      dataset,
+      transforms: valBlock.transforms,
+      inference: inferenceFrom(config, args),
+      numWorkers: optionalInt(args, 'num_workers', 0),
+      log,
+      ...(io.isTty ? { progress: process.stdout } : {}),
+    });
+    for (const line of result.lines) log(line);
+    model.dispose();
+    return 0;
+  });
+}
+
+function paletteFor(config: ResolvedConfig, args: ParsedArgs): number[][] {
+  const custom = args.flags.custom_color as string[] | undefined;
+  const base = config.train_dataset.type === 'Cityscapes' ? cityscapesPalette() : colorMap(256);
+  if (!custom) return base;
+  const values = custom.map(Number);
+  if (values.length % 3 !== 0 || !values.every((v) => Number.isInteger(v) && v >= 0 && v <= 255))
+    throw new UsageError('--custom_color expects R G B triples of integers 0–255');
+  const palette = base.map((c) => [...c]);
+  for (let i = 0; i < values.length / 3; i++) palette[i] = values.slice(i * 3, i * 3 + 3);
+  return palette;
+}
+
+export async function predictCommand(argv: readonly string[], io: Io): Promise<number> {
+  const args = parseArgs('segtrain predict', argv, PREDICT_FLAGS);
+  if (args.flags.help) {
+    io.out(formatHelp(PREDICT_USAGE, PREDICT_FLAGS));
+    return 0;
+  }
+  selectDevice(args);
+  const config = loadWithOverrides(args, PREDICT_USAGE);
+  const modelPath = requireString(args, 'model_path', PREDICT_USAGE);
+  const imagePath = requireString(args, 'image_path', PREDICT_USAGE);
+  const saveDir = (args.flags.save_dir as string | undefined) ?? 'output/result';
+  const palette = paletteFor(config, args);
+  return guarded(io, 'predict', async () => {
+    const images = collectImages(imagePath);
+    const device = await getDevice();
+    const log = logger(io);
+    const model = buildModel(device, config.model as unknown as ComponentConfig);
+    for (const note of await loadWeights(model, modelPath)) log(note);
+    const dataset = config.val_dataset ?? config.train_dataset;
+    const channels = 'img_channels' in dataset ? dataset.img_channels : 3;
+    const written = await predict(device, model, {
+      images,
+      saveDir,
+      transforms: config.val_dataset?.transforms ?? [{ type: 'Normalize', mean: [0.5], std: [0.5] }],
+      imgChannels: channels,
+      inference: inferenceFrom(config, args),
+      palette,
+      log,
+    });
+    log(
+      `Predicted ${written.length} image(s): masks in ${saveDir}/pseudo_color_prediction, overlays in ${saveDir}/added_prediction`,
+    );
+    model.dispose();
+    return 0;
+  });
+}

@@ -1,0 +1,185 @@
+/**
+ * Training checkpoints (spec c.4, c.5), as directories under save_dir:
+ *   iter_N/model.safetensors      state dict by PaddleSeg names (parameters and BN statistics)
+ *   iter_N/optimizer.safetensors  optimizer accumulators and step count
+ *   iter_N/train_state.json       iteration, seed, RNG position, best mIoU, checkpoint FIFO, history
+ *   iter_N/eval.json              {mIoU, Acc, iter} when this save point was evaluated
+ *   best_model/                   model.safetensors + eval.json of the best mIoU so far
+ * Each directory is written under a temporary name and renamed into place, so a crash never
+ * leaves a half-written checkpoint where a resume would find it.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import type { SegModel } from '@segtrain/models';
+import { loadModule, loadStateFile, type Optimizer, saveModule, saveStateFile } from '@segtrain/nn';
+import type { TrainingHistory } from './plot.js';
+
+export const MODEL_FILE = 'model.safetensors';
+export const OPTIMIZER_FILE = 'optimizer.safetensors';
+export const STATE_FILE = 'train_state.json';
+export const EVAL_FILE = 'eval.json';
+export const BEST_DIR = 'best_model';
+
+/** What a resumed run needs besides the weights and the optimizer state. */
+export interface TrainState {
+  readonly version: 1;
+  /** Iterations completed. */
+  readonly iter: number;
+  readonly seed: number;
+  /** The GPU dropout stream's position (tensor randomState). */
+  readonly randomState: number;
+  readonly bestMiou: number;
+  readonly bestIter: number;
+  /** Evaluations in a row without a new best (early stopping). */
+  readonly staleEvals: number;
+  /** This run's iter_* directories, oldest first (retention FIFO). */
+  readonly checkpoints: readonly string[];
+  readonly history: TrainingHistory;
+}
+
+export interface EvalRecord {
+  readonly mIoU: number;
+  readonly Acc: number;
+  readonly iter: number;
+  readonly mIoUPresent?: number;
+}
+
+/** An error in a checkpoint the user pointed at (missing directory or file). */
+export class CheckpointError extends Error {}
+
+async function writeJson(path: string, value: unknown): Promise<void> {
+  await writeFile(path, `${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** Replaces `target` by a directory filled by `fill`, atomically from a reader's point of view. */
+async function writeDirectory(target: string, fill: (dir: string) => Promise<void>): Promise<void> {
+  const temp = `${target}.tmp-${process.pid}`;
+  await rm(temp, { recursive: true, force: true });
+  await mkdir(temp, { recursive: true });
+  try {
+    await fill(temp);
+  } catch (error) {
+    await rm(temp, { recursive: true, force: true });
+    throw error;
+  }
+  const old = `${target}.old-${process.pid}`;
+  if (existsSync(target)) await rename(target, old);
+  await rename(temp, target);
+  await rm(old, { recursive: true, force: true });
+}
+
+export interface SavePoint {
+  readonly model: SegModel;
+  readonly optimizer: Optimizer;
+  readonly state: TrainState;
+  readonly evaluation: EvalRecord | null;
+}
+
+/** Writes `save_dir/iter_<N>/`; returns its path. */
+export async function saveIterCheckpoint(saveDir: string, point: SavePoint): Promise<string> {
+  const dir = join(saveDir, `iter_${point.state.iter}`);
+  await mkdir(saveDir, { recursive: true });
+  const optimizerState = await point.optimizer.stateValues();
+  await writeDirectory(dir, async (temp) => {
+    await saveModule(point.model, join(temp, MODEL_FILE));
+    await saveStateFile(join(temp, OPTIMIZER_FILE), optimizerState);
+    await writeJson(join(temp, STATE_FILE), point.state);
+    if (point.evaluation) await writeJson(join(temp, EVAL_FILE), point.evaluation);
+  });
+  return dir;
+}
+
+/** Writes `save_dir/best_model/` (weights and the evaluation that made them best). */
+export async function saveBestModel(
+  saveDir: string,
+  model: SegModel,
+  evaluation: EvalRecord,
+): Promise<string> {
+  const dir = join(saveDir, BEST_DIR);
+  await writeDirectory(dir, async (temp) => {
+    await saveModule(model, join(temp, MODEL_FILE));
+    await writeJson(join(temp, EVAL_FILE), evaluation);
+  });
+  return dir;
+}
+
+/** Deletes the oldest iter_* directories beyond `keep` (≤ 0 keeps all); returns the FIFO left. */
+export async function pruneCheckpoints(
+  saveDir: string,
+  fifo: readonly string[],
+  keep: number,
+): Promise<string[]> {
+  const left = [...fifo];
+  while (keep > 0 && left.length > keep) {
+    const oldest = left.shift() as string;
+    await rm(join(saveDir, oldest), { recursive: true, force: true });
+  }
+  return left;
+}
+
+/**
+ * The weights file a `--model_path` names: a .safetensors file, or a checkpoint directory
+ * (iter_N or best_model) holding model.safetensors.
+ */
+export function resolveWeights(modelPath: string): string {
+  const path = resolve(modelPath);
+  if (!existsSync(path))
+    throw new CheckpointError(
+      `model_path '${modelPath}' does not exist: pass a model.safetensors file or a checkpoint directory (save_dir/best_model or save_dir/iter_N)`,
+    );
+  if (path.endsWith('.safetensors')) return path;
+  const inDir = join(path, MODEL_FILE);
+  if (!existsSync(inDir))
+    throw new CheckpointError(
+      `model_path '${modelPath}' holds no ${MODEL_FILE}: pass a checkpoint directory written by segtrain train, or the .safetensors file itself`,
+    );
+  return inDir;
+}
+
+/** Loads weights for val/predict; shape mismatches name the key, missing keys are listed. */
+export async function loadWeights(model: SegModel, modelPath: string): Promise<string[]> {
+  const file = resolveWeights(modelPath);
+  const report = await loadModule(model, file);
+  const notes = [`Loaded weights from ${file}`];
+  if (report.missing.length)
+    notes.push(
+      `${report.missing.length} key(s) missing from the file: ${report.missing.slice(0, 5).join(', ')}`,
+    );
+  if (report.unexpected.length)
+    notes.push(
+      `${report.unexpected.length} unexpected key(s) in the file: ${report.unexpected.slice(0, 5).join(', ')}`,
+    );
+  return notes;
+}
+
+/** Reads and checks the training state of `--resume_model DIR` (before anything is built). */
+export function readTrainState(dir: string): TrainState {
+  const path = resolve(dir);
+  if (!existsSync(path))
+    throw new CheckpointError(
+      `resume_model '${dir}' does not exist: pass a save_dir/iter_N directory written by segtrain train`,
+    );
+  for (const file of [MODEL_FILE, OPTIMIZER_FILE, STATE_FILE])
+    if (!existsSync(join(path, file)))
+      throw new CheckpointError(
+        `resume_model '${dir}' has no ${file}: it is not a complete iter_N checkpoint (best_model holds weights only)`,
+      );
+  const state = JSON.parse(readFileSync(join(path, STATE_FILE), 'utf8')) as TrainState;
+  if (state.version !== 1 || !Number.isInteger(state.iter))
+    throw new CheckpointError(`resume_model '${dir}': ${STATE_FILE} is not a segtrain training state`);
+  const named = /_(\d+)$/.exec(basename(path));
+  if (named && Number(named[1]) !== state.iter)
+    throw new CheckpointError(
+      `resume_model '${dir}': the directory name says iteration ${named[1]} but ${STATE_FILE} says ${state.iter}`,
+    );
+  return state;
+}
+
+/** Restores model weights and optimizer state from `--resume_model DIR` (strict: every key). */
+export async function loadIterCheckpoint(dir: string, model: SegModel, optimizer: Optimizer): Promise<void> {
+  const path = resolve(dir);
+  await loadModule(model, join(path, MODEL_FILE), { strict: true });
+  const { values } = await loadStateFile(join(path, OPTIMIZER_FILE));
+  optimizer.loadStateValues(values, { strict: true });
+}

@@ -1,0 +1,87 @@
+/**
+ * Evaluation as PaddleSeg's `core/val.py` (spec c.3): batch 1, val transforms, inference in the
+ * configured mode, logits mapped back to the label size, per-class areas summed, then mIoU, Acc,
+ * Kappa, Dice — plus the mIoU over the classes present in the labels.
+ */
+
+import type { TransformConfig } from '@segtrain/config';
+import { DataLoader, DistributedBatchSampler, type SegDataset } from '@segtrain/data';
+import type { SegModel } from '@segtrain/models';
+import type { Device } from '@segtrain/tensor';
+import { type InferenceOptions, inferImage, predictLabels } from './inference.js';
+import { ProgressBar, type ProgressStream } from './log-format.js';
+import { ConfusionCounts, computeMetrics, formatEvalLines, type SegMetrics } from './metrics.js';
+
+export interface EvaluateOptions {
+  readonly dataset: SegDataset;
+  readonly transforms: readonly TransformConfig[];
+  readonly inference: InferenceOptions;
+  /** PaddleSeg forces val workers to 1 when num_workers > 0. */
+  readonly numWorkers: number;
+  readonly log: (line: string) => void;
+  readonly progress?: ProgressStream;
+}
+
+export interface EvaluationResult {
+  readonly metrics: SegMetrics;
+  readonly images: number;
+  /** PaddleSeg's [EVAL] lines, then the present-class mIoU line. */
+  readonly lines: readonly string[];
+}
+
+/** Evaluates `model` (switched to eval mode, and left there) on every image of the dataset. */
+export async function evaluate(
+  device: Device,
+  model: SegModel,
+  o: EvaluateOptions,
+): Promise<EvaluationResult> {
+  const { dataset } = o;
+  const sampler = new DistributedBatchSampler({
+    size: dataset.length,
+    batchSize: 1,
+    shuffle: false,
+    dropLast: false,
+  });
+  const loader = new DataLoader({
+    dataset,
+    transforms: o.transforms,
+    sampler,
+    numWorkers: Math.min(o.numWorkers, 1),
+    seed: 0,
+  });
+  o.log(`Start evaluating (total_samples: ${dataset.length}, total_iters: ${sampler.length})...`);
+  const counts = new ConfusionCounts(dataset.numClasses, dataset.ignoreIndex);
+  const bar = new ProgressBar({
+    total: sampler.length,
+    label: 'eval',
+    ...(o.progress ? { stream: o.progress } : {}),
+  });
+  model.eval();
+  let images = 0;
+  try {
+    for await (const batch of loader.epoch(0)) {
+      const [, channels, height, width] = batch.shape;
+      const logits = await inferImage(
+        device,
+        model,
+        { data: batch.img, channels, height, width },
+        o.inference,
+      );
+      const { pred, height: ph, width: pw } = await predictLabels(device, logits, batch.transInfo[0] ?? []);
+      const [, lh, lw] = batch.labelShape;
+      if (!batch.label) throw new Error(`evaluation needs labels: ${batch.imagePaths[0]} has none`);
+      if (ph !== lh || pw !== lw)
+        throw new Error(
+          `${batch.imagePaths[0]}: prediction is ${ph}×${pw} but the label is ${lh}×${lw}; val transforms that change the size must record it (Resize, Padding)`,
+        );
+      counts.add(pred, batch.label);
+      images++;
+      bar.update(images);
+    }
+  } finally {
+    bar.finish();
+    await loader.close();
+  }
+  const metrics = computeMetrics(counts);
+  return { metrics, images, lines: formatEvalLines(metrics, images) };
+}

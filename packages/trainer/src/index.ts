@@ -1,0 +1,31 @@
+export {
+  BEST_DIR,
+  CheckpointError,
+  type EvalRecord,
+  loadWeights,
+  MODEL_FILE,
+  resolveWeights,
+  type TrainState,
+} from './checkpoint.js';
+export { type EvaluateOptions, type EvaluationResult, evaluate } from './evaluate.js';
+export {
+  flipHost,
+  type HostImage,
+  type HostLogits,
+  type InferenceOptions,
+  inferImage,
+  predictLabels,
+  windowStarts,
+} from './inference.js';
+export { formatEta, formatTrainLine, logPrefix, ProgressBar, type ProgressStream } from './log-format.js';
+export { ConfusionCounts, computeMetrics, formatEvalLines, type SegMetrics } from './metrics.js';
+export { type TrainingHistory, writeTrainingPlot } from './plot.js';
+export {
+  collectImages,
+  type PredictInput,
+  PredictInputError,
+  type PredictOptions,
+  predict,
+} from './predict.js';
+export { EventWriter, readEvents } from './tensorboard.js';
+export { inferenceOptions, NonFiniteLossError, type TrainOptions, type TrainResult, train } from './train.js';

@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { type Device, getDevice, liveTensorCount } from '@segtrain/tensor';
+import { NonFiniteLossError, readEvents, type TrainOptions, train } from '../src/index.js';
+import { tinyConfig, tinyRun } from './fixtures.js';
+
+let devicePromise: Promise<Device> | undefined;
+const device = () => {
+  devicePromise ??= getDevice();
+  return devicePromise;
+};
+
+async function options(
+  saveDir: string,
+  extra: Partial<TrainOptions> = {},
+  opts: string[] = [],
+): Promise<TrainOptions> {
+  const run = await tinyRun();
+  const lines: string[] = [];
+  return {
+    device: await device(),
+    config: tinyConfig(run, opts),
+    saveDir: join(run.dir, saveDir),
+    saveInterval: 2,
+    logIters: 1,
+    numWorkers: 0,
+    doEval: true,
+    useVdl: true,
+    resumeModel: null,
+    seed: 7,
+    keepCheckpointMax: 5,
+    earlyStopIntervals: null,
+    log: (line) => lines.push(line),
+    ...extra,
+  };
+}
+
+describe('train (tiny demo data, lavapipe)', () => {
+  it('trains with evaluation, checkpoints, best_model, event file and plot', async () => {
+    const lines: string[] = [];
+    const o = await options('run-a', { log: (l) => lines.push(l) });
+    const before = liveTensorCount();
+    const result = await train(o);
+    result.model.dispose();
+    assert.equal(result.iter, 4);
+    assert.equal(liveTensorCount(), before, 'no tensors leak past train()');
+    const train4 = lines.filter((l) => l.startsWith('[TRAIN]'));
+    assert.equal(train4.length, 4);
+    assert.match(
+      train4[0] as string,
+      /^\[TRAIN\] epoch: 1, iter: 1\/4, loss: \d+\.\d{4}, lr: 0\.002000, batch_cost: \d+\.\d{4}, reader_cost: \d+\.\d{5}, ips: \d+\.\d{4} samples\/sec \| ETA \d\d:\d\d:\d\d$/,
+    );
+    // 8 images, batch 2 → 4 iterations per epoch; lr of iter 3 = 0.002·(1 − 2/4)^0.9.
+    assert.match(train4[2] as string, new RegExp(`lr: ${(0.002 * 0.5 ** 0.9).toFixed(6)}`));
+    assert.equal(lines.filter((l) => l.startsWith('[EVAL] #Images: 2 mIoU: ')).length, 2);
+    assert.equal(
+      lines.filter((l) => /^\[EVAL\] mIoU over \d+ classes present: \d\.\d{4}$/.test(l)).length,
+      2,
+    );
+    for (const name of ['iter_2', 'iter_4', 'best_model', 'training.html'])
+      assert.ok(existsSync(join(o.saveDir, name)), `${name} written`);
+    for (const file of ['model.safetensors', 'optimizer.safetensors', 'train_state.json', 'eval.json'])
+      assert.ok(existsSync(join(o.saveDir, 'iter_4', file)), `iter_4/${file}`);
+    const evalRecord = JSON.parse(readFileSync(join(o.saveDir, 'iter_4', 'eval.json'), 'utf8'));
+    assert.equal(evalRecord.iter, 4);
+    assert.ok(evalRecord.mIoU >= 0 && evalRecord.mIoU <= 1);
+    assert.ok(!readdirSync(o.saveDir).some((n) => n.includes('.tmp-')), 'no temp directories left');
+    const events = readdirSync(o.saveDir).find((n) => n.startsWith('events.out.tfevents.'));
+    assert.ok(events, 'an event file');
+    const scalars = readEvents(join(o.saveDir, events)).flatMap((e) =>
+      (e.summary ?? []).map((s) => `${s.tag}@${e.step}`),
+    );
+    for (const tag of ['Train/loss@1', 'Train/lr@4', 'Train/loss_2@4', 'Evaluate/mIoU@2', 'Evaluate/Acc@4'])
+      assert.ok(scalars.includes(tag), `${tag} in ${scalars.join(' ')}`);
+    const html = readFileSync(join(o.saveDir, 'training.html'), 'utf8');
+    assert.equal((html.match(/<svg/g) ?? []).length, 3);
+  });
+
+  it('resumes from iter_2 to bit-identical weights, optimizer state and best mIoU', async () => {
+    const full = await options('run-full');
+    (await train(full)).model.dispose();
+    // A fresh process would start from the seed and checkpoint alone; a different --seed is ignored.
+    const resumed = await options('run-resumed', { resumeModel: join(full.saveDir, 'iter_2'), seed: 99 });
+    (await train(resumed)).model.dispose();
+    const bytes = (dir: string, file: string) => readFileSync(join(dir, 'iter_4', file));
+    assert.ok(bytes(full.saveDir, 'model.safetensors').equals(bytes(resumed.saveDir, 'model.safetensors')));
+    assert.ok(
+      bytes(full.saveDir, 'optimizer.safetensors').equals(bytes(resumed.saveDir, 'optimizer.safetensors')),
+    );
+    const state = (dir: string) => JSON.parse(readFileSync(join(dir, 'iter_4', 'train_state.json'), 'utf8'));
+    assert.equal(state(resumed.saveDir).bestMiou, state(full.saveDir).bestMiou);
+    assert.deepEqual(state(resumed.saveDir).history, state(full.saveDir).history);
+  });
+
+  it('keeps only keep_checkpoint_max iter_* directories, never best_model', async () => {
+    const o = await options('run-keep', { keepCheckpointMax: 1, saveInterval: 1, doEval: false });
+    (await train(o)).model.dispose();
+    const dirs = readdirSync(o.saveDir).filter((n) => n.startsWith('iter_'));
+    assert.deepEqual(dirs, ['iter_4']);
+    const state = JSON.parse(readFileSync(join(o.saveDir, 'iter_4', 'train_state.json'), 'utf8'));
+    assert.deepEqual(state.checkpoints, ['iter_4']);
+  });
+
+  it('stops on a non-finite loss, naming the iteration, and leaves the last checkpoint intact', async () => {
+    const o = await options('run-nan', { saveInterval: 1, doEval: false }, [
+      'iters=30',
+      'lr_scheduler.learning_rate=1e30',
+      'optimizer.type=Adam',
+    ]);
+    await assert.rejects(train(o), (error: unknown) => {
+      assert.ok(error instanceof NonFiniteLossError);
+      assert.match(error.message, /^loss is (NaN|Infinity|-Infinity) at iter (\d+) \(epoch \d+\)/);
+      const iter = Number(/at iter (\d+)/.exec(error.message)?.[1]);
+      assert.ok(iter >= 2, 'the first step is finite');
+      assert.match(error.message, new RegExp(`iter_${iter - 1}\\) is intact`));
+      assert.ok(existsSync(join(o.saveDir, `iter_${iter - 1}`, 'model.safetensors')));
+      assert.ok(!existsSync(join(o.saveDir, `iter_${iter}`)));
+      return true;
+    });
+  });
+});
