@@ -11,23 +11,24 @@ const dir = mkdtempSync(join(tmpdir(), 'segtrain-cli-train-'));
 const data = join(dir, 'demo');
 const config = join(dir, 'tiny.yml');
 const out = join(dir, 'out');
+const DEMO_ARGS = [
+  'data',
+  'demo',
+  '--out',
+  data,
+  '--train',
+  '4',
+  '--val',
+  '2',
+  '--width',
+  '64',
+  '--height',
+  '32',
+];
 
 describe('segtrain data demo → train → val → predict (tiny, lavapipe)', () => {
   before(async () => {
-    const made = await run([
-      'data',
-      'demo',
-      '--out',
-      data,
-      '--train',
-      '4',
-      '--val',
-      '2',
-      '--width',
-      '64',
-      '--height',
-      '32',
-    ]);
+    const made = await run(DEMO_ARGS);
     assert.equal(made.code, 0, made.err);
     writeFileSync(
       config,
@@ -44,20 +45,7 @@ describe('segtrain data demo → train → val → predict (tiny, lavapipe)', ()
   });
 
   it('data demo skips a complete dataset and names what it wrote', async () => {
-    const again = await run([
-      'data',
-      'demo',
-      '--out',
-      data,
-      '--train',
-      '4',
-      '--val',
-      '2',
-      '--width',
-      '64',
-      '--height',
-      '32',
-    ]);
+    const again = await run(DEMO_ARGS);
     assert.equal(again.code, 0);
     assert.match(again.out, /already complete/);
     assert.equal(readdirSync(join(data, 'leftImg8bit', 'train')).length > 0, true);

@@ -1,4 +1,5 @@
 import { SeededRandom } from './random.js';
+import { shuffle } from './transforms/pymath.js';
 
 /** What the loader needs from a sampler: the batches (dataset indices) of one epoch. */
 export interface BatchSampler {
@@ -101,15 +102,7 @@ export class DistributedBatchSampler implements BatchSampler {
     const indices = new Array<number>(this.totalSize);
     // Cyclic head repetition; equals Paddle's `indices += indices[:total - N]` whenever N ≥ world.
     for (let i = 0; i < this.totalSize; i++) indices[i] = i % this.size;
-    if (this.shuffle) {
-      const rng = new SeededRandom(SHUFFLE_STREAM, this.seed, this.currentEpoch);
-      for (let i = indices.length - 1; i > 0; i--) {
-        const j = rng.int(0, i);
-        const t = indices[i] as number;
-        indices[i] = indices[j] as number;
-        indices[j] = t;
-      }
-    }
+    if (this.shuffle) shuffle(indices, new SeededRandom(SHUFFLE_STREAM, this.seed, this.currentEpoch));
     return indices;
   }
 

@@ -285,6 +285,14 @@ const cases: Case[] = [
     pads: [1, 1, 1, 1],
   },
   {
+    name: 'batch 3 on 5x7, stride 2 (lanes span images: the small-map fold)',
+    x: [3, 5, 5, 7],
+    w: [6, 5, 3, 3],
+    bias: true,
+    options: { stride: 2, padding: 1 },
+    pads: [1, 1, 1, 1],
+  },
+  {
     name: 'stride 3 kernel 2 (gaps)',
     x: [1, 2, 8, 9],
     w: [3, 2, 2, 2],

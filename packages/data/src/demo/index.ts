@@ -10,7 +10,7 @@ import { Canvas, NoiseTables } from './raster.js';
 import { BUILDING, CAR, drawStreetScene, PERSON, ROAD, SIDEWALK, SKY, VEGETATION } from './scene.js';
 
 /** Bumped whenever the drawing changes, so a dataset made by an older generator is regenerated. */
-export const DEMO_DATASET_VERSION = 1;
+export const DEMO_DATASET_VERSION = 2;
 
 /** The demo's classes, by Cityscapes trainId (everything else is absent; 255 = ignore). */
 export const DEMO_CLASSES: Readonly<Record<number, string>> = Object.freeze({
@@ -51,8 +51,8 @@ export type DemoSplit = 'train' | 'val';
 const DEFAULTS = {
   trainCount: 300,
   valCount: 30,
-  width: 512,
-  height: 256,
+  width: 256,
+  height: 128,
   seed: 0,
   cities: { train: ['synthburg', 'pixelstadt'], val: ['renderheim'] } as DemoCities,
 };

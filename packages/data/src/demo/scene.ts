@@ -568,7 +568,9 @@ class Street {
 
   private addPersons(): void {
     const rng = this.rng;
-    const n = rng.int(3, 8) + (rng.next() < 0.35 ? rng.int(1, 3) : 0);
+    // Many, and near: persons are the smallest class, and a model learns a class from scratch at the
+    // rate its pixels come (at 1.6 % of the pixels they stayed near IoU 0 for 400 iterations).
+    const n = rng.int(6, 11) + (rng.next() < 0.35 ? rng.int(1, 3) : 0);
     for (let i = 0; i < n; i++) {
       let X: number;
       let zMin: number;
@@ -584,10 +586,10 @@ class Street {
         // A wide street pushes the far sidewalk out of frame until far away: use the near one.
         if (this.zVisible(side.sign * (side.edge + offset)) > 25) side = this.right;
         X = side.sign * (side.edge + Math.min(offset, side.walk - 0.6));
-        zMin = Math.max(5, this.zVisible(X));
+        zMin = Math.max(4, this.zVisible(X));
       }
       // Biased towards near persons: they carry the class's pixels at 1/8 resolution.
-      const Z = Math.max(zMin, zMin + (zMax - zMin) * rng.next() ** 2);
+      const Z = Math.max(zMin, zMin + (zMax - zMin) * rng.next() ** 3);
       const person = this.personSpec(X, Z);
       this.objects.push({ z: Z, draw: () => this.drawPerson(person) });
     }

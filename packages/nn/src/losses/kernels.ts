@@ -190,6 +190,8 @@ ${MAIN}
 }`,
 };
 
+// One invocation per pixel: the log-sum-exp is computed once and all C gradients written (one
+// invocation per logit recomputed it C times, which made this the slowest kernel of a step).
 const pixelCeBackward: KernelSource = {
   key: 'nn-losses/pixel-ce/backward',
   bindings: ['read', 'read', 'read', 'read', 'rw'],
@@ -198,16 +200,20 @@ const pixelCeBackward: KernelSource = {
 @group(0) @binding(4) var<storage, read> g: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;
 ${MAIN}
+  if (t >= u.n) { return; }
   let c = u32(u.i1); let hw = u32(u.i2);
-  if (t >= u.n * c) { return; }
-  let i = t % hw;
-  let k = (t / hw) % c;
-  let p = (t / (hw * c)) * hw + i;
-  let l = labels[p];
-  if (!valid(l)) { dx[t] = 0.0; return; }
-  let base = (p / hw) * c * hw + i;
-  let prob = exp(logits[t] - lse(base));
-  dx[t] = g[p] * w[l] * (prob - select(0.0, 1.0, u32(l) == k));
+  let base = (t / hw) * c * hw + t % hw;
+  let l = labels[t];
+  if (!valid(l)) {
+    for (var k = 0u; k < c; k++) { dx[base + k * hw] = 0.0; }
+    return;
+  }
+  let m = lse(base);
+  let s = g[t] * w[l];
+  for (var k = 0u; k < c; k++) {
+    let at = base + k * hw;
+    dx[at] = s * (exp(logits[at] - m) - select(0.0, 1.0, u32(l) == k));
+  }
 }`,
 };
 
@@ -247,7 +253,7 @@ export function pixelCrossEntropy(
       pixelCeBackward,
       [logits.buffer, labels.buffer, wt.buffer, g.buffer, dx.buffer],
       u,
-      logits.size,
+      labels.size,
     );
     return [dx];
   });

@@ -115,6 +115,7 @@ function forwardSource(
   sub: boolean,
   rowKw: number,
   wg: number,
+  fold: boolean,
 ): KernelSource {
   const acc = (o: number, j: number) => `a${o}_${j}`;
   // Row variant (stride 1, dilation 1 along x, kernel width rowKw baked in): the XB + rowKw - 1 x
@@ -206,7 +207,7 @@ ${sub ? `      if (ss >= ${Math.min(ocb, SB)}u) {\n${inner(true)}\n      } else 
     }
   }`;
   return {
-    key: `conv2d/fwd/oc${ocb}/x${xb}/row${rowKw}/bias${bias ? 1 : 0}/sg${sub ? 1 : 0}/wg${wg}`,
+    key: `conv2d/fwd/oc${ocb}/x${xb}/row${rowKw}/bias${bias ? 1 : 0}/sg${sub ? 1 : 0}/wg${wg}/fold${fold ? 1 : 0}`,
     bindings: bias ? ['read', 'read', 'read', 'rw'] : ['read', 'read', 'rw'],
     workgroupSize: wg,
     wgsl: () => /* wgsl */ `${sub ? 'enable subgroups;' : ''}
@@ -228,10 +229,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let valid = t < u.total;
   let tt = min(t, u.total - 1u);
   let xbk = tt % u.xblocks;
-  let oy = tt / u.xblocks;
+${
+  fold
+    ? `  let oy = (tt / u.xblocks) % u.hout;
+  let n = tt / (u.xblocks * u.hout);
+  let ob = wid.z;`
+    : `  let oy = tt / u.xblocks;
   let nob = u.groups * u.ocb_pg;
   let ob = wid.z % nob;
-  let n = wid.z / nob;
+  let n = wid.z / nob;`
+}
   let g = ob / u.ocb_pg;
   let ocl0 = (ob % u.ocb_pg) * ${ocb}u;
   let khw = u.kh * u.kw;
@@ -321,6 +328,15 @@ function rowBlock(rows: number, width: number, tuned: number): number {
   return rows * Math.ceil(width / tuned) >= 2 * MIN_WG ? tuned : 1;
 }
 
+/**
+ * Whether lanes should span the images of the batch: when one image has fewer position blocks than
+ * a full workgroup (the late, small maps), folding the batch in lets lanes use 4-wide x blocks and
+ * share each weight load over more outputs.
+ */
+function foldImages(images: number, blocksPerImage: number): boolean {
+  return images > 1 && blocksPerImage < WG;
+}
+
 /** Forward register block: output channels × output x positions per invocation (tuned on lavapipe). */
 const FWD_BLOCK = { oc: 16, x: 4 };
 /** Widest kernel the forward's row variant unrolls. */
@@ -335,10 +351,12 @@ export function conv2dForward(
 ): Tensor {
   const coutPg = g.cout / g.groups;
   const ocb = channelBlock(coutPg, FWD_BLOCK.oc);
-  const xb = rowBlock(g.hout, g.wout, FWD_BLOCK.x);
+  const fold = foldImages(g.n, g.hout * Math.ceil(g.wout / FWD_BLOCK.x));
+  const rows = fold ? g.n * g.hout : g.hout;
+  const xb = rowBlock(rows, g.wout, FWD_BLOCK.x);
   const xblocks = Math.ceil(g.wout / xb);
-  const positions = g.hout * xblocks;
-  const slices = g.n * g.groups * Math.ceil(coutPg / ocb);
+  const positions = rows * xblocks;
+  const slices = (fold ? 1 : g.n) * g.groups * Math.ceil(coutPg / ocb);
   const out = emptyTensor(device, [g.n, g.cout, g.hout, g.wout]);
   const u = uniforms(g, { ocb, icb: 1, xblocks, total: positions });
   const buffers = bias ? [x.buffer, w.buffer, bias.buffer, out.buffer] : [x.buffer, w.buffer, out.buffer];
@@ -352,6 +370,7 @@ export function conv2dForward(
       device.hasSubgroups && convConfig.subgroups,
       rowKw,
       workgroupFor(positions),
+      fold,
     ),
     buffers,
     u,
@@ -370,7 +389,14 @@ export function conv2dForward(
 // output position are the same for every lane, so the others are skipped (uniformly) instead of
 // masked, and the XB positions (ix, ix + sw, ...) read XB consecutive dY values.
 
-function inputGradSource(icb: number, xb: number, sub: boolean, rowKw: number, wg: number): KernelSource {
+function inputGradSource(
+  icb: number,
+  xb: number,
+  sub: boolean,
+  rowKw: number,
+  wg: number,
+  fold: boolean,
+): KernelSource {
   const acc = (i: number, j: number) => `a${i}_${j}`;
   // Row variant (stride 1, dilation 1 along x, kernel width rowKw baked in): the XB + rowKw - 1 dY
   // values a row of taps reads are loaded once per output channel and reused by every tap.
@@ -452,7 +478,7 @@ ${range(xb)
         wo += fsize;
       }`;
   return {
-    key: `conv2d/dx/ic${icb}/x${xb}/row${rowKw}/sg${sub ? 1 : 0}/wg${wg}`,
+    key: `conv2d/dx/ic${icb}/x${xb}/row${rowKw}/sg${sub ? 1 : 0}/wg${wg}/fold${fold ? 1 : 0}`,
     bindings: ['read', 'read', 'rw'],
     workgroupSize: wg,
     wgsl: () => /* wgsl */ `${sub ? 'enable subgroups;' : ''}
@@ -468,15 +494,22 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let t = linear_id(gid, groups, ${wg}u);
   let tt = min(t, u.total - 1u);
   let xbk = tt % u.xblocks;
-  let qy = tt / u.xblocks;
   var z = wid.z;
   let rx = z % u.sw;
   z = z / u.sw;
   let ry = z % u.sh;
   z = z / u.sh;
+${
+  fold
+    ? `  // Folded: lanes span images; u.chunk = rows of a stride class per image.
+  let qy = (tt / u.xblocks) % u.chunk;
+  let n = tt / (u.xblocks * u.chunk);
+  let ib = z;`
+    : `  let qy = tt / u.xblocks;
   let nib = u.groups * u.icb_pg;
   let ib = z % nib;
-  let n = z / nib;
+  let n = z / nib;`
+}
   let g = ib / u.icb_pg;
   let icl0 = (ib % u.icb_pg) * ${icb}u;
   let iy = ry + qy * u.sh;
@@ -538,12 +571,14 @@ export function conv2dInputGrad(device: Device, dy: Tensor, w: Tensor, g: ConvGe
   // Per stride class: ceil(h/sh) rows of ceil(w/sw) positions (at most).
   const classW = Math.ceil(g.w / g.sw);
   const classH = Math.ceil(g.h / g.sh);
-  const xb = rowBlock(classH, classW, DX_BLOCK.x);
+  const fold = foldImages(g.n, classH * Math.ceil(classW / DX_BLOCK.x));
+  const rows = fold ? g.n * classH : classH;
+  const xb = rowBlock(rows, classW, DX_BLOCK.x);
   const xblocks = Math.ceil(classW / xb);
-  const positions = classH * xblocks;
-  const slices = g.n * g.groups * Math.ceil(cinPg / icb) * g.sh * g.sw;
+  const positions = rows * xblocks;
+  const slices = (fold ? 1 : g.n) * g.groups * Math.ceil(cinPg / icb) * g.sh * g.sw;
   const out = emptyTensor(device, [g.n, g.cin, g.h, g.w]);
-  const u = uniforms(g, { ocb: 1, icb, xblocks, total: positions });
+  const u = uniforms(g, { ocb: 1, icb, xblocks, total: positions, chunk: classH });
   const rowKw = g.sw === 1 && g.dw === 1 && g.kw <= MAX_ROW_KW && convConfig.rowVariant ? g.kw : 0;
   const source = inputGradSource(
     icb,
@@ -551,6 +586,7 @@ export function conv2dInputGrad(device: Device, dy: Tensor, w: Tensor, g: ConvGe
     device.hasSubgroups && convConfig.subgroups,
     rowKw,
     workgroupFor(positions),
+    fold,
   );
   launchSliced(device, source, [dy.buffer, w.buffer, out.buffer], u, positions, slices);
   return out;
