@@ -41,6 +41,8 @@ export function tinyRun(): Promise<TinyRun> {
         '    - { type: Normalize }',
         'val_dataset:',
         `  dataset_root: ${JSON.stringify(data)}`,
+        'lr_scheduler:',
+        '  learning_rate: 0.002',
         'loss:',
         '  types:',
         '    - { type: CrossEntropyLoss }',
