@@ -1,12 +1,10 @@
-import { Rng } from '@segtrain/nn';
+import { createOptimizer, type OptimizerConfig, Rng } from '@segtrain/nn';
 import {
-  adamUpdate,
   add,
   argmax,
   backward,
   type Device,
   noGrad,
-  persistent,
   softmaxCrossEntropy,
   type Tensor,
   tensor,
@@ -50,8 +48,8 @@ export function totalLoss(model: SegModel, x: Tensor, y: Tensor): Tensor {
 }
 
 /**
- * Trains on one fixed 64×128 batch with AdamW and returns the pixel accuracy of the main output in
- * eval mode (BN on running statistics).
+ * Trains on one fixed 64×128 batch (AdamW unless another optimizer block is given) and returns the
+ * pixel accuracy of the main output in eval mode (BN on running statistics).
  */
 export async function overfitAccuracy(
   device: Device,
@@ -59,30 +57,18 @@ export async function overfitAccuracy(
   classes: number,
   steps: number,
   lr: number,
+  optimizerBlock: OptimizerConfig = { type: 'AdamW', weight_decay: 0.01 },
 ): Promise<number> {
   const { labels, image } = blockBatch(1, 64, 128, classes);
   const x = tensor(device, image, [1, 3, 64, 128]);
   const y = tensor(device, labels, [1, 64, 128], 'i32');
-  const params = model.parameters();
-  const moments = params.map(
-    (p) =>
-      [
-        persistent(device, new Float32Array(p.size), p.shape),
-        persistent(device, new Float32Array(p.size), p.shape),
-      ] as const,
-  );
-  const opts = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.01, decoupled: true };
+  const optimizer = createOptimizer(model.namedParameters(), optimizerBlock);
   model.train();
   for (let step = 1; step <= steps; step++) {
-    tidy(() => {
-      backward(totalLoss(model, x, y));
-      params.forEach((p, i) => {
-        const [m, v] = moments[i] as readonly [Tensor, Tensor];
-        adamUpdate(device, p, p.grad as Tensor, m, v, lr, step, opts);
-        p.grad?.dispose();
-        p.grad = null;
-      });
-    });
+    tidy(() => backward(totalLoss(model, x, y)));
+    optimizer.step(lr);
+    optimizer.zeroGrad();
+    // Waiting regularly keeps lavapipe from crashing on a long queue of training steps.
     if (step % 10 === 0) await device.sync();
   }
   model.eval();
@@ -91,10 +77,7 @@ export async function overfitAccuracy(
   ).data()) as Int32Array;
   let correct = 0;
   for (let i = 0; i < labels.length; i++) if (predicted[i] === labels[i]) correct++;
-  for (const [m, v] of moments) {
-    m.dispose();
-    v.dispose();
-  }
+  optimizer.dispose();
   x.dispose();
   y.dispose();
   return correct / labels.length;
