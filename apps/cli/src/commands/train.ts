@@ -203,14 +203,27 @@ async function guarded(io: Io, command: string, body: () => Promise<number>): Pr
   }
 }
 
-export async function trainCommand(argv: readonly string[], io: Io): Promise<number> {
-  const args = parseArgs('segtrain train', argv, TRAIN_FLAGS);
+/** The common start of train/val/predict: flags (or help), the device choice, the resolved config. */
+function prepare(
+  command: string,
+  argv: readonly string[],
+  flags: Readonly<Record<string, FlagSpec>>,
+  usage: string,
+  io: Io,
+): { args: ParsedArgs; config: ResolvedConfig } | null {
+  const args = parseArgs(`segtrain ${command}`, argv, flags);
   if (args.flags.help) {
-    io.out(formatHelp(TRAIN_USAGE, TRAIN_FLAGS));
-    return 0;
+    io.out(formatHelp(usage, flags));
+    return null;
   }
   selectDevice(args);
-  const config = loadWithOverrides(args, TRAIN_USAGE);
+  return { args, config: loadWithOverrides(args, usage) };
+}
+
+export async function trainCommand(argv: readonly string[], io: Io): Promise<number> {
+  const prepared = prepare('train', argv, TRAIN_FLAGS, TRAIN_USAGE, io);
+  if (!prepared) return 0;
+  const { args, config } = prepared;
   return guarded(io, 'train', async () => {
     const device = await getDevice();
     const log = logger(io);
@@ -241,13 +254,9 @@ export async function trainCommand(argv: readonly string[], io: Io): Promise<num
 }
 
 export async function valCommand(argv: readonly string[], io: Io): Promise<number> {
-  const args = parseArgs('segtrain val', argv, VAL_FLAGS);
-  if (args.flags.help) {
-    io.out(formatHelp(VAL_USAGE, VAL_FLAGS));
-    return 0;
-  }
-  selectDevice(args);
-  const config = loadWithOverrides(args, VAL_USAGE);
+  const prepared = prepare('val', argv, VAL_FLAGS, VAL_USAGE, io);
+  if (!prepared) return 0;
+  const { args, config } = prepared;
   const modelPath = requireString(args, 'model_path', VAL_USAGE);
   if (!config.val_dataset) throw new UsageError(`segtrain val: ${config.source.file} has no val_dataset`);
   const valBlock = config.val_dataset;
@@ -284,13 +293,9 @@ function paletteFor(config: ResolvedConfig, args: ParsedArgs): number[][] {
 }
 
 export async function predictCommand(argv: readonly string[], io: Io): Promise<number> {
-  const args = parseArgs('segtrain predict', argv, PREDICT_FLAGS);
-  if (args.flags.help) {
-    io.out(formatHelp(PREDICT_USAGE, PREDICT_FLAGS));
-    return 0;
-  }
-  selectDevice(args);
-  const config = loadWithOverrides(args, PREDICT_USAGE);
+  const prepared = prepare('predict', argv, PREDICT_FLAGS, PREDICT_USAGE, io);
+  if (!prepared) return 0;
+  const { args, config } = prepared;
   const modelPath = requireString(args, 'model_path', PREDICT_USAGE);
   const imagePath = requireString(args, 'image_path', PREDICT_USAGE);
   const saveDir = (args.flags.save_dir as string | undefined) ?? 'output/result';
