@@ -8,11 +8,11 @@ import { loadTfjs } from './tfjs.js';
 import { rate } from './timing.js';
 
 const USAGE = `Usage: segtrain-bench kernels [--reps N] [--quick] [--no-tfjs] [--out DIR]
-       segtrain-bench models [--reps N] [--quick] [--out DIR]
+       segtrain-bench models [--reps N] [--quick | --input NxCxHxW] [--out DIR]
 
 kernels: our WGSL kernels and, in the same run on the same adapter, @tensorflow/tfjs-backend-webgpu 4.22.
 models:  forward+backward images/s of each seed model at 2x3x256x512 (--quick: 1x3x64x128), beside the
-         same-run GEMM 1024^3 rate.
+         same-run GEMM 1024^3 rate; --input another shape (e.g. the demo's 4x3x64x128).
 Each writes a Markdown and a JSON report (default DIR: bench-results/).`;
 
 async function main(argv: string[]): Promise<number> {
@@ -23,13 +23,21 @@ async function main(argv: string[]): Promise<number> {
   }
   let reps = 3;
   let quick = false;
+  let input: [number, number, number, number] | undefined;
   let tfjsOn = true;
   let out = resolve(process.env.INIT_CWD ?? process.cwd(), 'bench-results');
   for (let i = 0; i < rest.length; i++) {
     const flag = rest[i];
     if (flag === '--reps') reps = Number(rest[++i]);
     else if (flag === '--quick') quick = true;
-    else if (flag === '--no-tfjs' && command === 'kernels') tfjsOn = false;
+    else if (flag === '--input' && command === 'models') {
+      const dims = (rest[++i] ?? '').split('x').map(Number);
+      if (dims.length !== 4 || !dims.every((d) => Number.isInteger(d) && d > 0)) {
+        process.stderr.write('segtrain-bench: --input expects NxCxHxW, e.g. 4x3x64x128\n');
+        return 2;
+      }
+      input = dims as [number, number, number, number];
+    } else if (flag === '--no-tfjs' && command === 'kernels') tfjsOn = false;
     else if (flag === '--out') out = resolve(rest[++i] ?? out);
     else {
       process.stderr.write(`segtrain-bench: unknown option ${flag}\n${USAGE}\n`);
@@ -51,14 +59,15 @@ async function main(argv: string[]): Promise<number> {
     cpus: String((await import('node:os')).cpus().length),
   });
   if (command === 'models') {
-    const rows = await runModelBench(device, { reps, quick }, log);
-    const files = writeReport(out, quick ? 'models-quick' : 'models', {
+    const rows = await runModelBench(device, { reps, quick, ...(input ? { input } : {}) }, log);
+    const name = input ? `models-${input.join('x')}` : quick ? 'models-quick' : 'models';
+    const files = writeReport(out, name, {
       title: 'segtrain model benchmark',
       date: new Date().toISOString(),
       machine: await machine(),
       rows,
       notes: [
-        `One training step: input ${inputShape(quick).join('x')}, random labels over ${NUM_CLASSES} classes; forward in train mode, ` +
+        `One training step: input ${(input ?? inputShape(quick)).join('x')}, random labels over ${NUM_CLASSES} classes; forward in train mode, ` +
           'sum of softmax cross-entropy over every output (main and auxiliary heads), backward; no optimizer update.',
         `Each time is the median of ${reps} run(s) after one warm-up, waiting for the GPU queue to drain.`,
         'GEMM 1024³ is our tensor matmul, timed the same way just before each model: compare img/s against it, ' +

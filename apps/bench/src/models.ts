@@ -79,6 +79,8 @@ export function randomLabels(size: number, classes: number, seed: number): Int32
 export interface ModelBenchOptions {
   readonly reps: number;
   readonly quick: boolean;
+  /** Another input shape [N, C, H, W] (e.g. the demo's 4×3×64×128); overrides `quick`. */
+  readonly input?: readonly [number, number, number, number];
   /** Only these seed models (by name); all when absent. */
   readonly models?: readonly SeedModel[];
 }
@@ -111,7 +113,7 @@ export async function runModelBench(
   o: ModelBenchOptions,
   log: (line: string) => void,
 ): Promise<Row[]> {
-  const [n, c, h, w] = inputShape(o.quick);
+  const [n, c, h, w] = o.input ?? inputShape(o.quick);
   const x = T.tensor(device, randomImage(n * c * h * w, 7), [n, c, h, w]);
   const y = T.tensor(device, randomLabels(n * h * w, NUM_CLASSES, 8), [n, h, w], 'i32');
   const rows: Row[] = [];
