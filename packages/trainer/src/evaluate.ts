@@ -9,7 +9,7 @@ import { DataLoader, DistributedBatchSampler, type SegDataset } from '@segtrain/
 import type { SegModel } from '@segtrain/models';
 import type { Device } from '@segtrain/tensor';
 import { type InferenceOptions, inferImage, predictLabels } from './inference.js';
-import { ProgressBar, type ProgressStream } from './log-format.js';
+import { NO_PROGRESS, ProgressBar, type ProgressStream } from './log-format.js';
 import { ConfusionCounts, computeMetrics, formatEvalLines, type SegMetrics } from './metrics.js';
 
 export interface EvaluateOptions {
@@ -54,7 +54,7 @@ export async function evaluate(
   const bar = new ProgressBar({
     total: sampler.length,
     label: 'eval',
-    ...(o.progress ? { stream: o.progress } : {}),
+    stream: o.progress ?? NO_PROGRESS,
   });
   model.eval();
   let images = 0;

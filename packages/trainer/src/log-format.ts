@@ -140,6 +140,9 @@ export interface ProgressBarOptions {
   now?: () => number;
 }
 
+/** A stream that is not a terminal: a bar given it draws nothing (callers opt in with a TTY). */
+export const NO_PROGRESS: ProgressStream = { isTTY: false, write: () => true };
+
 /**
  * Single-line `\r` progress bar with count, percent and ETA. Draws nothing unless the stream is a TTY,
  * so redirected logs never fill with carriage-return noise.

@@ -38,7 +38,13 @@ import {
 } from './checkpoint.js';
 import { type EvaluationResult, evaluate } from './evaluate.js';
 import type { InferenceOptions } from './inference.js';
-import { formatTrainLine, ProgressBar, type ProgressStream, WindowAverage } from './log-format.js';
+import {
+  formatTrainLine,
+  NO_PROGRESS,
+  ProgressBar,
+  type ProgressStream,
+  WindowAverage,
+} from './log-format.js';
 import type { SegMetrics } from './metrics.js';
 import { type TrainingHistory, writeTrainingPlot } from './plot.js';
 import { EventWriter } from './tensorboard.js';
@@ -163,7 +169,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const bar = new ProgressBar({
     total: config.iters,
     label: 'train',
-    ...(o.progress ? { stream: o.progress } : {}),
+    stream: o.progress ?? NO_PROGRESS,
   });
   const log = (line: string) => {
     bar.clear();
