@@ -16,6 +16,31 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let t = linear_id(gid, groups, ${wg}u);`;
 
 /**
+ * The main() of both partial-sum kernels: invocation t = (ch, p) folds positions [p·chunk, …) of
+ * channel ch of an NCHW tensor (element index `o`), then writes its two sums to rows ch and C+ch
+ * of a [2C, parts] buffer. `setup` declares the accumulators, `body` updates them.
+ */
+function channelChunkFold(setup: string, body: string, sums: readonly [string, string]): string {
+  return `${MAIN(WG)}
+  if (t >= u.c * u.parts) { return; }
+  let ch = t / u.parts;
+  let p = t % u.parts;
+  let start = p * u.chunk;
+  let end = min(start + u.chunk, u.n * u.hw);
+${setup}
+  var nn = start / u.hw;
+  var i = start % u.hw;
+  for (var r = start; r < end; r++) {
+    let o = (nn * u.c + ch) * u.hw + i;
+${body}
+    i++;
+    if (i == u.hw) { i = 0u; nn++; }
+  }
+  out[ch * u.parts + p] = ${sums[0]};
+  out[(u.c + ch) * u.parts + p] = ${sums[1]};`;
+}
+
+/**
  * Per-channel partial sums of an NCHW tensor: invocation (ch, p) folds positions [p·chunk, …) of
  * the N·H·W positions of channel ch. Writes Σ(x−k) to row ch and Σ(x−k)² to row C+ch of a
  * [2C, parts] buffer; k = x[0, ch, 0, 0] when `shift` is set (shifted-data variance, which keeps
@@ -30,27 +55,15 @@ struct U { n: u32, c: u32, hw: u32, parts: u32, chunk: u32, shift: u32 }
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-${MAIN(WG)}
-  if (t >= u.c * u.parts) { return; }
-  let ch = t / u.parts;
-  let p = t % u.parts;
-  let count = u.n * u.hw;
-  let start = p * u.chunk;
-  let end = min(start + u.chunk, count);
-  let k = select(0.0, x[ch * u.hw], u.shift != 0u);
+${channelChunkFold(
+  `  let k = select(0.0, x[ch * u.hw], u.shift != 0u);
   var s1 = 0.0;
-  var s2 = 0.0;
-  var nn = start / u.hw;
-  var i = start % u.hw;
-  for (var r = start; r < end; r++) {
-    let v = x[(nn * u.c + ch) * u.hw + i] - k;
+  var s2 = 0.0;`,
+  `    let v = x[o] - k;
     s1 += v;
-    s2 += v * v;
-    i++;
-    if (i == u.hw) { i = 0u; nn++; }
-  }
-  out[ch * u.parts + p] = s1;
-  out[(u.c + ch) * u.parts + p] = s2;
+    s2 += v * v;`,
+  ['s1', 's2'],
+)}
 }`,
 };
 
@@ -125,29 +138,16 @@ struct U { n: u32, c: u32, hw: u32, parts: u32, chunk: u32, eps: f32 }
 @group(0) @binding(2) var<storage, read> g: array<f32>;
 @group(0) @binding(3) var<storage, read> stats: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
-${MAIN(WG)}
-  if (t >= u.c * u.parts) { return; }
-  let ch = t / u.parts;
-  let p = t % u.parts;
-  let count = u.n * u.hw;
-  let start = p * u.chunk;
-  let end = min(start + u.chunk, count);
-  let mean = stats[ch];
+${channelChunkFold(
+  `  let mean = stats[ch];
   let inv = 1.0 / sqrt(stats[u.c + ch] + u.eps);
   var sg = 0.0;
-  var sgx = 0.0;
-  var nn = start / u.hw;
-  var i = start % u.hw;
-  for (var r = start; r < end; r++) {
-    let o = (nn * u.c + ch) * u.hw + i;
-    let gv = g[o];
+  var sgx = 0.0;`,
+  `    let gv = g[o];
     sg += gv;
-    sgx += gv * (x[o] - mean) * inv;
-    i++;
-    if (i == u.hw) { i = 0u; nn++; }
-  }
-  out[ch * u.parts + p] = sg;
-  out[(u.c + ch) * u.parts + p] = sgx;
+    sgx += gv * (x[o] - mean) * inv;`,
+  ['sg', 'sgx'],
+)}
 }`,
 };
 
