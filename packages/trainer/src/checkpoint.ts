@@ -104,18 +104,14 @@ export async function saveBestModel(
   return dir;
 }
 
-/** Deletes the oldest iter_* directories beyond `keep` (≤ 0 keeps all); returns the FIFO left. */
-export async function pruneCheckpoints(
-  saveDir: string,
-  fifo: readonly string[],
-  keep: number,
-): Promise<string[]> {
-  const left = [...fifo];
-  while (keep > 0 && left.length > keep) {
-    const oldest = left.shift() as string;
-    await rm(join(saveDir, oldest), { recursive: true, force: true });
-  }
-  return left;
+/** The newest `keep` entries of the iter_* FIFO (all of them when keep ≤ 0): what retention leaves. */
+export function retained(fifo: readonly string[], keep: number): string[] {
+  return keep > 0 ? fifo.slice(-keep) : [...fifo];
+}
+
+/** Deletes the named iter_* directories of `saveDir`. */
+export async function removeCheckpoints(saveDir: string, names: readonly string[]): Promise<void> {
+  for (const name of names) await rm(join(saveDir, name), { recursive: true, force: true });
 }
 
 /**

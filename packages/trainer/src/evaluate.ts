@@ -8,7 +8,7 @@ import type { TransformConfig } from '@segtrain/config';
 import { DataLoader, DistributedBatchSampler, type SegDataset } from '@segtrain/data';
 import type { SegModel } from '@segtrain/models';
 import type { Device } from '@segtrain/tensor';
-import { type InferenceOptions, inferImage, predictLabels } from './inference.js';
+import { type InferenceOptions, predictBatch } from './inference.js';
 import { NO_PROGRESS, ProgressBar, type ProgressStream } from './log-format.js';
 import { ConfusionCounts, computeMetrics, formatEvalLines, type SegMetrics } from './metrics.js';
 
@@ -60,14 +60,7 @@ export async function evaluate(
   let images = 0;
   try {
     for await (const batch of loader.epoch(0)) {
-      const [, channels, height, width] = batch.shape;
-      const logits = await inferImage(
-        device,
-        model,
-        { data: batch.img, channels, height, width },
-        o.inference,
-      );
-      const { pred, height: ph, width: pw } = await predictLabels(device, logits, batch.transInfo[0] ?? []);
+      const { pred, height: ph, width: pw } = await predictBatch(device, model, batch, o.inference);
       const [, lh, lw] = batch.labelShape;
       if (!batch.label) throw new Error(`evaluation needs labels: ${batch.imagePaths[0]} has none`);
       if (ph !== lh || pw !== lw)

@@ -14,6 +14,7 @@ export {
   type HostLogits,
   type InferenceOptions,
   inferImage,
+  predictBatch,
   predictLabels,
   windowStarts,
 } from './inference.js';

@@ -4,7 +4,7 @@
  * Windows and augmentations are accumulated on the host (they are few and small); everything
  * else stays on the GPU.
  */
-import type { TransInfo } from '@segtrain/data';
+import type { Batch, TransInfo } from '@segtrain/data';
 import type { SegModel } from '@segtrain/models';
 import {
   argmax,
@@ -236,4 +236,16 @@ export async function predictLabels(
   const pred = (await result.data()) as Int32Array;
   result.dispose();
   return { pred, height, width };
+}
+
+/** Class per pixel of a collated one-image batch, at the image's size before its transforms. */
+export async function predictBatch(
+  device: Device,
+  model: SegModel,
+  batch: Batch,
+  options: InferenceOptions,
+): Promise<{ pred: Int32Array; height: number; width: number }> {
+  const [, channels, height, width] = batch.shape;
+  const logits = await inferImage(device, model, { data: batch.img, channels, height, width }, options);
+  return predictLabels(device, logits, batch.transInfo[0] ?? []);
 }

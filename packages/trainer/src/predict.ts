@@ -19,7 +19,7 @@ import {
 } from '@segtrain/data';
 import type { SegModel } from '@segtrain/models';
 import type { Device } from '@segtrain/tensor';
-import { type InferenceOptions, inferImage, predictLabels } from './inference.js';
+import { type InferenceOptions, predictBatch } from './inference.js';
 
 /** An --image_path that names nothing usable. */
 export class PredictInputError extends Error {}
@@ -127,9 +127,7 @@ export async function predict(device: Device, model: SegModel, o: PredictOptions
     // Val transforms are deterministic; the random source is only there to satisfy the interface.
     const transformed = applyTransforms(sample, transforms, new SeededRandom(0));
     const batch = collate([transformed], [0], [input.path]);
-    const [, channels, height, width] = batch.shape;
-    const logits = await inferImage(device, model, { data: batch.img, channels, height, width }, o.inference);
-    const { pred, height: ph, width: pw } = await predictLabels(device, logits, transformed.transInfo);
+    const { pred, height: ph, width: pw } = await predictBatch(device, model, batch, o.inference);
     const stem = input.rel.slice(0, input.rel.length - extname(input.rel).length);
     const maskPath = join(maskDir, `${stem}.png`);
     const addedPath = join(addedDir, input.rel);

@@ -30,8 +30,9 @@ import {
 import {
   type EvalRecord,
   loadIterCheckpoint,
-  pruneCheckpoints,
   readTrainState,
+  removeCheckpoints,
+  retained,
   saveBestModel,
   saveIterCheckpoint,
   type TrainState,
@@ -285,7 +286,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
             vdl.flush();
           }
         }
+        // The FIFO the newest checkpoint records is the one left on disk after retention.
         const fifo = [...state.checkpoints, `iter_${iter}`];
+        const kept = retained(fifo, o.keepCheckpointMax);
         state = {
           version: 1,
           iter,
@@ -294,16 +297,11 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
           bestMiou: best.miou,
           bestIter: best.iter,
           staleEvals: stale,
-          checkpoints: fifo,
+          checkpoints: kept,
           history,
         };
         lastSaved = await saveIterCheckpoint(o.saveDir, { model, optimizer, state, evaluation });
-        const kept = await pruneCheckpoints(o.saveDir, fifo, o.keepCheckpointMax);
-        if (kept.length !== fifo.length) {
-          state = { ...state, checkpoints: kept };
-          // The FIFO inside the newest checkpoint must match what is on disk.
-          lastSaved = await saveIterCheckpoint(o.saveDir, { model, optimizer, state, evaluation });
-        }
+        await removeCheckpoints(o.saveDir, fifo.slice(0, fifo.length - kept.length));
         writeTrainingPlot(join(o.saveDir, 'training.html'), history, `segtrain: ${config.source.file}`);
         if (o.earlyStopIntervals && stale >= o.earlyStopIntervals) {
           log(

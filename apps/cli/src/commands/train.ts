@@ -5,7 +5,7 @@
 import { arch, cpus, platform, release } from 'node:os';
 import { type ConfigOverrides, loadConfig, printableConfig, type ResolvedConfig } from '@segtrain/config';
 import { cityscapesPalette, colorMap, createDataset, DatasetError } from '@segtrain/data';
-import { buildModel, type ComponentConfig } from '@segtrain/models';
+import { buildModel, type ComponentConfig, type SegModel } from '@segtrain/models';
 import { type Device, getDevice } from '@segtrain/tensor';
 import {
   CheckpointError,
@@ -203,6 +203,18 @@ async function guarded(io: Io, command: string, body: () => Promise<number>): Pr
   }
 }
 
+/** The config's model with the weights `--model_path` names (val, predict); what loading found is logged. */
+async function modelWithWeights(
+  device: Device,
+  config: ResolvedConfig,
+  modelPath: string,
+  log: (line: string) => void,
+): Promise<SegModel> {
+  const model = buildModel(device, config.model as unknown as ComponentConfig);
+  for (const note of await loadWeights(model, modelPath)) log(note);
+  return model;
+}
+
 /** The common start of train/val/predict: flags (or help), the device choice, the resolved config. */
 function prepare(
   command: string,
@@ -264,8 +276,7 @@ export async function valCommand(argv: readonly string[], io: Io): Promise<numbe
     const device = await getDevice();
     const log = logger(io);
     const dataset = createDataset(valBlock, { mode: 'val', configKey: 'val_dataset' });
-    const model = buildModel(device, config.model as unknown as ComponentConfig);
-    for (const note of await loadWeights(model, modelPath)) log(note);
+    const model = await modelWithWeights(device, config, modelPath, log);
     const result = await evaluate(device, model, {
       dataset,
       transforms: valBlock.transforms,
@@ -304,8 +315,7 @@ export async function predictCommand(argv: readonly string[], io: Io): Promise<n
     const images = collectImages(imagePath);
     const device = await getDevice();
     const log = logger(io);
-    const model = buildModel(device, config.model as unknown as ComponentConfig);
-    for (const note of await loadWeights(model, modelPath)) log(note);
+    const model = await modelWithWeights(device, config, modelPath, log);
     const dataset = config.val_dataset ?? config.train_dataset;
     const channels = 'img_channels' in dataset ? dataset.img_channels : 3;
     const written = await predict(device, model, {
