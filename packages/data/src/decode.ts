@@ -195,11 +195,20 @@ function checkSize(data: ArrayLike<number>, width: number, height: number, chann
   }
 }
 
-/** Writes an 8-bit gray or RGB PNG (HWC data). */
+/**
+ * Writes an 8-bit gray or RGB PNG (HWC data). Encoded by sharp, off the main thread (the demo
+ * generator encodes hundreds at once); same input, same bytes.
+ */
 export async function writePng(path: string, image: PngImage): Promise<void> {
   const { data, width, height, channels } = image;
   checkSize(data, width, height, channels, `writePng('${path}')`);
-  await writeFileAtomic(path, encodePng({ width, height, data, channels, depth: 8 }));
+  const raw = sharp(Buffer.from(data.buffer, data.byteOffset, data.byteLength), {
+    raw: { width, height, channels },
+  });
+  // Without 'b-w', sharp writes one-channel input as an RGB PNG; label maps must be 8-bit gray.
+  if (channels === 1) raw.toColourspace('b-w');
+  const png = await raw.png({ compressionLevel: 6, adaptiveFiltering: false }).toBuffer();
+  await writeFileAtomic(path, new Uint8Array(png));
 }
 
 /**

@@ -4,7 +4,7 @@
  */
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import sharp from 'sharp';
+import { writePng } from '../decode.js';
 import { SeededRandom } from '../random.js';
 import { Canvas, NoiseTables } from './raster.js';
 import { BUILDING, CAR, drawStreetScene, PERSON, ROAD, SIDEWALK, SKY, VEGETATION } from './scene.js';
@@ -221,18 +221,6 @@ async function assertReplaceable(root: string): Promise<void> {
   }
 }
 
-async function encodePng(
-  pixels: Uint8Array,
-  width: number,
-  height: number,
-  channels: 1 | 3,
-): Promise<Buffer> {
-  const image = sharp(pixels, { raw: { width, height, channels } });
-  // Without 'b-w', sharp writes one-channel input as an RGB PNG; label maps must be 8-bit gray.
-  if (channels === 1) image.toColourspace('b-w');
-  return image.png({ compressionLevel: 6, adaptiveFiltering: false }).toBuffer();
-}
-
 /**
  * Generates the demo dataset into a temporary sibling of `root` and renames it into place at the
  * end, so `root` is either absent, the previous dataset, or complete: never half-written.
@@ -260,12 +248,19 @@ export async function generateDemoDataset(options: DemoDatasetOptions): Promise<
         const scene = renderDemoScene(split, i, { ...r, noise });
         const { city, stem } = sampleName(cities, i);
         const write = async (): Promise<void> => {
-          const [img, lbl] = await Promise.all([
-            encodePng(scene.rgb, r.width, r.height, 3),
-            encodePng(scene.label, r.width, r.height, 1),
+          const size = { width: r.width, height: r.height };
+          await Promise.all([
+            writePng(join(tmp, 'leftImg8bit', split, city, `${stem}_leftImg8bit.png`), {
+              data: scene.rgb,
+              channels: 3,
+              ...size,
+            }),
+            writePng(join(tmp, 'gtFine', split, city, `${stem}_gtFine_labelTrainIds.png`), {
+              data: scene.label,
+              channels: 1,
+              ...size,
+            }),
           ]);
-          await writeFile(join(tmp, 'leftImg8bit', split, city, `${stem}_leftImg8bit.png`), img);
-          await writeFile(join(tmp, 'gtFine', split, city, `${stem}_gtFine_labelTrainIds.png`), lbl);
         };
         // Errors are collected, not left as unhandled rejections while later images are drawn.
         pending.push(
