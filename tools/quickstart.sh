@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # segtrain quickstart: bootstrap a checkout on a fresh machine (or re-run on an existing one).
 #
-#   bash tools/quickstart.sh setup   # toolchain, dependencies, build, WebGPU adapter
+#   bash tools/quickstart.sh setup   # toolchain, dependencies, build, WebGPU adapter, `segtrain` on PATH
 #   bash tools/quickstart.sh demo    # setup, then run the demo
 #   bash tools/quickstart.sh test    # setup, then run every check
 #
@@ -316,6 +316,33 @@ ensure_adapter() {
   fi
 }
 
+# --- 6. the segtrain command on PATH ------------------------------------------------------------
+SHIM_MARKER='# segtrain shim written by tools/quickstart.sh'
+
+# A two-line shell script that runs this checkout's CLI: /usr/local/bin as root, else ~/.local/bin.
+# A `segtrain` there that is not ours is left alone.
+link_cli() {
+  local dir shim
+  if [[ "$(id -u)" == 0 ]]; then dir=/usr/local/bin; else dir="$HOME/.local/bin"; fi
+  shim="$dir/segtrain"
+  if [[ -e "$shim" ]] && ! grep -qF "$SHIM_MARKER" "$shim" 2>/dev/null; then
+    step "not linking segtrain: $shim exists and is not ours (run: node $REPO_ROOT/apps/cli/dist/bin.js)"
+    return 0
+  fi
+  mkdir -p "$dir" || {
+    step "not linking segtrain: cannot create $dir"
+    return 0
+  }
+  printf '#!/bin/sh\n%s: it runs the CLI of %s; delete this file to undo.\nexec node "%s/apps/cli/dist/bin.js" "$@"\n' \
+    "$SHIM_MARKER" "$REPO_ROOT" "$REPO_ROOT" >"$shim.tmp"
+  chmod +x "$shim.tmp" && mv -f "$shim.tmp" "$shim"
+  step "linked the segtrain command: $shim runs $REPO_ROOT/apps/cli/dist/bin.js (rm $shim to undo)"
+  case ":$PATH:" in
+    *":$dir:"*) ;;
+    *) step "note: $dir is not on PATH; add it: export PATH=\"$dir:\$PATH\"" ;;
+  esac
+}
+
 # --- the demo: generated street scenes, PP-LiteSeg-T from scratch, evaluation, masks -----------
 DEMO_CONFIG=configs/demo/pp_liteseg_stdc1_demo_128x256.yml
 DEMO_DATA=data/demo
@@ -349,6 +376,7 @@ main() {
   export TURBO_TELEMETRY_DISABLED=${TURBO_TELEMETRY_DISABLED:-1}
   install_and_build
   ensure_adapter
+  link_cli
   case "$MODE" in
     setup) step "setup done in ${REPO_ROOT}" ;;
     demo)

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// The whole test suite: lint, typecheck, build and every package's tests (through turbo), then one
-// summary line over all packages' TAP results, `tests: N passed, N failed`.
+// The whole test suite: lint, typecheck, build and every package's tests (vitest, through turbo), then
+// one summary line over all packages' vitest JSON reports, `tests: N passed, N failed`.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -42,16 +42,21 @@ let failed = 0;
 let skipped = 0;
 console.log('\n==> results by package');
 for (const dir of workspaces) {
-  const tap = join(dir, '.test-results', 'test.tap');
+  const report = join(dir, '.test-results', 'vitest.json');
   const name = relative(root, dir);
-  if (!existsSync(tap)) {
+  if (!existsSync(report)) {
     console.log(`  ${name.padEnd(24)} no results (its tests did not run)`);
     failed += 1;
     continue;
   }
-  const text = readFileSync(tap, 'utf8');
-  const count = (label) => Number(new RegExp(`^# ${label} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
-  const [p, f, s] = [count('pass'), count('fail') + count('cancelled'), count('skipped')];
+  const results = JSON.parse(readFileSync(report, 'utf8'));
+  // A file that fails to load has no failed test, only a failed suite: count it once.
+  const loadFailures = results.success || results.numFailedTests ? 0 : 1;
+  const [p, f, s] = [
+    results.numPassedTests,
+    results.numFailedTests + loadFailures,
+    results.numPendingTests + results.numTodoTests,
+  ];
   if (p + f === 0) {
     console.log(`  ${name.padEnd(24)} ran no test`);
     failed += 1;

@@ -1,16 +1,12 @@
 import assert from 'node:assert/strict';
 import { readdirSync, statSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
-import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { join, relative } from 'node:path';
 import { loadConfig, printableConfig } from '@segtrain/config';
+import { paddlesegConfig, repoRoot } from '@segtrain/tensor/testing';
+import { describe, it } from 'vitest';
 
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const ours = join(repoRoot, 'configs');
-const theirs = join(
-  process.env.SEGTRAIN_SHARED ?? resolve(repoRoot, '../shared'),
-  'paddleseg-configs/configs',
-);
+const theirs = paddlesegConfig('.');
 
 function modelConfigs(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it } from 'vitest';
 import { gemmGflop, inputShape, NUM_CLASSES, randomLabels, SEED_MODELS } from '../src/models.js';
 import { toMarkdown } from '../src/report.js';
 import type { Row } from '../src/timing.js';

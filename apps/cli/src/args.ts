@@ -1,11 +1,22 @@
-/** A small argument parser with PaddleSeg's flag spellings: `--flag value`, `--flag=value`, and multi-value `--opts a=1 b=2`. */
+/**
+ * The CLI's flags on commander: PaddleSeg's spellings (`--save_dir DIR`, `--save_dir=DIR`,
+ * multi-value `--opts a=1 b=2`), declared once per command as a table the commands read back as
+ * `ParsedArgs`. Commander gives `-h`, suggestions for unknown flags and the usage-error exits.
+ */
+import { type Command, type CommanderError, InvalidArgumentError, Option } from 'commander';
+import type { Io } from './io.js';
+
 export type FlagKind = 'string' | 'int' | 'float' | 'bool' | 'list';
 
 export interface FlagSpec {
   readonly kind: FlagKind;
   readonly help: string;
-  /** Placeholder shown in help, e.g. FILE. */
+  /** Placeholder shown in help, e.g. FILE (one word; lists show it as WORD...). */
   readonly value?: string;
+  /** Reported missing before the command runs (after unknown flags, which are the likelier typo). */
+  readonly required?: boolean;
+  /** Other spellings (PaddleSeg's, where ours differ). */
+  readonly aliases?: readonly string[];
 }
 
 export type FlagValue = string | number | boolean | string[];
@@ -15,6 +26,16 @@ export interface ParsedArgs {
   readonly positionals: readonly string[];
 }
 
+/** One runnable command: its flags, its positional arguments (commander syntax) and its body. */
+export interface CommandSpec {
+  readonly name: string;
+  readonly description: string;
+  readonly flags: Readonly<Record<string, FlagSpec>>;
+  readonly arguments?: string;
+  readonly run: (args: ParsedArgs, io: Io) => number | Promise<number>;
+}
+
+/** A mistake in how the command was called: printed without a stack, exit 2. */
 export class UsageError extends Error {
   constructor(message: string) {
     super(message);
@@ -22,70 +43,83 @@ export class UsageError extends Error {
   }
 }
 
-function convert(command: string, name: string, kind: FlagKind, text: string): FlagValue {
-  if (kind === 'int') {
-    if (!/^[-+]?\d+$/.test(text))
-      throw new UsageError(`${command}: --${name} expects an integer, got '${text}'`);
-    return Number(text);
-  }
-  if (kind === 'float') {
+/** Where commands write; tests pass their own to capture output. */
+export interface Output {
+  readonly out: (text: string) => void;
+  readonly err: (text: string) => void;
+}
+
+function numberParser(kind: 'int' | 'float'): (text: string) => number {
+  return (text) => {
     const value = Number(text);
+    if (kind === 'int' && !/^[-+]?\d+$/.test(text))
+      throw new InvalidArgumentError(`expected an integer, got '${text}'.`);
     if (text.trim() === '' || Number.isNaN(value))
-      throw new UsageError(`${command}: --${name} expects a number, got '${text}'`);
+      throw new InvalidArgumentError(`expected a number, got '${text}'.`);
     return value;
-  }
-  return text;
+  };
 }
 
-export function parseArgs(
-  command: string,
-  argv: readonly string[],
-  specs: Readonly<Record<string, FlagSpec>>,
-): ParsedArgs {
+function optionFor(name: string, spec: FlagSpec): Option {
+  const placeholder = spec.value ?? 'V';
+  const value =
+    spec.kind === 'bool' ? '' : spec.kind === 'list' ? ` <${placeholder}...>` : ` <${placeholder}>`;
+  const option = new Option(`--${name}${value}`, spec.required ? `${spec.help} (required)` : spec.help);
+  if (spec.kind === 'int' || spec.kind === 'float') option.argParser(numberParser(spec.kind));
+  return option;
+}
+
+/**
+ * Applies the CLI's conventions to a command: output through `io`, errors thrown (not exit),
+ * suggestions, and error lines that start with the command's full name (`segtrain train: …`).
+ */
+export function configureCommand(command: Command, io: Output, fullName: string): Command {
+  return command
+    .exitOverride()
+    .showSuggestionAfterError(true)
+    .showHelpAfterError("(add --help for the command's options)")
+    .configureOutput({
+      writeOut: io.out,
+      writeErr: io.err,
+      outputError: (text, write) => write(text.replace(/^error: /, `${fullName}: `)),
+    })
+    .helpOption('-h, --help', 'show this help');
+}
+
+/** Declares `specs` on `command`; aliases are hidden options read back under the main name. */
+export function addFlags(command: Command, specs: Readonly<Record<string, FlagSpec>>): Command {
+  for (const [name, spec] of Object.entries(specs)) {
+    command.addOption(optionFor(name, spec));
+    for (const alias of spec.aliases ?? [])
+      command.addOption(optionFor(alias, { ...spec, required: false }).hideHelp());
+  }
+  return command;
+}
+
+/**
+ * What `command` parsed, keyed by the specs' names (an alias's value under its main name). A missing
+ * required flag is a usage error, reported as commander reports its own.
+ */
+export function parsedArgs(command: Command, specs: Readonly<Record<string, FlagSpec>>): ParsedArgs {
+  const raw = command.opts<Record<string, FlagValue | undefined>>();
   const flags: Record<string, FlagValue> = {};
-  const positionals: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] ?? '';
-    if (!arg.startsWith('--') || arg === '--') {
-      positionals.push(arg);
-      continue;
+  for (const [name, spec] of Object.entries(specs)) {
+    for (const key of [name, ...(spec.aliases ?? [])]) {
+      const value = raw[key];
+      if (value !== undefined) flags[name] = value;
     }
-    const eq = arg.indexOf('=');
-    const name = (eq < 0 ? arg.slice(2) : arg.slice(2, eq)).replaceAll('-', '_');
-    const spec = specs[name];
-    if (!spec) {
-      const known = Object.keys(specs)
-        .map((k) => `--${k}`)
-        .join(', ');
-      throw new UsageError(`${command}: unknown option --${name}. Known options: ${known || '(none)'}`);
-    }
-    const inline = eq < 0 ? undefined : arg.slice(eq + 1);
-    if (spec.kind === 'bool') {
-      if (inline !== undefined && !['true', 'false'].includes(inline)) {
-        throw new UsageError(`${command}: --${name} is a switch; write --${name} (or --${name}=false)`);
-      }
-      flags[name] = inline !== 'false';
-      continue;
-    }
-    if (spec.kind === 'list') {
-      const values = inline !== undefined ? [inline] : [];
-      while (i + 1 < argv.length && !(argv[i + 1] ?? '').startsWith('--')) values.push(argv[++i] ?? '');
-      if (values.length === 0) throw new UsageError(`${command}: --${name} needs at least one value`);
-      flags[name] = [...((flags[name] as string[] | undefined) ?? []), ...values];
-      continue;
-    }
-    const text = inline ?? argv[++i];
-    if (text === undefined)
-      throw new UsageError(`${command}: --${name} needs a value${spec.value ? ` (${spec.value})` : ''}`);
-    flags[name] = convert(command, name, spec.kind, text);
   }
-  return { flags, positionals };
+  for (const [name, spec] of Object.entries(specs)) {
+    if (spec.required && flags[name] === undefined)
+      command.error(`error: required option '--${name}' not specified`, {
+        exitCode: 2,
+        code: 'segtrain.missingMandatoryOption',
+      });
+  }
+  return { flags, positionals: command.args };
 }
 
-export function formatHelp(usage: string, specs: Readonly<Record<string, FlagSpec>>): string {
-  const rows = Object.entries(specs).map(([name, spec]) => {
-    const left = `  --${name}${spec.kind === 'bool' ? '' : ` ${spec.value ?? (spec.kind === 'list' ? 'V ...' : 'V')}`}`;
-    return `${left.padEnd(34)}${spec.help}`;
-  });
-  return `${usage}\n\nOptions:\n${rows.join('\n')}\n`;
+/** The exit code for a commander outcome: 0 after help or the version, 2 for a usage error. */
+export function commanderExitCode(error: CommanderError): number {
+  return error.exitCode === 0 ? 0 : 2;
 }

@@ -1,13 +1,14 @@
+import type { ProgressStream } from '@segtrain/trainer';
+import type { Output } from './args.js';
+
 /** Where a command writes; tests pass their own to capture output. */
-export interface Io {
-  readonly out: (text: string) => void;
-  readonly err: (text: string) => void;
-  /** True when stdout is a terminal (progress bars, colours). */
-  readonly isTty: boolean;
+export interface Io extends Output {
+  /** Where live progress bars draw: stderr when it is a terminal, so `| tee log` keeps the bar on screen. */
+  readonly progress?: ProgressStream;
 }
 
 export const processIo: Io = {
   out: (text) => process.stdout.write(text),
   err: (text) => process.stderr.write(text),
-  isTty: process.stdout.isTTY === true,
+  ...(process.stderr.isTTY ? { progress: process.stderr } : {}),
 };

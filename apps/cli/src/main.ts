@@ -1,47 +1,78 @@
 import { ConfigError } from '@segtrain/config';
-import { UsageError } from './args.js';
-import { configCommand } from './commands/config.js';
-import { dataCommand } from './commands/data.js';
-import { doctorCommand } from './commands/doctor.js';
-import { modelCommand } from './commands/model.js';
-import { predictCommand, trainCommand, valCommand } from './commands/train.js';
+import { Command, CommanderError } from 'commander';
+import {
+  addFlags,
+  type CommandSpec,
+  commanderExitCode,
+  configureCommand,
+  parsedArgs,
+  UsageError,
+} from './args.js';
+import { CONFIG_SHOW } from './commands/config.js';
+import { DATA_DEMO } from './commands/data.js';
+import { DOCTOR } from './commands/doctor.js';
+import { MODEL_RUN, MODEL_SUMMARY } from './commands/model.js';
+import { PREDICT, TRAIN, VAL } from './commands/train.js';
 import type { Io } from './io.js';
+import { VERSION } from './version.js';
 
-const COMMANDS: Readonly<
-  Record<string, { help: string; run: (argv: readonly string[], io: Io) => number | Promise<number> }>
-> = {
-  train: { help: 'train a model from a PaddleSeg-style config (iteration-based)', run: trainCommand },
-  val: { help: 'evaluate saved weights on the val_dataset (mIoU, Acc, Kappa, Dice)', run: valCommand },
-  predict: { help: 'write colour masks and overlays for images', run: predictCommand },
-  data: { help: 'data demo: generate the embedded street-scene dataset', run: dataCommand },
-  config: { help: 'config show FILE: print a resolved PaddleSeg-style config', run: configCommand },
-  doctor: { help: 'check the WebGPU adapter, Node, pnpm and ZeroMQ', run: doctorCommand },
-  model: {
-    help: 'model summary | run: layer tree, parameters, MACs; one forward (and backward) from weights',
-    run: modelCommand,
+interface CommandGroup {
+  readonly name: string;
+  readonly description: string;
+  readonly commands: readonly CommandSpec[];
+}
+
+const TREE: ReadonlyArray<CommandSpec | CommandGroup> = [
+  TRAIN,
+  VAL,
+  PREDICT,
+  { name: 'data', description: 'datasets: generate the embedded demo street scenes', commands: [DATA_DEMO] },
+  { name: 'config', description: 'print a resolved PaddleSeg-style config', commands: [CONFIG_SHOW] },
+  {
+    name: 'model',
+    description: 'layer tree, parameters and MACs; one forward (and backward) from weights',
+    commands: [MODEL_SUMMARY, MODEL_RUN],
   },
-};
+  DOCTOR,
+];
 
-function usage(): string {
-  const rows = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)}${c.help}`);
-  return `Usage: segtrain <command> [options]\n\nCommands:\n${rows.join('\n')}\n\nRun 'segtrain <command> --help' for a command's options.\n`;
+/** `path` is the parent's full name, e.g. `segtrain model`. */
+function addCommand(parent: Command, path: string, spec: CommandSpec, io: Io, ran: (code: number) => void) {
+  const command = configureCommand(parent.command(spec.name), io, `${path} ${spec.name}`);
+  addFlags(command.description(spec.description), spec.flags);
+  if (spec.arguments) command.arguments(spec.arguments);
+  command.action(async () => ran(await spec.run(parsedArgs(command, spec.flags), io)));
+}
+
+/** The `segtrain` command tree, writing through `io`; `ran` receives the exit code of the command run. */
+function program(io: Io, ran: (code: number) => void): Command {
+  const root = configureCommand(new Command('segtrain'), io, 'segtrain')
+    .description('Semantic-segmentation training on WebGPU with PaddleSeg configs')
+    .version(VERSION, '-V, --version', 'print the version')
+    .helpCommand('help [command]', 'show help for a command');
+  for (const entry of TREE) {
+    if ('run' in entry) {
+      addCommand(root, 'segtrain', entry, io, ran);
+      continue;
+    }
+    const path = `segtrain ${entry.name}`;
+    const group = configureCommand(root.command(entry.name), io, path).description(entry.description);
+    for (const spec of entry.commands) addCommand(group, path, spec, io, ran);
+  }
+  return root;
 }
 
 /** Runs the CLI; returns the exit code. Errors a user can fix are printed as one message, not a stack. */
 export async function main(argv: readonly string[], io: Io): Promise<number> {
-  const [name, ...rest] = argv;
-  if (!name || name === '--help' || name === '-h' || name === 'help') {
-    io.out(usage());
-    return name ? 0 : 2;
-  }
-  const command = COMMANDS[name];
-  if (!command) {
-    io.err(`segtrain: unknown command '${name}'\n${usage()}`);
-    return 2;
-  }
+  let code = 0;
+  const name = argv[0] ?? 'segtrain';
   try {
-    return await command.run(rest, io);
+    await program(io, (c) => {
+      code = c;
+    }).parseAsync([...argv], { from: 'user' });
+    return code;
   } catch (error) {
+    if (error instanceof CommanderError) return commanderExitCode(error);
     if (error instanceof UsageError) {
       io.err(`${error.message}\n`);
       return 2;

@@ -1,43 +1,118 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { repoRoot } from '@segtrain/tensor/testing';
+import { describe, it } from 'vitest';
 import { parse } from 'yaml';
-import { parseArgs, UsageError } from '../src/args.js';
-import { PP_LITESEG, repoRoot, run } from './helpers.js';
+import { PP_LITESEG, run } from './helpers.js';
 
-describe('argument parser', () => {
-  const specs = {
-    iters: { kind: 'int', help: '' },
-    learning_rate: { kind: 'float', help: '' },
-    opts: { kind: 'list', help: '' },
-    raw: { kind: 'bool', help: '' },
-  } as const;
-
-  it('reads --flag value, --flag=value, switches and multi-value lists', () => {
-    const args = parseArgs(
-      't',
-      ['f.yml', '--iters', '10', '--learning_rate=0.5', '--opts', 'a=1', 'b=2', '--raw', '--opts', 'c=3'],
-      specs,
-    );
-    assert.deepEqual(args.flags, { iters: 10, learning_rate: 0.5, opts: ['a=1', 'b=2', 'c=3'], raw: true });
-    assert.deepEqual(args.positionals, ['f.yml']);
+describe('flags, help and exit codes', () => {
+  it('--version and -V print the version from package.json', async () => {
+    const { version } = JSON.parse(readFileSync(join(repoRoot, 'apps/cli/package.json'), 'utf8'));
+    for (const flag of ['--version', '-V']) {
+      const r = await run([flag]);
+      assert.deepEqual([r.code, r.out, r.err], [0, `${version}\n`, '']);
+    }
   });
 
-  it('rejects unknown flags, missing values and bad numbers with the flag named', () => {
-    assert.throws(
-      () => parseArgs('t', ['--itres', '3'], specs),
-      (e: unknown) => e instanceof UsageError && /unknown option --itres.*--iters/.test(e.message),
-    );
-    assert.throws(() => parseArgs('t', ['--iters'], specs), /--iters needs a value/);
-    assert.throws(() => parseArgs('t', ['--iters', '1.5'], specs), /--iters expects an integer, got '1.5'/);
-    assert.throws(
-      () => parseArgs('t', ['--learning_rate', 'fast'], specs),
-      /--learning_rate expects a number/,
-    );
-    assert.throws(() => parseArgs('t', ['--opts'], specs), /--opts needs at least one value/);
+  it('--help and -h work on every command and subcommand, on stdout with exit 0', async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['--help'], /Usage: segtrain \[options\] \[command\][\s\S]*train[\s\S]*doctor/],
+      [['help', 'train'], /Usage: segtrain train/],
+      [['train', '-h'], /--config <FILE>\s+the PaddleSeg-style YAML config \(required\)/],
+      [['val', '--help'], /--aug_eval/],
+      [['predict', '-h'], /--image_path <PATH>/],
+      [['data', '--help'], /demo \[options\]/],
+      [['data', 'demo', '-h'], /--out <DIR>/],
+      [['config', '--help'], /show \[options\] <file>/],
+      [['config', 'show', '--help'], /--opts <K=V\.\.\.>/],
+      [['model', '--help'], /summary[\s\S]*run/],
+      [['model', 'run', '-h'], /--weights <W\.safetensors>/],
+      [['doctor', '--help'], /--json/],
+    ];
+    for (const [argv, pattern] of cases) {
+      const r = await run(argv);
+      assert.equal(r.code, 0, `segtrain ${argv.join(' ')}: ${r.err}`);
+      assert.match(r.out, pattern, `segtrain ${argv.join(' ')}`);
+      assert.equal(r.err, '');
+    }
+  });
+
+  it('a bare segtrain, or a group without its subcommand, prints usage on stderr with exit 2', async () => {
+    for (const argv of [[], ['data'], ['config'], ['model']]) {
+      const r = await run(argv);
+      assert.equal(r.code, 2, argv.join(' '));
+      assert.equal(r.out, '');
+      assert.match(r.err, /^Usage: segtrain/);
+    }
+  });
+
+  it('usage errors name the command and the flag on stderr, with the nearest known flag, exit 2', async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['train', '--bogus'], /^segtrain train: unknown option '--bogus'/],
+      [
+        ['train', '--config', 'c.yml', '--save_dri', 'out'],
+        /unknown option '--save_dri'\n\(Did you mean --save_dir\?\)/,
+      ],
+      [['train', '--config', 'c.yml', 'stray'], /^segtrain train: too many arguments/],
+      [['train', '--config'], /^segtrain train: option '--config <FILE>' argument missing/],
+      [
+        ['train', '--config', 'c.yml', '--iters', '1.5'],
+        /'--iters <N>' argument '1\.5' is invalid\. expected an integer/,
+      ],
+      [['val', '--config', 'c.yml', '--learning_rate', 'fast'], /expected a number, got 'fast'/],
+      [['train'], /^segtrain train: required option '--config' not specified/],
+      [['val', '--config', 'c.yml'], /^segtrain val: required option '--model_path' not specified/],
+      [['config', 'show'], /^segtrain config show: missing required argument 'file'/],
+      [['config', 'show', 'a.yml', 'b.yml'], /^segtrain config show: too many arguments/],
+      [['config', 'show', 'a.yml', '--opts'], /'--opts <K=V\.\.\.>' argument missing/],
+      [['config', 'list'], /^segtrain config: unknown command 'list'/],
+      [['nope'], /^segtrain: unknown command 'nope'/],
+      [['data', 'demo', '--train', '0'], /--train must be ≥ 1/],
+    ];
+    for (const [argv, pattern] of cases) {
+      const r = await run(argv);
+      assert.equal(r.code, 2, `segtrain ${argv.join(' ')}: ${r.err}`);
+      assert.equal(r.out, '', argv.join(' '));
+      assert.match(r.err, pattern, `segtrain ${argv.join(' ')}`);
+    }
+  });
+
+  it('flags take --flag value, --flag=value and repeated multi-value lists', async () => {
+    const r = await run([
+      'config',
+      'show',
+      PP_LITESEG,
+      '--json',
+      '--iters=40',
+      '--opts',
+      'batch_size=3',
+      'test_config.scales=0.75,1.0',
+      '--opts',
+      'iters=50',
+    ]);
+    assert.equal(r.code, 0, r.err);
+    const json = JSON.parse(r.out);
+    assert.deepEqual([json.batch_size, json.test_config.scales, json.iters], [3, [0.75, 1.0], 50]);
+  });
+
+  it("accepts PaddleSeg's predict --aug_pred for --aug_eval", async () => {
+    const missing = join(tmpdir(), 'segtrain-no-such-config.yml');
+    const r = await run([
+      'predict',
+      '--config',
+      missing,
+      '--model_path',
+      'm',
+      '--image_path',
+      'i',
+      '--aug_pred',
+    ]);
+    // Parsed: the run gets as far as reading the config.
+    assert.equal(r.code, 1);
+    assert.match(r.err, /config file does not exist/);
   });
 });
 
@@ -105,15 +180,6 @@ describe('segtrain config show', () => {
       /^segtrain config: config error: .*bad\.yml:2: key 'batch_size': expected a value >= 1, found number -1\n$/,
     );
   });
-
-  it('usage errors exit 2', async () => {
-    assert.equal((await run(['config', 'show'])).code, 2);
-    assert.equal((await run(['config', 'list'])).code, 2);
-    assert.equal((await run(['nope'])).code, 2);
-    const help = await run(['config', 'show', '--help']);
-    assert.equal(help.code, 0);
-    assert.match(help.out, /--opts K=V \.\.\./);
-  });
 });
 
 describe('the built binary', () => {
@@ -135,6 +201,36 @@ describe('the built binary', () => {
       assert.equal(report.adapter.vendor, 'mesa');
     }
     assert.equal(r.status, report.ok ? 0 : 1);
+  });
+
+  it('segtrain doctor without pnpm on PATH notes it and still exits 0 (training can run)', () => {
+    const emptyPath = mkdtempSync(join(tmpdir(), 'segtrain-nopath-'));
+    const r = spawnSync(process.execPath, [bin, 'doctor'], {
+      encoding: 'utf8',
+      env: { ...process.env, PATH: emptyPath, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
+    });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^note {2}pnpm {5}not found \(needed only to develop segtrain\)$/m);
+    assert.match(r.stdout, /^ok {4}webgpu /m);
+    assert.doesNotMatch(r.stdout + r.stderr, /FAIL/);
+  });
+
+  it('under `pnpm segtrain` relative paths resolve against the directory the user ran it from', () => {
+    const userDir = mkdtempSync(join(tmpdir(), 'segtrain-initcwd-'));
+    writeFileSync(join(userDir, 'mine.yml'), `_base_: ${JSON.stringify(PP_LITESEG)}\niters: 11\n`);
+    const viaPnpm = spawnSync(process.execPath, [bin, 'config', 'show', 'mine.yml', '--json'], {
+      cwd: repoRoot,
+      encoding: 'utf8',
+      env: { ...process.env, npm_lifecycle_event: 'segtrain', INIT_CWD: userDir },
+    });
+    assert.equal(viaPnpm.status, 0, viaPnpm.stderr);
+    assert.equal(JSON.parse(viaPnpm.stdout).iters, 11);
+    const direct = spawnSync(process.execPath, [bin, 'config', 'show', 'mine.yml', '--json'], {
+      cwd: userDir,
+      encoding: 'utf8',
+    });
+    assert.equal(direct.status, 0, direct.stderr);
+    assert.equal(JSON.parse(direct.stdout).iters, 11);
   });
 
   it('segtrain config show through the binary', () => {

@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { before, describe, it } from 'node:test';
 import { readLabel } from '@segtrain/data';
-import { repoRoot, run } from './helpers.js';
+import { DEMO_CONFIG } from '@segtrain/tensor/testing';
+import { beforeAll, describe, it } from 'vitest';
+import { run } from './helpers.js';
 
-const DEMO_CONFIG = join(repoRoot, 'configs/demo/pp_liteseg_stdc1_demo_128x256.yml');
 const dir = mkdtempSync(join(tmpdir(), 'segtrain-cli-train-'));
 const data = join(dir, 'demo');
 const config = join(dir, 'tiny.yml');
@@ -27,7 +27,7 @@ const DEMO_ARGS = [
 ];
 
 describe('segtrain data demo → train → val → predict (tiny, lavapipe)', () => {
-  before(async () => {
+  beforeAll(async () => {
     const made = await run(DEMO_ARGS);
     assert.equal(made.code, 0, made.err);
     writeFileSync(

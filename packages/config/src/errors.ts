@@ -1,7 +1,9 @@
-/** Where a config value came from: a file (and line), or a command-line flag. */
+/** Where a config value came from: a file (and line, 1-based, and column), or a command-line flag. */
 export interface Origin {
   readonly file: string;
   readonly line?: number;
+  /** 1-based column within the line (UTF-16 code units, as an editor counts); only with a line. */
+  readonly column?: number;
 }
 
 export interface ConfigErrorDetails {
@@ -17,10 +19,16 @@ export interface ConfigErrorDetails {
   readonly hint?: string;
   /** Free text for errors that are not about one value's type. */
   readonly problem?: string;
+  /** Source lines shown under the message (e.g. the offending YAML line with a caret), already indented. */
+  readonly excerpt?: string;
 }
 
+/** `file`, `file:line` or `file:line:column`, the form editors and terminals turn into links. */
 export function formatOrigin(origin: Origin): string {
-  return origin.line === undefined ? origin.file : `${origin.file}:${origin.line}`;
+  if (origin.line === undefined) return origin.file;
+  return origin.column === undefined
+    ? `${origin.file}:${origin.line}`
+    : `${origin.file}:${origin.line}:${origin.column}`;
 }
 
 /** Every config error names the file (and line), the dotted key path, what was expected and what was found. */
@@ -30,6 +38,7 @@ export class ConfigError extends Error {
   readonly expected: string | undefined;
   readonly found: string | undefined;
   readonly hint: string | undefined;
+  readonly excerpt: string | undefined;
 
   constructor(details: ConfigErrorDetails) {
     const parts: string[] = [formatOrigin(details.origin)];
@@ -41,6 +50,7 @@ export class ConfigError extends Error {
       if (details.found !== undefined) message += `, found ${details.found}`;
     }
     if (details.hint) message += `. ${details.hint}`;
+    if (details.excerpt) message += `\n${details.excerpt}`;
     super(message);
     this.name = 'ConfigError';
     this.origin = details.origin;
@@ -48,6 +58,7 @@ export class ConfigError extends Error {
     this.expected = details.expected;
     this.found = details.found;
     this.hint = details.hint;
+    this.excerpt = details.excerpt;
   }
 }
 

@@ -2,6 +2,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { ConfigError, type Origin } from './errors.js';
 import { type ConfigNode, isTruthy, type MapNode, toPlain } from './node.js';
+import { decodeConfigBytes } from './utf8.js';
 import { parseYaml11 } from './yaml11.js';
 
 /**
@@ -68,7 +69,7 @@ function readConfigFile(file: string, namedBy: Origin | undefined): string {
       hint: 'Check the path passed to --config',
     });
   }
-  return readFileSync(file, 'utf8');
+  return decodeConfigBytes(readFileSync(file), file);
 }
 
 function baseList(node: ConfigNode, file: string): Array<{ path: string; origin: Origin }> {

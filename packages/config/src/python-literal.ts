@@ -4,8 +4,9 @@ class LiteralSyntaxError extends Error {}
 
 /**
  * A parser for the subset of Python literals `ast.literal_eval` accepts that a config can hold: numbers,
- * strings, True/False/None, lists, tuples, sets (as lists) and dicts. Returns undefined where Python
- * would raise, so the caller keeps the text as a string, as PaddleSeg's `--opts` does.
+ * strings, True/False/None, lists, tuples (bracketed or bare, as `1,2`; both as lists), sets (as lists) and
+ * dicts. Returns undefined where Python would raise, so the caller keeps the text as a string, as
+ * PaddleSeg's `--opts` does.
  */
 export function parsePythonLiteral(text: string): PlainValue | undefined {
   const parser = new LiteralParser(text);
@@ -28,9 +29,35 @@ class LiteralParser {
   parseTop(): PlainValue {
     this.skipSpace();
     const value = this.parseValue();
+    const end = this.pos;
     this.skipSpace();
+    if (this.peek() === ',') return this.parseBareTuple(value, end);
     if (this.pos !== this.text.length) throw new LiteralSyntaxError();
     return value;
+  }
+
+  /**
+   * A top-level tuple without parentheses, as Python reads `0.75,1.0,1.25` (a trailing comma allowed, so
+   * `1,` is a 1-tuple). Like a parenthesised tuple it becomes a list. Outside brackets Python does not
+   * join lines, so a line break between the items is a syntax error (a trailing one is fine).
+   */
+  private parseBareTuple(first: PlainValue, firstEnd: number): PlainValue[] {
+    const items = [first];
+    let gapStart = firstEnd;
+    for (;;) {
+      // At a ',' here, after the item that ended at gapStart.
+      if (/[\r\n]/.test(this.text.slice(gapStart, this.pos))) throw new LiteralSyntaxError();
+      this.pos++;
+      gapStart = this.pos;
+      this.skipSpace();
+      if (this.pos === this.text.length) return items;
+      if (/[\r\n]/.test(this.text.slice(gapStart, this.pos))) throw new LiteralSyntaxError();
+      items.push(this.parseValue());
+      gapStart = this.pos;
+      this.skipSpace();
+      if (this.pos === this.text.length) return items;
+      if (this.peek() !== ',') throw new LiteralSyntaxError();
+    }
   }
 
   private skipSpace(): void {

@@ -1,4 +1,18 @@
-import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
+import {
+  CST,
+  type Document,
+  isAlias,
+  isCollection,
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  Parser,
+  parseDocument,
+  visit,
+  type YAMLError,
+  type Node as YamlNode,
+} from 'yaml';
 import { ConfigError, type Origin } from './errors.js';
 import type { ConfigNode, MapNode, Scalar } from './node.js';
 
@@ -83,6 +97,118 @@ function resolveTagged(tag: string, text: string, origin: Origin): Scalar {
   });
 }
 
+const EXCERPT_WIDTH = 100;
+
+/**
+ * The offending source line with a caret under the column, numbered like a compiler's output. When the
+ * error sits at the start of its line (as for an unclosed bracket found at the next line or at the end of
+ * the file) the nearest non-blank line before it is shown too, since that is usually where the mistake is.
+ */
+function sourceExcerpt(text: string, lineStarts: readonly number[], line: number, col: number): string {
+  const lineText = (n: number): string =>
+    text.slice(lineStarts[n - 1] ?? text.length, lineStarts[n] ?? text.length).replace(/\r?\n$/, '');
+  const offending = lineText(line);
+  const rows: Array<[string, string]> = [];
+  if (/^\s*$/.test(offending.slice(0, col - 1))) {
+    let previous = line - 1;
+    while (previous >= 1 && /^\s*$/.test(lineText(previous))) previous--;
+    if (previous >= 1) rows.push([String(previous), clip(lineText(previous), 0).text]);
+  }
+  const start = Math.max(0, Math.min(col - 1 - EXCERPT_WIDTH / 2, offending.length - EXCERPT_WIDTH));
+  const clipped = clip(offending, start);
+  rows.push([String(line), clipped.text]);
+  // Keep tabs so the caret lines up however the terminal expands them.
+  const pad = clipped.lead + offending.slice(start, col - 1).replace(/[^\t]/g, ' ');
+  rows.push(['', `${pad}^`]);
+  const width = Math.max(...rows.map(([n]) => n.length));
+  return rows.map(([n, body]) => `  ${n.padStart(width)} | ${body}`.trimEnd()).join('\n');
+}
+
+/** At most EXCERPT_WIDTH characters of a line from `start`, with an ellipsis where it was cut. */
+function clip(line: string, start: number): { text: string; lead: string } {
+  const lead = start > 0 ? '…' : '';
+  const body = line.slice(start, start + EXCERPT_WIDTH);
+  return { text: `${lead}${body}${start + EXCERPT_WIDTH < line.length ? '…' : ''}`, lead: lead ? ' ' : '' };
+}
+
+/**
+ * The first YAML syntax error as `file:line:column: invalid YAML: <reason>` with the source line and a
+ * caret. yaml notices an unclosed `[`, `{` or quote only where it should have ended (often the next line
+ * or the end of the file), so those errors point at the opening character and say where it was still open.
+ */
+function syntaxError(
+  doc: Document.Parsed,
+  error: YAMLError,
+  text: string,
+  file: string,
+  lineCounter: LineCounter,
+): ConfigError {
+  // With prettyErrors off the library leaves linePos unset; the offset is there (-1 when unknown).
+  const offset = error.pos[0];
+  let reason = error.message.split('\n')[0] ?? '';
+  if (error.code === 'MULTIPLE_DOCS')
+    reason = 'a config file must hold one YAML document; a second starts here';
+  if (offset < 0)
+    return new ConfigError({ origin: { file }, keyPath: '', problem: `invalid YAML: ${reason}` });
+  let at = offset;
+  const opener = unclosedOpener(doc, reason, text, offset);
+  if (opener !== undefined) {
+    const where = /^\s*$/.test(text.slice(offset))
+      ? 'the end of the file'
+      : (({ line, col }) => `line ${line}, column ${col}`)(lineCounter.linePos(offset));
+    const char = text[opener] ?? '';
+    reason += `; the ${char === "'" ? `"'"` : `'${char}'`} here is still open at ${where}`;
+    at = opener;
+  }
+  const { line, col } = lineCounter.linePos(at);
+  return new ConfigError({
+    origin: { file, line, column: col },
+    keyPath: '',
+    problem: `invalid YAML: ${reason}`,
+    excerpt: sourceExcerpt(text, lineCounter.lineStarts, line, col),
+  });
+}
+
+/** Where the bracket or quote that an "end with a ]" / "Missing closing quote" error is about was opened. */
+function unclosedOpener(
+  doc: Document.Parsed,
+  reason: string,
+  text: string,
+  offset: number,
+): number | undefined {
+  const flow = /^Flow (sequence|map)\b.* end with a [\]}]$/.exec(reason);
+  const quote = /^Missing closing (["'])quote$/.exec(reason);
+  if (!flow && !quote) return undefined;
+  const unclosed = flow ? unclosedFlowStarts(text) : new Set<number>();
+  let opener: number | undefined;
+  visit(doc, (_key, node) => {
+    const range = isCollection(node) || isScalar(node) ? node.range : undefined;
+    // The unfinished node ends exactly where the error is reported; the innermost one is the culprit.
+    if (!range || range[1] !== offset || (opener !== undefined && range[0] <= opener)) return;
+    const matches = flow
+      ? isCollection(node) && isMap(node) === (flow[1] === 'map') && unclosed.has(range[0])
+      : isScalar(node) && text[range[0]] === quote?.[1];
+    if (matches) opener = range[0];
+  });
+  return opener;
+}
+
+/** Offsets of the `[` and `{` that the source never closes, read from yaml's concrete syntax tree. */
+function unclosedFlowStarts(text: string): Set<number> {
+  const starts = new Set<number>();
+  for (const token of new Parser().parse(text)) {
+    if (token.type !== 'document') continue;
+    CST.visit(token, (item) => {
+      for (const part of [item.key, item.value]) {
+        if (part?.type !== 'flow-collection') continue;
+        const close = part.start.source === '{' ? '}' : ']';
+        if (part.end[0]?.source !== close) starts.add(part.offset);
+      }
+    });
+  }
+  return starts;
+}
+
 /**
  * Parses YAML 1.1 text as PyYAML's FullLoader would: anchors and aliases, merge keys (`<<`), repeated
  * keys (last wins, keeping the first position), PyYAML's scalar rules. Every node remembers its line.
@@ -98,15 +224,7 @@ export function parseYaml11(text: string, file: string): MapNode {
     prettyErrors: false,
   });
   const firstError = doc.errors[0];
-  if (firstError) {
-    const line = firstError.linePos?.[0].line;
-    throw new ConfigError({
-      origin: line === undefined ? { file } : { file, line },
-      keyPath: '',
-      problem: `invalid YAML: ${firstError.message.split('\n')[0]}`,
-      hint: 'Fix the YAML syntax at that line',
-    });
-  }
+  if (firstError) throw syntaxError(doc, firstError, text, file, lineCounter);
   const originOf = (node: YamlNode | null | undefined): Origin => {
     const offset = node?.range?.[0];
     return offset === undefined ? { file } : { file, line: lineCounter.linePos(offset).line };

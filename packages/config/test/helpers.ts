@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
 import { ConfigError } from '../src/index.js';
 
 /** Writes a tree of config files into a fresh temp dir and returns its path. */
@@ -14,18 +13,6 @@ export function writeConfigs(files: Record<string, string>): string {
     writeFileSync(path, text);
   }
   return dir;
-}
-
-/** PaddleSeg's own config files, read in place: `shared/` lies beside the repository checkout. */
-export function paddlesegConfig(relative: string): string {
-  const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-  const shared = process.env.SEGTRAIN_SHARED ?? resolve(repoRoot, '../shared');
-  const path = join(shared, 'paddleseg-configs/configs', relative);
-  if (!existsSync(path))
-    throw new Error(
-      `PaddleSeg config ${path} not found: shared/ must lie beside the checkout (or set SEGTRAIN_SHARED)`,
-    );
-  return path;
 }
 
 /** Asserts `fn` throws a ConfigError whose message names the file (basename or path), the key and each fragment. */

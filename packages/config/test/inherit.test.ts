@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { describe, it } from 'vitest';
 import { loadRawMerged } from '../src/index.js';
 import { mergeNodes } from '../src/inherit.js';
 import { fromPlain, type MapNode, type PlainMap, type PlainValue, toPlain } from '../src/node.js';

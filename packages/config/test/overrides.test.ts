@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { paddlesegConfig } from '@segtrain/tensor/testing';
+import { describe, it } from 'vitest';
 import { loadConfig, loadRawMerged, parseOptValue } from '../src/index.js';
-import { assertConfigError, paddlesegConfig, writeConfigs } from './helpers.js';
+import { assertConfigError, writeConfigs } from './helpers.js';
 
 describe('--opts values are Python literals, else strings', () => {
   const cases: Array<[string, unknown]> = [

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { paddlesegConfig } from '@segtrain/tensor/testing';
+import { describe, it } from 'vitest';
 import { loadConfig } from '../src/index.js';
-import { paddlesegConfig } from './helpers.js';
 
 // Section a.8 of the reference: the three seed configs, read unmodified from shared/.
 describe('PaddleSeg seed configs resolve to the documented values', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { describe, it } from 'vitest';
 import { loadRawMerged, resolvePlainScalar } from '../src/index.js';
 import { assertConfigError, writeConfigs } from './helpers.js';
 

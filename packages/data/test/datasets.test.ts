@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
 import type { DatasetConfig } from '@segtrain/config';
 import { encode } from 'fast-png';
+import { afterAll, describe, test } from 'vitest';
 import { createDataset, DatasetError } from '../src/datasets.js';
 import {
   cityscapesPalette,
@@ -31,7 +31,7 @@ import {
 } from './fixtures.js';
 
 const tmp = tempDir('datasets');
-after(tmp.cleanup);
+afterAll(tmp.cleanup);
 let dirCount = 0;
 function freshDir(name: string): string {
   const d = join(tmp.dir, `${name}-${dirCount++}`);
@@ -414,27 +414,28 @@ const LABELME_VOC =
   process.env.SEGTRAIN_LABELME_VOC ??
   '/usr/share/doc/labelme-examples/examples/semantic_segmentation/data_dataset_voc';
 
-test('labelme-examples VOC data through a generic Dataset list', {
-  skip: !existsSync(LABELME_VOC),
-}, async () => {
-  const dir = freshDir('labelme');
-  const ids = ['2011_000003', '2011_000006', '2011_000025'];
-  const list = join(dir, 'train.txt');
-  writeFileSync(list, ids.map((id) => `JPEGImages/${id}.jpg SegmentationClassPNG/${id}.png`).join('\n'));
-  const ds = createDataset(genericBlock(LABELME_VOC, { num_classes: 21, train_path: list }));
-  assert.equal(ds.length, 3);
-  const expected = [
-    { h: 338, w: 500, classes: [0, 5, 15, 255] },
-    { h: 375, w: 500, classes: [0, 9, 15, 18, 255] },
-    { h: 375, w: 500, classes: [0, 6, 7] },
-  ];
-  for (const [i, exp] of expected.entries()) {
-    const s = await loadSample(ds, i, [], rng());
-    assert.deepEqual([s.height, s.width, s.channels], [exp.h, exp.w, 3]);
-    assert.deepEqual([s.labelHeight, s.labelWidth], [exp.h, exp.w]);
-    assert.deepEqual(
-      [...new Set(s.label)].sort((a, b) => a - b),
-      exp.classes,
-    );
-  }
-});
+test.skipIf(!existsSync(LABELME_VOC))(
+  'labelme-examples VOC data through a generic Dataset list',
+  async () => {
+    const dir = freshDir('labelme');
+    const ids = ['2011_000003', '2011_000006', '2011_000025'];
+    const list = join(dir, 'train.txt');
+    writeFileSync(list, ids.map((id) => `JPEGImages/${id}.jpg SegmentationClassPNG/${id}.png`).join('\n'));
+    const ds = createDataset(genericBlock(LABELME_VOC, { num_classes: 21, train_path: list }));
+    assert.equal(ds.length, 3);
+    const expected = [
+      { h: 338, w: 500, classes: [0, 5, 15, 255] },
+      { h: 375, w: 500, classes: [0, 9, 15, 18, 255] },
+      { h: 375, w: 500, classes: [0, 6, 7] },
+    ];
+    for (const [i, exp] of expected.entries()) {
+      const s = await loadSample(ds, i, [], rng());
+      assert.deepEqual([s.height, s.width, s.channels], [exp.h, exp.w, 3]);
+      assert.deepEqual([s.labelHeight, s.labelWidth], [exp.h, exp.w]);
+      assert.deepEqual(
+        [...new Set(s.label)].sort((a, b) => a - b),
+        exp.classes,
+      );
+    }
+  },
+);

@@ -10,8 +10,8 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { after, before, describe, test } from 'node:test';
 import { decode } from 'fast-png';
+import { afterAll, beforeAll, describe, test } from 'vitest';
 import { createDataset } from '../src/datasets.js';
 import { readImage, readLabel } from '../src/decode.js';
 import {
@@ -23,7 +23,7 @@ import {
 } from '../src/demo/index.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'segtrain-demo-'));
-after(() => rmSync(tmp, { recursive: true, force: true }));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 const SMALL = { trainCount: 4, valCount: 2, width: 128, height: 64, seed: 7 } as const;
 const IDS = [0, 1, 2, 8, 10, 11, 13];
@@ -55,7 +55,7 @@ async function generate(name: string, options: Omit<DemoDatasetOptions, 'root'> 
 
 describe('demo dataset', () => {
   let root = '';
-  before(async () => {
+  beforeAll(async () => {
     root = await generate('a');
   });
 

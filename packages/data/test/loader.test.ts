@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
 import type { TransformConfig } from '@segtrain/config';
+import { afterAll, describe, test } from 'vitest';
 import { createDataset, DatasetError, type SegDataset } from '../src/datasets.js';
 import { DataLoader, type LoadedBatch } from '../src/loader.js';
 import { DistributedBatchSampler } from '../src/sampler.js';
@@ -17,7 +17,7 @@ import {
 } from './fixtures.js';
 
 const tmp = tempDir('loader');
-after(tmp.cleanup);
+afterAll(tmp.cleanup);
 let dirCount = 0;
 
 async function listDataset(

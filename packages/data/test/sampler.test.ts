@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { describe, test } from 'vitest';
 import { DistributedBatchSampler, type DistributedBatchSamplerOptions } from '../src/sampler.js';
 
 function ranks(options: Omit<DistributedBatchSamplerOptions, 'rank'> & { worldSize: number }) {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
 import type { TransformConfig } from '@segtrain/config';
+import { describe, it } from 'vitest';
 import { SeededRandom } from '../src/random.js';
 import {
   enhanceBrightness,

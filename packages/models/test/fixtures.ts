@@ -1,4 +1,4 @@
-import { createOptimizer, type OptimizerConfig, Rng } from '@segtrain/nn';
+import { createOptimizer, type OptimizerConfig } from '@segtrain/nn';
 import {
   add,
   argmax,
@@ -10,11 +10,12 @@ import {
   tensor,
   tidy,
 } from '@segtrain/tensor';
+import { rand as rand64 } from '@segtrain/tensor/testing';
 import type { SegModel } from '../src/index.js';
 
-/** Seeded uniform values in [lo, hi) as float32 (nn's mulberry32 generator). */
+/** The shared seeded uniform values in [lo, hi), as float32 weights and inputs. */
 export const rand = (size: number, seed: number, lo = -1, hi = 1): Float32Array =>
-  Float32Array.from(new Rng(seed).uniformArray(size, lo, hi));
+  Float32Array.from(rand64(size, seed, lo, hi));
 
 /** A fixed batch: big class blocks (so a 1/8 head can resolve them), coloured per class, plus noise. */
 export function blockBatch(n: number, h: number, w: number, classes: number) {

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
 import { reinitializeConvs, seedInitializers } from '@segtrain/nn';
 import {
   add,
@@ -14,6 +13,7 @@ import {
   tensor,
   tidy,
 } from '@segtrain/tensor';
+import { afterAll, beforeAll, describe, it } from 'vitest';
 import { buildModel, type ComponentConfig, HRNet, OCRNet } from '../src/index.js';
 import { overfitAccuracy, rand } from './fixtures.js';
 
@@ -52,11 +52,11 @@ function tinyOcrnet(device: Device, numClasses: number): OCRNet {
 describe('OCRNet + HRNet', () => {
   let device: Device;
   let w18: OCRNet;
-  before(async () => {
+  beforeAll(async () => {
     device = await getDevice();
     w18 = buildModel(device, ocrnetConfig('HRNet_W18')) as OCRNet;
   });
-  after(() => w18?.dispose());
+  afterAll(() => w18?.dispose());
 
   it('trainable parameter counts (19 classes): W18 12,083,122 (backbone 9,562,260); W48 reported', () => {
     assert.equal(w18.backbone.parameterCount(), 9_562_260);

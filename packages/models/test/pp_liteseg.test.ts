@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
 import { seedInitializers } from '@segtrain/nn';
 import { backward, getDevice, noGrad, type Tensor, tensor, tidy } from '@segtrain/tensor';
+import { describe, it } from 'vitest';
 import { buildModel, type PPLiteSeg, PPLiteSeg as PPLiteSegModel, STDCNet } from '../src/index.js';
 import { blockBatch, overfitAccuracy, totalLoss } from './fixtures.js';
 

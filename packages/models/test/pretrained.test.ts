@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
 import {
   BatchNorm2d,
   Conv2d,
@@ -12,6 +11,7 @@ import {
   writeSafetensors,
 } from '@segtrain/nn';
 import { type Device, getDevice, type Tensor } from '@segtrain/tensor';
+import { describe, it } from 'vitest';
 import {
   type Backbone,
   buildModelWithPretrained,

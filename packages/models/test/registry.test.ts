@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
 import { getDevice } from '@segtrain/tensor';
+import { describe, it } from 'vitest';
 import { buildBackbone, buildModel } from '../src/index.js';
 
 describe('model registry', () => {

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
 import { type HostTensor, seedInitializers } from '@segtrain/nn';
 import {
   backward,
@@ -13,6 +12,7 @@ import {
   tensor,
   tidy,
 } from '@segtrain/tensor';
+import { describe, it } from 'vitest';
 import { buildBackbone, buildModel, MixVisionTransformer, SegFormer } from '../src/index.js';
 import { overfitAccuracy, rand } from './fixtures.js';
 

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
 import { type Device, getDevice, tensor } from '@segtrain/tensor';
+import { describe, it, onTestFinished } from 'vitest';
 import { loadModule, loadStateFile, saveModule, saveStateFile } from '../src/checkpoint.js';
 import { BatchNorm2d, Conv2d } from '../src/layers.js';
 import { Module } from '../src/module.js';
@@ -23,10 +23,10 @@ class Small extends Module {
 const bits = (a: Float32Array) => [...new Uint32Array(a.buffer, a.byteOffset, a.length)];
 
 describe('checkpoint', () => {
-  it('round-trips a module bit-exactly through safetensors', async (t) => {
+  it('round-trips a module bit-exactly through safetensors', async () => {
     const device = await getDevice();
     const dir = await mkdtemp(join(tmpdir(), 'ckpt-'));
-    t.after(() => rm(dir, { recursive: true, force: true }));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
     const a = new Small(device);
     // Odd values in every entry, BN statistics included: NaN payload, −0, subnormal.
     for (const [name, tensor] of a.stateDict()) {
@@ -77,10 +77,10 @@ describe('checkpoint', () => {
     b.dispose();
   });
 
-  it('names the key on a shape mismatch, and reports missing/unexpected keys', async (t) => {
+  it('names the key on a shape mismatch, and reports missing/unexpected keys', async () => {
     const device = await getDevice();
     const dir = await mkdtemp(join(tmpdir(), 'ckpt-'));
-    t.after(() => rm(dir, { recursive: true, force: true }));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
     const path = join(dir, 'model.safetensors');
     const a = new Small(device, 4);
     await saveModule(a, path);
@@ -104,10 +104,10 @@ describe('checkpoint', () => {
     for (const m of [a, wider, big]) m.dispose();
   });
 
-  it('saves and restores optimizer state through a state file', async (t) => {
+  it('saves and restores optimizer state through a state file', async () => {
     const device = await getDevice();
     const dir = await mkdtemp(join(tmpdir(), 'ckpt-'));
-    t.after(() => rm(dir, { recursive: true, force: true }));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
     const m = new Small(device);
     const opt = createOptimizer(m.namedParameters(), { type: 'SGD', momentum: 0.9, weight_decay: 4e-5 });
     for (const p of m.parameters()) p.grad = tensor(device, new Array(p.size).fill(0.5), p.shape);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
-import { backward, type Device, getDevice, parameter, type Tensor, tensor, tidy } from '@segtrain/tensor';
+import { backward, parameter, type Tensor, tensor, tidy } from '@segtrain/tensor';
+import { assertClose, checkOp, rand, testDevice } from '@segtrain/tensor/testing';
+import { describe, it } from 'vitest';
 import {
   bceLoss,
   crossEntropyLoss,
@@ -10,31 +11,7 @@ import {
   lossFromConfig,
   lovaszSoftmaxLoss,
   ohemCrossEntropyLoss,
-  Rng,
 } from '../src/index.js';
-
-// ---- harness (copied from packages/tensor/test/harness.ts, adapted to scalar async losses) ----
-
-const rand = (size: number, seed: number, lo = -1, hi = 1): Float64Array =>
-  new Rng(seed).uniformArray(size, lo, hi);
-
-function assertClose(got: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, label: string): void {
-  assert.equal(got.length, expected.length, `${label}: length`);
-  let maxAbs = 0;
-  for (let i = 0; i < expected.length; i++) maxAbs = Math.max(maxAbs, Math.abs(expected[i] ?? 0));
-  for (let i = 0; i < expected.length; i++) {
-    const e = expected[i] ?? 0;
-    const g = got[i] ?? 0;
-    const err = Math.abs(g - e) / (Math.abs(e) + maxAbs + 1e-12);
-    if (!(err <= rtol)) assert.fail(`${label}: mismatch at ${i}: got ${g}, expected ${e} (rel err ${err})`);
-  }
-}
-
-let devicePromise: Promise<Device> | undefined;
-const testDevice = () => {
-  devicePromise ??= getDevice();
-  return devicePromise;
-};
 
 type Loss = (logits: Tensor, labels: Tensor) => Tensor | Promise<Tensor>;
 
@@ -49,38 +26,20 @@ interface LossCase {
   readonly gradTol?: number;
 }
 
-/** Forward vs the float64 reference; gradient vs central finite differences of the reference. */
-async function checkLoss(name: string, c: LossCase): Promise<void> {
-  const device = await testDevice();
+/** The loss through checkOp: forward vs the float64 reference, the logits' gradient vs finite differences. */
+function checkLoss(name: string, c: LossCase): Promise<void> {
   const [n = 1, , ...spatial] = c.shape;
-  const x = parameter(device, c.logits, c.shape, name);
-  const y = tensor(device, c.labels, [n, ...spatial], 'i32');
-  const out = await c.gpu(x, y);
-  assert.deepEqual([...out.shape], [], `${name}: loss must be a scalar`);
-  const got = await out.item();
-  const expected = c.ref(c.logits);
-  assertClose([got], [expected], c.forwardTol ?? 1e-5, `${name} forward`);
-  if (c.grad !== false) {
-    backward(out);
-    const g = await (x.grad as Tensor).data();
-    const values = Float64Array.from(c.logits);
-    const numeric = new Float64Array(values.length);
-    const eps = 1e-6;
-    for (let k = 0; k < values.length; k++) {
-      const saved = values[k] ?? 0;
-      values[k] = saved + eps;
-      const plus = c.ref(values);
-      values[k] = saved - eps;
-      const minus = c.ref(values);
-      values[k] = saved;
-      numeric[k] = (plus - minus) / (2 * eps);
-    }
-    assertClose(g, numeric, c.gradTol ?? 2e-3, `${name} gradient`);
-  }
-  out.dispose();
-  x.dispose();
-  y.dispose();
-  tidy(() => undefined);
+  return checkOp({
+    name,
+    inputs: [
+      { shape: c.shape, data: c.logits, grad: c.grad !== false },
+      { shape: [n, ...spatial], data: c.labels, dtype: 'i32' },
+    ],
+    gpu: ([x, y]) => c.gpu(x as Tensor, y as Tensor),
+    ref: ([x]) => Float64Array.of(c.ref(x as Float64Array)),
+    forwardTol: c.forwardTol ?? 1e-5,
+    gradTol: c.gradTol ?? 2e-3,
+  });
 }
 
 // ---- float64 references ----

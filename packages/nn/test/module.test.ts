@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
 import { getDevice, type Tensor, tensor } from '@segtrain/tensor';
+import { describe, it } from 'vitest';
 import {
   BatchNorm2d,
   Conv2d,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
 import { type Device, getDevice, parameter, persistent, type Tensor, tensor } from '@segtrain/tensor';
+import { describe, it } from 'vitest';
 import { createOptimizer, type OptimizerConfig } from '../src/optimizer.js';
 
 /** One parameter of a float64 reference run, with its hand-derived group settings. */

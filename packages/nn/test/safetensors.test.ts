@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { afterAll, describe, it, onTestFinished } from 'vitest';
 import {
   decodeSafetensors,
   encodeSafetensors,
@@ -121,9 +121,9 @@ describe('safetensors round trip', () => {
     assert.deepEqual(encodeSafetensors(back.tensors as Map<string, SafetensorsEntry>, back.metadata), bytes);
   });
 
-  it('writes atomically through a temporary file that is gone afterwards', async (t) => {
+  it('writes atomically through a temporary file that is gone afterwards', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'st-'));
-    t.after(() => rm(dir, { recursive: true, force: true }));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
     const path = join(dir, 'model.safetensors');
     const tensors = new Map<string, SafetensorsEntry>([
       ['x', { dtype: 'F32', shape: [2], data: Float32Array.of(-0, 3) }],
@@ -241,7 +241,7 @@ describe('safetensors validation', () => {
   }
 
   const dirP = mkdtemp(join(tmpdir(), 'st-bad-'));
-  after(async () => rm(await dirP, { recursive: true, force: true }));
+  afterAll(async () => rm(await dirP, { recursive: true, force: true }));
   it('names the file when reading from disk', async () => {
     const path = join(await dirP, 'broken.safetensors');
     await writeFile(

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it } from 'vitest';
 import { buildLrSchedule, type LrSchedule, learningRateAt } from '../src/schedules.js';
 
 /** LR used by 1-based iteration i, printed as PaddleSeg's log line does. */

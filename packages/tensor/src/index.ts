@@ -71,6 +71,7 @@ export { max, mean, sum } from './ops/reduce.js';
 export { type ResizeBilinearOptions, resizeBilinear, resizeNearest } from './ops/resize.js';
 export { concat, reshape, slice, split, transpose } from './ops/shape.js';
 export { type CrossEntropyOptions, pixelTrueProb, softmax, softmaxCrossEntropy } from './ops/softmax.js';
+export { Rng } from './rng.js';
 export {
   type DType,
   type GradNode,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
-import { checkOp, testDevice } from './harness.js';
+import { checkOp, testDevice } from '../src/testing/index.js';
 
 describe('autograd engine', () => {
   it('an intermediate consumed by two ops, one of which saves it, gets its whole gradient (regression)', () =>

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
 import { convConfig } from '../src/kernels/conv.js';
-import { checkOp, testDevice } from './harness.js';
+import { checkOp, testDevice } from '../src/testing/index.js';
 
 type Pads = [number, number, number, number];
 

@@ -1,6 +1,6 @@
-import { describe, it } from 'node:test';
+import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
-import { checkOp, erf64, rand, stridesOf } from './harness.js';
+import { checkOp, erf64, rand, stridesOf } from '../src/testing/index.js';
 
 const map =
   (f: (x: number) => number) =>

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
-import { checkOp, erf64, stridesOf, testDevice } from './harness.js';
+import { checkOp, erf64, stridesOf, testDevice } from '../src/testing/index.js';
 
 function matmulRef(sa: number[], sb: number[]) {
   return ([a, b]: Float64Array[]) => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
-import { assertClose, checkOp, rand, testDevice } from './harness.js';
+import { assertClose, checkOp, rand, testDevice } from '../src/testing/index.js';
 
 /** float64 batch norm over N and spatial dims of [N, C, ...]; stats from `stats` or the batch. */
 function bnRef(

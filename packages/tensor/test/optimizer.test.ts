@@ -1,7 +1,7 @@
-import { describe, it } from 'node:test';
+import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
 import { adamUpdate, momentumUpdate } from '../src/kernels/optimizer.js';
-import { assertClose, rand, testDevice } from './harness.js';
+import { assertClose, rand, testDevice } from '../src/testing/index.js';
 
 const N = 37;
 

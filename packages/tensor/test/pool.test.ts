@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
 import { adaptiveAvgPool2d, argmax, avgPool2d, maxPool2d } from '../src/ops/pool.js';
-import { checkOp, rand, testDevice } from './harness.js';
+import { checkOp, rand, testDevice } from '../src/testing/index.js';
 
 interface P {
   k: number;

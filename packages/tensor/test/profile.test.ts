@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
-import { testDevice } from './harness.js';
+import { testDevice } from '../src/testing/index.js';
 
 describe('Device profiling (timestamp queries)', () => {
   it('times each dispatch by kernel, and stops cleanly', async (t) => {

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
 import { dropout, dropout2d, dropPath, randomUniform } from '../src/ops/random.js';
-import { testDevice } from './harness.js';
+import { testDevice } from '../src/testing/index.js';
 
 describe('dropout family (seeded GPU RNG)', () => {
   it('uniform noise is in range, seeded, and roughly uniform', async () => {

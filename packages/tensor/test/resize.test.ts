@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
-import { checkOp, testDevice } from './harness.js';
+import { checkOp, testDevice } from '../src/testing/index.js';
 
 type Size = [number, number];
 

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
 import { kthSmallest } from '../src/kernels/select.js';
-import { rand, testDevice } from './harness.js';
+import { rand, testDevice } from '../src/testing/index.js';
 
 describe('k-th smallest (OHEM threshold selection)', () => {
   it('is exact for random, negative, duplicate and special values', async () => {

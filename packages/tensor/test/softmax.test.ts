@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
-import { checkOp, rand, testDevice } from './harness.js';
+import { checkOp, rand, testDevice } from '../src/testing/index.js';
 
 function softmaxRef(shape: number[], axis: number) {
   const a = axis < 0 ? axis + shape.length : axis;

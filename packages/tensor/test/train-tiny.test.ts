@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
 import { momentumUpdate } from '../src/kernels/optimizer.js';
-import { rand, testDevice } from './harness.js';
+import { rand, testDevice } from '../src/testing/index.js';
 
 const [N, H, W, CLASSES] = [2, 32, 64, 4];
 

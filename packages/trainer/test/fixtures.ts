@@ -1,13 +1,9 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { loadConfig, type ResolvedConfig } from '@segtrain/config';
 import { generateDemoDataset } from '@segtrain/data';
-
-const here = dirname(fileURLToPath(import.meta.url));
-export const repoRoot = resolve(here, '../../..');
-export const DEMO_CONFIG = join(repoRoot, 'configs/demo/pp_liteseg_stdc1_demo_128x256.yml');
+import { DEMO_CONFIG } from '@segtrain/tensor/testing';
 
 export interface TinyRun {
   readonly dir: string;

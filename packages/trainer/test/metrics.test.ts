@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { describe, it } from 'node:test';
+import { describe, it } from 'vitest';
 import {
   ConfusionCounts,
   computeMetrics,
@@ -273,7 +273,7 @@ print(json.dumps(out))
 
 const hasNumpy = spawnSync('python3', ['-c', 'import numpy'], { stdio: 'ignore' }).status === 0;
 
-describe('live cross-check against numpy (skipped without python3 + numpy)', { skip: !hasNumpy }, () => {
+describe.skipIf(!hasNumpy)('live cross-check against numpy (skipped without python3 + numpy)', () => {
   it('formatEvalLines equals the Python formulas on random counts', () => {
     let seed = 12345;
     const rand = () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { afterAll, describe, it } from 'vitest';
 import {
   niceDomain,
   niceTicks,
@@ -14,7 +14,7 @@ import {
 } from '../src/plot.js';
 
 const root = mkdtempSync(join(tmpdir(), 'segtrain-plot-'));
-after(() => rmSync(root, { recursive: true, force: true }));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 const history: TrainingHistory = {
   iters: [10, 20, 30, 40],

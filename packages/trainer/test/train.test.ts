@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
 import { type Device, getDevice, liveTensorCount } from '@segtrain/tensor';
+import { describe, it } from 'vitest';
 import { NonFiniteLossError, readEvents, type TrainOptions, train } from '../src/index.js';
 import { tinyConfig, tinyRun } from './fixtures.js';
 

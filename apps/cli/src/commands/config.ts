@@ -6,7 +6,7 @@ import {
   printableConfig,
 } from '@segtrain/config';
 import { Document, isSeq, visit } from 'yaml';
-import { type FlagSpec, formatHelp, type ParsedArgs, parseArgs, UsageError } from '../args.js';
+import type { CommandSpec, FlagSpec, ParsedArgs } from '../args.js';
 import type { Io } from '../io.js';
 
 /** The override flags every config-reading command accepts, with PaddleSeg's names. */
@@ -16,7 +16,7 @@ export const OVERRIDE_FLAGS: Readonly<Record<string, FlagSpec>> = {
   learning_rate: { kind: 'float', value: 'X', help: 'overrides lr_scheduler.learning_rate' },
   opts: {
     kind: 'list',
-    value: 'K=V ...',
+    value: 'K=V',
     help: 'dotted-path overrides, applied last (Python literal values)',
   },
 };
@@ -35,11 +35,7 @@ const SHOW_FLAGS: Readonly<Record<string, FlagSpec>> = {
   ...OVERRIDE_FLAGS,
   raw: { kind: 'bool', help: 'print the merged dict before normalisation and validation' },
   json: { kind: 'bool', help: 'print JSON on stdout and nothing else' },
-  help: { kind: 'bool', help: 'show this help' },
 };
-
-const SHOW_USAGE =
-  'Usage: segtrain config show FILE [--opts k=v ...] [--batch_size N] [--iters N] [--learning_rate X] [--raw] [--json]';
 
 /** YAML as PaddleSeg prints configs, with short lists of scalars on one line (`crop_size: [1024, 512]`). */
 export function toYaml(value: PlainValue): string {
@@ -53,19 +49,8 @@ export function toYaml(value: PlainValue): string {
   return doc.toString({ lineWidth: 0, flowCollectionPadding: false });
 }
 
-export function configCommand(argv: readonly string[], io: Io): number {
-  const [sub, ...rest] = argv;
-  if (sub !== 'show') {
-    throw new UsageError(`segtrain config: unknown subcommand '${sub ?? ''}'. Known: show\n${SHOW_USAGE}`);
-  }
-  const args = parseArgs('segtrain config show', rest, SHOW_FLAGS);
-  if (args.flags.help) {
-    io.out(formatHelp(SHOW_USAGE, SHOW_FLAGS));
-    return 0;
-  }
-  const [file, ...extra] = args.positionals;
-  if (!file || extra.length)
-    throw new UsageError(`segtrain config show: expected exactly one config FILE\n${SHOW_USAGE}`);
+function show(args: ParsedArgs, io: Io): number {
+  const file = args.positionals[0] as string;
   const overrides = overridesFrom(args);
   if (args.flags.raw) {
     const raw = loadRawMerged(file, overrides);
@@ -82,3 +67,12 @@ export function configCommand(argv: readonly string[], io: Io): number {
   io.out(toYaml(printable));
   return 0;
 }
+
+/** `segtrain config show FILE`: the resolved config (its `_base_` chain, overrides, normalisation). */
+export const CONFIG_SHOW: CommandSpec = {
+  name: 'show',
+  description: 'resolve a PaddleSeg-style config (_base_ chain, overrides, validation) and print it',
+  flags: SHOW_FLAGS,
+  arguments: '<file>',
+  run: show,
+};

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { generateDemoDataset, isDemoDatasetComplete } from '@segtrain/data';
-import { type FlagSpec, formatHelp, parseArgs, UsageError } from '../args.js';
+import { type CommandSpec, type FlagSpec, type ParsedArgs, UsageError } from '../args.js';
 import type { Io } from '../io.js';
 
 const DEMO_FLAGS: Readonly<Record<string, FlagSpec>> = {
@@ -11,10 +11,7 @@ const DEMO_FLAGS: Readonly<Record<string, FlagSpec>> = {
   height: { kind: 'int', value: 'H', help: 'image height (default 128)' },
   seed: { kind: 'int', value: 'N', help: 'generator seed (default 0): same seed, same bytes' },
   force: { kind: 'bool', help: 'regenerate even when a complete dataset is there' },
-  help: { kind: 'bool', help: 'show this help' },
 };
-const DEMO_USAGE =
-  'Usage: segtrain data demo [--out DIR] [--train N] [--val N] [--width W] [--height H] [--seed N] [--force]';
 
 function positive(value: unknown, name: string): number | undefined {
   if (value === undefined) return undefined;
@@ -23,16 +20,7 @@ function positive(value: unknown, name: string): number | undefined {
   return value;
 }
 
-/** `segtrain data demo`: the embedded street-scene dataset, in the Cityscapes layout. */
-export async function dataCommand(argv: readonly string[], io: Io): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (sub !== 'demo')
-    throw new UsageError(`segtrain data: unknown subcommand '${sub ?? ''}'. Known: demo\n${DEMO_USAGE}`);
-  const args = parseArgs('segtrain data demo', rest, DEMO_FLAGS);
-  if (args.flags.help) {
-    io.out(formatHelp(DEMO_USAGE, DEMO_FLAGS));
-    return 0;
-  }
+async function demo(args: ParsedArgs, io: Io): Promise<number> {
   const root = resolve((args.flags.out as string | undefined) ?? 'data/demo');
   const options = {
     root,
@@ -54,3 +42,11 @@ export async function dataCommand(argv: readonly string[], io: Io): Promise<numb
   );
   return 0;
 }
+
+/** `segtrain data demo`: the embedded street-scene dataset, in the Cityscapes layout. */
+export const DATA_DEMO: CommandSpec = {
+  name: 'demo',
+  description: 'generate the embedded street-scene dataset (Cityscapes layout) once',
+  flags: DEMO_FLAGS,
+  run: demo,
+};

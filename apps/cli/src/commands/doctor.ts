@@ -1,11 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { type AdapterReport, probeAdapter } from '@segtrain/tensor';
-import { type FlagSpec, formatHelp, parseArgs } from '../args.js';
+import type { CommandSpec, FlagSpec, ParsedArgs } from '../args.js';
 import type { Io } from '../io.js';
 
 const FLAGS: Readonly<Record<string, FlagSpec>> = {
   json: { kind: 'bool', help: 'print the report as JSON' },
-  help: { kind: 'bool', help: 'show this help' },
 };
 const PINNED_PNPM = '12.4.2';
 const KEY_LIMITS = [
@@ -25,6 +24,8 @@ interface Check {
   readonly ok: boolean;
   readonly value: string;
   readonly advice?: string;
+  /** Information for developers (pnpm, the ZeroMQ addon): shown, never a failure of `doctor`. */
+  readonly info?: boolean;
 }
 
 function pnpmVersion(): string | undefined {
@@ -52,33 +53,32 @@ const ADAPTER_ADVICE =
   '(mesa-vulkan-drivers and libvulkan1 from bookworm-backports; Mesa 22 from bookworm main is too old for Dawn). ' +
   'Elsewhere install a Vulkan driver (a GPU vendor driver, or Mesa >= 23 with lavapipe) and the Vulkan loader, and set XDG_RUNTIME_DIR.';
 
-export async function doctorCommand(argv: readonly string[], io: Io): Promise<number> {
-  const args = parseArgs('segtrain doctor', argv, FLAGS);
-  if (args.flags.help) {
-    io.out(formatHelp('Usage: segtrain doctor [--json]', FLAGS));
-    return 0;
-  }
+/** Exit 1 only for what stops `train` (no adapter, Node too old); pnpm and ZeroMQ are information. */
+async function doctor(args: ParsedArgs, io: Io): Promise<number> {
   const checks: Check[] = [];
-  const nodeMajor = Number(process.versions.node.split('.')[0]);
+  const [nodeMajor = 0, nodeMinor = 0] = process.versions.node.split('.').map(Number);
   checks.push({
     name: 'node',
-    ok: nodeMajor >= 20,
+    ok: nodeMajor > 20 || (nodeMajor === 20 && nodeMinor >= 9),
     value: process.version,
-    advice: 'Install Node.js 20 or newer',
+    advice: 'install Node.js 20.9 or newer (the floor of sharp, the image decoder)',
   });
   const pnpm = pnpmVersion();
   checks.push({
     name: 'pnpm',
     ok: pnpm === PINNED_PNPM,
-    value: pnpm ?? 'not found',
-    advice: `Install the pinned pnpm: npm i -g pnpm@${PINNED_PNPM} (corepack does not work here)`,
+    value: pnpm ?? 'not found (needed only to develop segtrain)',
+    advice: `to develop segtrain, install the pinned pnpm: npm i -g pnpm@${PINNED_PNPM} (corepack does not work here)`,
+    info: true,
   });
   const zmq = await zeromqVersion();
   checks.push({
     name: 'zeromq',
     ok: zmq.version !== undefined,
     value: zmq.version ? `libzmq ${zmq.version}` : `failed to load (${zmq.error})`,
-    advice: 'Reinstall with `pnpm install` (zeromq must be listed under allowBuilds in pnpm-workspace.yaml)',
+    advice:
+      'data-parallel training needs it: reinstall with `pnpm install` (zeromq must be listed under allowBuilds in pnpm-workspace.yaml)',
+    info: true,
   });
   let adapter: AdapterReport | null = null;
   let adapterError: string | undefined;
@@ -95,12 +95,14 @@ export async function doctorCommand(argv: readonly string[], io: Io): Promise<nu
       : (adapterError ?? 'no adapter'),
     advice: ADAPTER_ADVICE,
   });
-  const failed = checks.filter((c) => !c.ok);
+  const failed = checks.filter((c) => !c.ok && !c.info);
+  const notes = checks.filter((c) => !c.ok && c.info);
   if (args.flags.json) {
     io.out(`${JSON.stringify({ ok: failed.length === 0, checks, adapter }, null, 2)}\n`);
     return failed.length ? 1 : 0;
   }
-  for (const c of checks) io.out(`${c.ok ? 'ok  ' : 'FAIL'}  ${c.name.padEnd(8)} ${c.value}\n`);
+  for (const c of checks)
+    io.out(`${c.ok ? 'ok  ' : c.info ? 'note' : 'FAIL'}  ${c.name.padEnd(8)} ${c.value}\n`);
   if (adapter) {
     io.out('\nWebGPU adapter\n');
     io.out(`  vendor        ${adapter.vendor}\n`);
@@ -116,6 +118,7 @@ export async function doctorCommand(argv: readonly string[], io: Io): Promise<nu
     for (const key of KEY_LIMITS)
       if (adapter.limits[key] !== undefined) io.out(`    ${key.padEnd(36)}${adapter.limits[key]}\n`);
   }
+  for (const c of notes) io.out(`\nnote: ${c.name}: ${c.advice}\n`);
   if (failed.length) {
     io.err('\nTo fix:\n');
     for (const c of failed) io.err(`- ${c.name}: ${c.advice}\n`);
@@ -123,3 +126,11 @@ export async function doctorCommand(argv: readonly string[], io: Io): Promise<nu
   }
   return 0;
 }
+
+/** `segtrain doctor`: can this machine train? */
+export const DOCTOR: CommandSpec = {
+  name: 'doctor',
+  description: 'check that training can run here (WebGPU adapter, Node); pnpm and ZeroMQ for developers',
+  flags: FLAGS,
+  run: doctor,
+};

@@ -15,38 +15,47 @@ import {
   writeSafetensors,
 } from '@segtrain/nn';
 import { backward, getDevice, noGrad, type Tensor, tensor, tidy, zeros } from '@segtrain/tensor';
-import { type FlagSpec, formatHelp, parseArgs, UsageError } from '../args.js';
+import { type CommandSpec, type FlagSpec, type ParsedArgs, UsageError } from '../args.js';
 import type { Io } from '../io.js';
 import { OVERRIDE_FLAGS, overridesFrom } from './config.js';
 
 /** An error a user can fix (a missing file or tensor, a wrong shape): printed as one line, exit 1. */
 class ModelCommandError extends Error {}
 
-const SUMMARY_USAGE =
-  'Usage: segtrain model summary --config FILE [--input NxCxHxW] [--opts k=v ...] [--batch_size N]';
-const RUN_USAGE =
-  'Usage: segtrain model run --config FILE --weights W.safetensors --input X.safetensors [--label Y.safetensors] [--mode train|eval] --out OUT.safetensors';
-const MODEL_USAGE = `Usage: segtrain model <summary|run> [options]\n\n  ${SUMMARY_USAGE}\n  ${RUN_USAGE}`;
-
 const SUMMARY_FLAGS: Readonly<Record<string, FlagSpec>> = {
-  config: { kind: 'string', value: 'FILE', help: 'the PaddleSeg-style config whose model block is built' },
+  config: {
+    kind: 'string',
+    value: 'FILE',
+    help: 'the PaddleSeg-style config whose model block is built',
+    required: true,
+  },
   input: {
     kind: 'string',
     value: 'NxCxHxW',
     help: 'input shape for the MACs count (default 1x3x512x1024)',
   },
   ...OVERRIDE_FLAGS,
-  help: { kind: 'bool', help: 'show this help' },
 };
 
 const RUN_FLAGS: Readonly<Record<string, FlagSpec>> = {
-  config: { kind: 'string', value: 'FILE', help: 'the PaddleSeg-style config (model and loss blocks)' },
+  config: {
+    kind: 'string',
+    value: 'FILE',
+    help: 'the PaddleSeg-style config (model and loss blocks)',
+    required: true,
+  },
   weights: {
     kind: 'string',
     value: 'W.safetensors',
+    required: true,
     help: 'every state-dict entry by PaddleSeg name (float32, Paddle layouts)',
   },
-  input: { kind: 'string', value: 'X.safetensors', help: "holds 'x': the NCHW float32 input" },
+  input: {
+    kind: 'string',
+    value: 'X.safetensors',
+    help: "holds 'x': the NCHW float32 input",
+    required: true,
+  },
   label: {
     kind: 'string',
     value: 'Y.safetensors',
@@ -57,17 +66,14 @@ const RUN_FLAGS: Readonly<Record<string, FlagSpec>> = {
     value: 'train|eval',
     help: 'train: BN uses batch statistics (default); eval: running ones. Dropout is off in both',
   },
-  out: { kind: 'string', value: 'OUT.safetensors', help: "where 'logits.<i>', 'loss' and 'grad.<name>' go" },
+  out: {
+    kind: 'string',
+    value: 'OUT.safetensors',
+    help: "where 'logits.<i>', 'loss' and 'grad.<name>' go",
+    required: true,
+  },
   ...OVERRIDE_FLAGS,
-  help: { kind: 'bool', help: 'show this help' },
 };
-
-function requireString(flags: Readonly<Record<string, unknown>>, name: string, usage: string): string {
-  const v = flags[name];
-  if (typeof v !== 'string' || v.length === 0)
-    throw new UsageError(`segtrain model: --${name} is required\n${usage}`);
-  return v;
-}
 
 function parseShape(text: string): number[] {
   const parts = text.split(/[x×,]/i).map((p) => p.trim());
@@ -156,28 +162,15 @@ function countMacs(model: SegModel, input: readonly number[]): MacsResult {
   return { perBlock, total };
 }
 
-function loadModelConfig(
-  flags: Readonly<Record<string, unknown>>,
-  usage: string,
-  args: Parameters<typeof overridesFrom>[0],
-): ResolvedConfig {
-  const file = requireString(flags, 'config', usage);
+function loadModelConfig(args: ParsedArgs): ResolvedConfig {
+  const file = args.flags.config as string;
   if (!existsSync(file)) throw new ModelCommandError(`config file not found: ${file}`);
   return loadConfig(file, overridesFrom(args));
 }
 
-async function summary(argv: readonly string[], io: Io): Promise<number> {
-  const args = parseArgs('segtrain model summary', argv, SUMMARY_FLAGS);
-  if (args.flags.help) {
-    io.out(formatHelp(SUMMARY_USAGE, SUMMARY_FLAGS));
-    return 0;
-  }
-  if (args.positionals.length)
-    throw new UsageError(
-      `segtrain model summary: unexpected argument '${args.positionals[0]}'\n${SUMMARY_USAGE}`,
-    );
+async function summary(args: ParsedArgs, io: Io): Promise<number> {
   const input = parseShape((args.flags.input as string | undefined) ?? '1x3x512x1024');
-  const config = loadModelConfig(args.flags, SUMMARY_USAGE, args);
+  const config = loadModelConfig(args);
   const device = await getDevice();
   const model = buildModel(device, config.model as unknown as ComponentConfig);
   try {
@@ -211,22 +204,15 @@ async function readTensorFile(path: string, flag: string): Promise<Map<string, D
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
-async function runModel(argv: readonly string[], io: Io): Promise<number> {
-  const args = parseArgs('segtrain model run', argv, RUN_FLAGS);
-  if (args.flags.help) {
-    io.out(formatHelp(RUN_USAGE, RUN_FLAGS));
-    return 0;
-  }
-  if (args.positionals.length)
-    throw new UsageError(`segtrain model run: unexpected argument '${args.positionals[0]}'\n${RUN_USAGE}`);
-  const weightsPath = requireString(args.flags, 'weights', RUN_USAGE);
-  const inputPath = requireString(args.flags, 'input', RUN_USAGE);
-  const outPath = requireString(args.flags, 'out', RUN_USAGE);
+async function runModel(args: ParsedArgs, io: Io): Promise<number> {
+  const weightsPath = args.flags.weights as string;
+  const inputPath = args.flags.input as string;
+  const outPath = args.flags.out as string;
   const labelPath = args.flags.label as string | undefined;
   const mode = (args.flags.mode as string | undefined) ?? 'train';
   if (mode !== 'train' && mode !== 'eval')
     throw new UsageError(`segtrain model run: --mode expects train or eval, got '${mode}'`);
-  const config = loadModelConfig(args.flags, RUN_USAGE, args);
+  const config = loadModelConfig(args);
 
   // Inputs first, so a bad file fails before the model is built.
   const inputs = await readTensorFile(inputPath, 'input');
@@ -351,23 +337,32 @@ async function runModel(argv: readonly string[], io: Io): Promise<number> {
   return 0;
 }
 
-export async function modelCommand(argv: readonly string[], io: Io): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (sub === '--help' || sub === '-h' || sub === 'help') {
-    io.out(`${MODEL_USAGE}\n\nRun 'segtrain model <summary|run> --help' for options.\n`);
-    return 0;
-  }
-  try {
-    if (sub === 'summary') return await summary(rest, io);
-    if (sub === 'run') return await runModel(rest, io);
-  } catch (e) {
-    if (e instanceof ModelCommandError) {
-      io.err(`segtrain model ${sub}: ${e.message}\n`);
+/** A model subcommand whose own errors (a missing file or tensor, a wrong shape) print as one line, exit 1. */
+function reportingModelErrors(
+  name: string,
+  body: (args: ParsedArgs, io: Io) => Promise<number>,
+): (args: ParsedArgs, io: Io) => Promise<number> {
+  return async (args, io) => {
+    try {
+      return await body(args, io);
+    } catch (e) {
+      if (!(e instanceof ModelCommandError)) throw e;
+      io.err(`segtrain model ${name}: ${e.message}\n`);
       return 1;
     }
-    throw e;
-  }
-  throw new UsageError(
-    `segtrain model: unknown subcommand '${sub ?? ''}'. Known: summary, run\n${MODEL_USAGE}`,
-  );
+  };
 }
+
+export const MODEL_SUMMARY: CommandSpec = {
+  name: 'summary',
+  description: 'layer tree, trainable parameters and multiply-adds of the config model',
+  flags: SUMMARY_FLAGS,
+  run: reportingModelErrors('summary', summary),
+};
+
+export const MODEL_RUN: CommandSpec = {
+  name: 'run',
+  description: 'one forward (and with --label, loss and backward) from safetensors weights and input',
+  flags: RUN_FLAGS,
+  run: reportingModelErrors('run', runModel),
+};

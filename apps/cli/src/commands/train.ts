@@ -20,8 +20,9 @@ import {
   predict,
   train,
 } from '@segtrain/trainer';
-import { type FlagSpec, formatHelp, type ParsedArgs, parseArgs, UsageError } from '../args.js';
+import { type CommandSpec, type FlagSpec, type ParsedArgs, UsageError } from '../args.js';
 import type { Io } from '../io.js';
+import { VERSION } from '../version.js';
 import { OVERRIDE_FLAGS, overridesFrom, toYaml } from './config.js';
 
 const DEVICE_FLAG: FlagSpec = {
@@ -31,7 +32,7 @@ const DEVICE_FLAG: FlagSpec = {
 };
 
 const TRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
-  config: { kind: 'string', value: 'FILE', help: 'the PaddleSeg-style YAML config (required)' },
+  config: { kind: 'string', value: 'FILE', help: 'the PaddleSeg-style YAML config', required: true },
   save_dir: {
     kind: 'string',
     value: 'DIR',
@@ -56,50 +57,55 @@ const TRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
   early_stop_intervals: { kind: 'int', value: 'N', help: 'stop after N evaluations below the best mIoU' },
   device: DEVICE_FLAG,
   ...OVERRIDE_FLAGS,
-  help: { kind: 'bool', help: 'show this help' },
 };
 
 const INFER_FLAGS: Readonly<Record<string, FlagSpec>> = {
-  aug_eval: { kind: 'bool', help: 'multi-scale / flip inference (overwrites test_config scales and flips)' },
-  scales: { kind: 'list', value: 'S ...', help: 'scales for --aug_eval (default 1.0)' },
+  aug_eval: {
+    kind: 'bool',
+    help: 'multi-scale / flip inference (overwrites test_config scales and flips)',
+    aliases: ['aug_pred'],
+  },
+  scales: { kind: 'list', value: 'S', help: 'scales for --aug_eval (default 1.0)' },
   flip_horizontal: { kind: 'bool', help: 'add horizontally flipped inference (with --aug_eval)' },
   flip_vertical: { kind: 'bool', help: 'add vertically flipped inference (with --aug_eval)' },
   is_slide: { kind: 'bool', help: 'sliding-window inference (overwrites test_config crop_size/stride)' },
-  crop_size: { kind: 'list', value: 'W H', help: 'window size for --is_slide' },
-  stride: { kind: 'list', value: 'W H', help: 'window stride for --is_slide' },
+  crop_size: { kind: 'list', value: 'W_H', help: 'window size W H for --is_slide' },
+  stride: { kind: 'list', value: 'W_H', help: 'window stride W H for --is_slide' },
 };
 
 const VAL_FLAGS: Readonly<Record<string, FlagSpec>> = {
   config: TRAIN_FLAGS.config as FlagSpec,
-  model_path: { kind: 'string', value: 'PATH', help: 'model.safetensors, or a checkpoint directory' },
+  model_path: {
+    kind: 'string',
+    value: 'PATH',
+    help: 'model.safetensors, or a checkpoint directory',
+    required: true,
+  },
   num_workers: TRAIN_FLAGS.num_workers as FlagSpec,
   device: DEVICE_FLAG,
   ...INFER_FLAGS,
   ...OVERRIDE_FLAGS,
-  help: { kind: 'bool', help: 'show this help' },
 };
 
 const PREDICT_FLAGS: Readonly<Record<string, FlagSpec>> = {
   config: TRAIN_FLAGS.config as FlagSpec,
   model_path: VAL_FLAGS.model_path as FlagSpec,
-  image_path: { kind: 'string', value: 'PATH', help: 'an image, a directory (recursive) or a list file' },
+  image_path: {
+    kind: 'string',
+    value: 'PATH',
+    help: 'an image, a directory (recursive) or a list file',
+    required: true,
+  },
   save_dir: { kind: 'string', value: 'DIR', help: 'where masks and overlays go (default ./output/result)' },
   device: DEVICE_FLAG,
-  custom_color: { kind: 'list', value: 'R G B ...', help: 'colours of classes 0, 1, ... (3 ints each)' },
+  custom_color: { kind: 'list', value: 'R_G_B', help: 'colours of classes 0, 1, ... (R G B ints each)' },
   ...INFER_FLAGS,
   ...OVERRIDE_FLAGS,
-  help: { kind: 'bool', help: 'show this help' },
 };
 
-const TRAIN_USAGE = 'Usage: segtrain train --config FILE [--do_eval] [--use_vdl] [--save_dir DIR] [options]';
-const VAL_USAGE = 'Usage: segtrain val --config FILE --model_path PATH [--aug_eval ...] [--is_slide ...]';
-const PREDICT_USAGE =
-  'Usage: segtrain predict --config FILE --model_path PATH --image_path PATH [--save_dir DIR]';
-
-function requireString(args: ParsedArgs, name: string, usage: string): string {
-  const v = args.flags[name];
-  if (typeof v !== 'string' || v.length === 0) throw new UsageError(`--${name} is required\n${usage}`);
-  return v;
+/** A flag declared `required` (commander has checked it is there). */
+function requiredString(args: ParsedArgs, name: string): string {
+  return args.flags[name] as string;
 }
 
 function optionalInt(args: ParsedArgs, name: string, fallback: number): number {
@@ -128,7 +134,7 @@ function environmentBlock(device: Device): string {
   const rows: [string, string][] = [
     ['platform', `${platform()}-${release()}-${arch()}`],
     ['Node', process.version],
-    ['segtrain', '0.1.0'],
+    ['segtrain', VERSION],
     ['WebGPU adapter', device.adapterName],
     ['CPUs', `${cpus().length} × ${cpus()[0]?.model ?? 'unknown'}`],
     ['SEGTRAIN_ADAPTER', process.env.SEGTRAIN_ADAPTER ?? '(unset)'],
@@ -173,10 +179,9 @@ function inferenceFrom(config: ResolvedConfig, args: ParsedArgs): InferenceOptio
   return o;
 }
 
-function loadWithOverrides(args: ParsedArgs, usage: string): ResolvedConfig {
-  const file = requireString(args, 'config', usage);
+function loadWithOverrides(args: ParsedArgs): ResolvedConfig {
   const overrides: ConfigOverrides = overridesFrom(args);
-  return loadConfig(file, overrides);
+  return loadConfig(requiredString(args, 'config'), overrides);
 }
 
 /** Errors a user fixes from the message alone: one line, exit 1. */
@@ -215,27 +220,14 @@ async function modelWithWeights(
   return model;
 }
 
-/** The common start of train/val/predict: flags (or help), the device choice, the resolved config. */
-function prepare(
-  command: string,
-  argv: readonly string[],
-  flags: Readonly<Record<string, FlagSpec>>,
-  usage: string,
-  io: Io,
-): { args: ParsedArgs; config: ResolvedConfig } | null {
-  const args = parseArgs(`segtrain ${command}`, argv, flags);
-  if (args.flags.help) {
-    io.out(formatHelp(usage, flags));
-    return null;
-  }
+/** The common start of train/val/predict: the device choice, the resolved config. */
+function prepare(args: ParsedArgs): ResolvedConfig {
   selectDevice(args);
-  return { args, config: loadWithOverrides(args, usage) };
+  return loadWithOverrides(args);
 }
 
-export async function trainCommand(argv: readonly string[], io: Io): Promise<number> {
-  const prepared = prepare('train', argv, TRAIN_FLAGS, TRAIN_USAGE, io);
-  if (!prepared) return 0;
-  const { args, config } = prepared;
+async function trainRun(args: ParsedArgs, io: Io): Promise<number> {
+  const config = prepare(args);
   return guarded(io, 'train', async () => {
     const device = await getDevice();
     const log = logger(io);
@@ -257,7 +249,7 @@ export async function trainCommand(argv: readonly string[], io: Io): Promise<num
       earlyStopIntervals:
         typeof args.flags.early_stop_intervals === 'number' ? args.flags.early_stop_intervals : null,
       log,
-      ...(io.isTty ? { progress: process.stdout } : {}),
+      ...(io.progress ? { progress: io.progress } : {}),
     });
     log(`Training finished at iter ${result.iter}.`);
     result.model.dispose();
@@ -265,11 +257,9 @@ export async function trainCommand(argv: readonly string[], io: Io): Promise<num
   });
 }
 
-export async function valCommand(argv: readonly string[], io: Io): Promise<number> {
-  const prepared = prepare('val', argv, VAL_FLAGS, VAL_USAGE, io);
-  if (!prepared) return 0;
-  const { args, config } = prepared;
-  const modelPath = requireString(args, 'model_path', VAL_USAGE);
+async function valRun(args: ParsedArgs, io: Io): Promise<number> {
+  const config = prepare(args);
+  const modelPath = requiredString(args, 'model_path');
   if (!config.val_dataset) throw new UsageError(`segtrain val: ${config.source.file} has no val_dataset`);
   const valBlock = config.val_dataset;
   return guarded(io, 'val', async () => {
@@ -283,7 +273,7 @@ export async function valCommand(argv: readonly string[], io: Io): Promise<numbe
       inference: inferenceFrom(config, args),
       numWorkers: optionalInt(args, 'num_workers', 0),
       log,
-      ...(io.isTty ? { progress: process.stdout } : {}),
+      ...(io.progress ? { progress: io.progress } : {}),
     });
     for (const line of result.lines) log(line);
     model.dispose();
@@ -303,12 +293,10 @@ function paletteFor(config: ResolvedConfig, args: ParsedArgs): number[][] {
   return palette;
 }
 
-export async function predictCommand(argv: readonly string[], io: Io): Promise<number> {
-  const prepared = prepare('predict', argv, PREDICT_FLAGS, PREDICT_USAGE, io);
-  if (!prepared) return 0;
-  const { args, config } = prepared;
-  const modelPath = requireString(args, 'model_path', PREDICT_USAGE);
-  const imagePath = requireString(args, 'image_path', PREDICT_USAGE);
+async function predictRun(args: ParsedArgs, io: Io): Promise<number> {
+  const config = prepare(args);
+  const modelPath = requiredString(args, 'model_path');
+  const imagePath = requiredString(args, 'image_path');
   const saveDir = (args.flags.save_dir as string | undefined) ?? 'output/result';
   const palette = paletteFor(config, args);
   return guarded(io, 'predict', async () => {
@@ -334,3 +322,24 @@ export async function predictCommand(argv: readonly string[], io: Io): Promise<n
     return 0;
   });
 }
+
+export const TRAIN: CommandSpec = {
+  name: 'train',
+  description: 'train a model from a PaddleSeg-style config (iteration-based)',
+  flags: TRAIN_FLAGS,
+  run: trainRun,
+};
+
+export const VAL: CommandSpec = {
+  name: 'val',
+  description: 'evaluate saved weights on the val_dataset (mIoU, Acc, Kappa, Dice)',
+  flags: VAL_FLAGS,
+  run: valRun,
+};
+
+export const PREDICT: CommandSpec = {
+  name: 'predict',
+  description: 'write colour masks and overlays for images',
+  flags: PREDICT_FLAGS,
+  run: predictRun,
+};

@@ -1,55 +1,9 @@
+/** GPU op checks: forward against a float64 reference, every gradient against finite differences. */
 import assert from 'node:assert/strict';
-import { backward, type Device, getDevice, parameter, type Tensor, tensor, tidy } from '../src/index.js';
+import { backward, type Device, getDevice, parameter, type Tensor, tensor, tidy } from '../index.js';
+import { assertClose, rand } from './numeric.js';
 
 export type Ref = (inputs: Float64Array[]) => Float64Array;
-
-/** Deterministic uniform values in [lo, hi) (mulberry32). */
-export function rand(size: number, seed: number, lo = -1, hi = 1): Float64Array {
-  let a = seed >>> 0;
-  const out = new Float64Array(size);
-  for (let i = 0; i < size; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = lo + (hi - lo) * (((t ^ (t >>> 14)) >>> 0) / 4294967296);
-  }
-  return out;
-}
-
-/**
- * |got − expected| ≤ rtol·(|expected| + max|expected|): relative, with a floor scaled to the tensor's
- * magnitude so values near zero do not demand impossible float32 precision. Reports the first
- * mismatching index, got, expected and the max/mean error.
- */
-export function assertClose(
-  got: ArrayLike<number>,
-  expected: ArrayLike<number>,
-  rtol: number,
-  label: string,
-): void {
-  assert.equal(got.length, expected.length, `${label}: length ${got.length} vs expected ${expected.length}`);
-  let maxAbs = 0;
-  for (let i = 0; i < expected.length; i++) maxAbs = Math.max(maxAbs, Math.abs(expected[i] ?? 0));
-  let first = -1;
-  let maxErr = 0;
-  let sumErr = 0;
-  for (let i = 0; i < expected.length; i++) {
-    const e = expected[i] ?? 0;
-    const g = got[i] ?? 0;
-    const err = Math.abs(g - e) / (Math.abs(e) + maxAbs + 1e-12);
-    if (!(err <= rtol) && first < 0) first = i;
-    if (Number.isNaN(err)) maxErr = Number.NaN;
-    else maxErr = Math.max(maxErr, err);
-    sumErr += Number.isNaN(err) ? 0 : err;
-  }
-  if (first >= 0) {
-    assert.fail(
-      `${label}: mismatch at index ${first}: got ${got[first]}, expected ${expected[first]} ` +
-        `(max rel err ${maxErr.toExponential(2)}, mean ${(sumErr / expected.length).toExponential(2)}, tolerance ${rtol})`,
-    );
-  }
-}
 
 export interface InputSpec {
   readonly shape: readonly number[];
@@ -63,7 +17,8 @@ export interface InputSpec {
 export interface OpCase {
   readonly name: string;
   readonly inputs: readonly InputSpec[];
-  readonly gpu: (inputs: Tensor[]) => Tensor;
+  /** The op under test (a loss may resolve asynchronously). */
+  readonly gpu: (inputs: Tensor[]) => Tensor | Promise<Tensor>;
   readonly ref: Ref;
   readonly forwardTol?: number;
   readonly gradTol?: number;
@@ -102,7 +57,7 @@ export async function checkOp(c: OpCase): Promise<void> {
     return parameter(device, data, spec.shape, `${c.name}-input-${i}`);
   });
   const grads = await (async () => {
-    const out = c.gpu(inputs);
+    const out = await c.gpu(inputs);
     const got = await out.data();
     assertClose(got, expected, c.forwardTol ?? 1e-4, `${c.name} forward`);
     if (!c.inputs.some((spec) => spec.grad !== false && spec.dtype !== 'i32')) {
@@ -142,24 +97,4 @@ export async function checkOp(c: OpCase): Promise<void> {
   }
   for (const t of inputs) t.dispose();
   tidy(() => undefined);
-}
-
-/** Index helpers for references: strides of a row-major shape. */
-export function stridesOf(shape: readonly number[]): number[] {
-  const s = new Array<number>(shape.length).fill(1);
-  for (let i = shape.length - 2; i >= 0; i--) s[i] = (s[i + 1] ?? 1) * (shape[i + 1] ?? 1);
-  return s;
-}
-
-/** erf in float64 by its Maclaurin series (|x| ≤ 5; beyond, erf is ±1 to 1.5e-12): the GELU oracle. */
-export function erf64(x: number): number {
-  const ax = Math.abs(x);
-  if (ax > 5) return Math.sign(x);
-  let term = ax;
-  let sum = ax;
-  for (let n = 1; n < 200 && Math.abs(term) > 1e-17 * Math.abs(sum); n++) {
-    term *= (-ax * ax) / n;
-    sum += term / (2 * n + 1);
-  }
-  return (Math.sign(x) * 2 * sum) / Math.sqrt(Math.PI);
 }
