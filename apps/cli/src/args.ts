@@ -17,6 +17,8 @@ export interface FlagSpec {
   readonly required?: boolean;
   /** Other spellings (PaddleSeg's, where ours differ). */
   readonly aliases?: readonly string[];
+  /** The smallest value an int or float flag takes (PaddleSeg's "0 means the config's value" is not kept). */
+  readonly min?: number;
 }
 
 export type FlagValue = string | number | boolean | string[];
@@ -49,15 +51,23 @@ export interface Output {
   readonly err: (text: string) => void;
 }
 
-function numberParser(kind: 'int' | 'float'): (text: string) => number {
+function numberParser(kind: 'int' | 'float', min: number | undefined): (text: string) => number {
   return (text) => {
     const value = Number(text);
     if (kind === 'int' && !/^[-+]?\d+$/.test(text))
       throw new InvalidArgumentError(`expected an integer, got '${text}'.`);
     if (text.trim() === '' || Number.isNaN(value))
       throw new InvalidArgumentError(`expected a number, got '${text}'.`);
+    if (min !== undefined && value < min)
+      throw new InvalidArgumentError(`expected a value ≥ ${min}, got ${text}.`);
     return value;
   };
+}
+
+/** A value that is another flag (`--config --iters 2`) is a missing value, not a path named `--iters`. */
+function notAFlag(text: string): string {
+  if (/^--[a-z]/i.test(text)) throw new InvalidArgumentError(`expected a value, got the flag '${text}'.`);
+  return text;
 }
 
 function optionFor(name: string, spec: FlagSpec): Option {
@@ -65,7 +75,8 @@ function optionFor(name: string, spec: FlagSpec): Option {
   const value =
     spec.kind === 'bool' ? '' : spec.kind === 'list' ? ` <${placeholder}...>` : ` <${placeholder}>`;
   const option = new Option(`--${name}${value}`, spec.required ? `${spec.help} (required)` : spec.help);
-  if (spec.kind === 'int' || spec.kind === 'float') option.argParser(numberParser(spec.kind));
+  if (spec.kind === 'int' || spec.kind === 'float') option.argParser(numberParser(spec.kind, spec.min));
+  if (spec.kind === 'string') option.argParser(notAFlag);
   return option;
 }
 

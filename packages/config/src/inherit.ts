@@ -54,18 +54,19 @@ function stripInheritedMarkers(node: ConfigNode): ConfigNode {
 
 function readConfigFile(file: string, namedBy: Origin | undefined): string {
   if (!existsSync(file) || !statSync(file).isFile()) {
+    const problem = existsSync(file) ? 'is a directory, not a config file' : 'does not exist';
     if (namedBy) {
       throw new ConfigError({
         origin: namedBy,
         keyPath: '_base_',
-        problem: `base config file ${file} does not exist`,
+        problem: `base config file ${file} ${problem}`,
         hint: 'A `_base_` path is relative to the directory of the file that names it',
       });
     }
     throw new ConfigError({
       origin: { file },
       keyPath: '',
-      problem: 'config file does not exist',
+      problem: `config file ${problem}`,
       hint: 'Check the path passed to --config',
     });
   }

@@ -107,12 +107,20 @@ function unpackBits(packed: Uint8Array, width: number, height: number, depth: nu
   return out;
 }
 
+/** fast-png reports its internals ("outside the bounds of the DataView", "…the data:"): say what they mean. */
+function pngProblem(error: unknown): string {
+  const text = (error instanceof Error ? error.message : String(error)).replace(/[:\s]+$/, '');
+  return /bounds of the DataView|decompress/i.test(text) ? `it is truncated or corrupt (${text})` : text;
+}
+
 function decodeLabelPng(bytes: Uint8Array, path: string): DecodedLabel {
   let png: ReturnType<typeof decodePng>;
   try {
     png = decodePng(bytes);
   } catch (e) {
-    throw new DatasetError(`label '${path}' cannot be decoded as PNG: ${(e as Error).message}`);
+    throw new DatasetError(
+      `label '${path}' cannot be decoded as PNG: ${pngProblem(e)}. Re-export the label, or take it out of the dataset`,
+    );
   }
   const { width, height, depth, channels } = png;
   if (channels !== 1) {

@@ -2,8 +2,8 @@
  * Module checkpoints as safetensors files: every state-dict entry (parameters and BN statistics,
  * Paddle's structured names) as F32, plus optional string metadata.
  */
-import type { HostTensor, LoadReport, Module } from './module.js';
-import { readSafetensors, type SafetensorsEntry, writeSafetensors } from './safetensors.js';
+import { type HostTensor, type LoadReport, type Module, StateDictError } from './module.js';
+import { readSafetensors, type SafetensorsEntry, SafetensorsError, writeSafetensors } from './safetensors.js';
 
 /** Writes `values` (a state dict, or optimizer `stateValues()`) as an F32 safetensors file, atomically. */
 export async function saveStateFile(
@@ -24,7 +24,7 @@ export async function loadStateFile(
   const values = new Map<string, HostTensor>();
   for (const [name, t] of file.tensors) {
     if (!(t.data instanceof Float32Array))
-      throw new Error(
+      throw new SafetensorsError(
         `safetensors ${path}: tensor '${name}': dtype ${t.dtype} cannot be loaded as float32 state`,
       );
     values.set(name, { shape: t.shape, data: t.data });
@@ -51,6 +51,10 @@ export async function loadModule(
   options: { strict?: boolean } = {},
 ): Promise<LoadReport & { metadata: Record<string, string> }> {
   const { values, metadata } = await loadStateFile(path);
-  const report = module.loadStateDict(values, options);
-  return { ...report, metadata };
+  try {
+    return { ...module.loadStateDict(values, options), metadata };
+  } catch (error) {
+    if (error instanceof StateDictError) throw new StateDictError(`${path}: ${error.message}`);
+    throw error;
+  }
 }

@@ -55,7 +55,15 @@ export {
   ohemCrossEntropyLoss,
   pixelCrossEntropy,
 } from './losses/index.js';
-export { type HostTensor, Layer, type LoadReport, Module, ModuleList, Sequential } from './module.js';
+export {
+  type HostTensor,
+  Layer,
+  type LoadReport,
+  Module,
+  ModuleList,
+  Sequential,
+  StateDictError,
+} from './module.js';
 export {
   createOptimizer,
   type GradClipConfig,
@@ -73,6 +81,7 @@ export {
   readSafetensors,
   type SafetensorsDType,
   type SafetensorsEntry,
+  SafetensorsError,
   type SafetensorsFile,
   writeSafetensors,
 } from './safetensors.js';

@@ -18,6 +18,9 @@ export interface LoadReport {
  * Paddle's state dicts do (`backbone.features.0.conv.weight`), so a PaddleSeg state dict maps key
  * for key.
  */
+/** A state dict that does not fit the module (a shape mismatch, or missing/unexpected keys when strict). */
+export class StateDictError extends Error {}
+
 export class Module {
   training = true;
   private readonly params = new Map<string, Tensor>();
@@ -139,7 +142,7 @@ export class Module {
         continue;
       }
       if (v.shape.length !== t.shape.length || v.shape.some((d, i) => d !== t.shape[i])) {
-        throw new Error(
+        throw new StateDictError(
           `loadStateDict: '${name}' has shape [${v.shape.join(', ')}] in the state dict but [${t.shape.join(', ')}] in the model`,
         );
       }
@@ -148,7 +151,7 @@ export class Module {
     }
     const unexpected = [...values.keys()].filter((k) => !own.has(k));
     if (options.strict && (missing.length || unexpected.length)) {
-      throw new Error(
+      throw new StateDictError(
         `loadStateDict: ${missing.length} missing key(s)${missing.length ? ` (${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''})` : ''}` +
           ` and ${unexpected.length} unexpected key(s)${unexpected.length ? ` (${unexpected.slice(0, 5).join(', ')}${unexpected.length > 5 ? ', ...' : ''})` : ''}`,
       );

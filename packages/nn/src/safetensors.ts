@@ -38,8 +38,13 @@ export const MAX_HEADER_BYTES = 100_000_000;
 const ITEM_BYTES: Record<SafetensorsDType, number> = { F32: 4, F16: 2, I32: 4, I64: 8, U8: 1 };
 const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-function err(source: string, message: string, tensor?: string): Error {
-  return new Error(`safetensors ${source}: ${tensor !== undefined ? `tensor '${tensor}': ` : ''}${message}`);
+/** A safetensors file or entry that cannot be read or written; the message names the file and tensor. */
+export class SafetensorsError extends Error {}
+
+function err(source: string, message: string, tensor?: string): SafetensorsError {
+  return new SafetensorsError(
+    `safetensors ${source}: ${tensor !== undefined ? `tensor '${tensor}': ` : ''}${message}`,
+  );
 }
 
 function isDType(x: unknown): x is SafetensorsDType {

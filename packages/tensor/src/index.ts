@@ -17,6 +17,7 @@ export {
 export {
   type Access,
   Device,
+  DeviceLimitError,
   type DeviceStats,
   getDevice,
   type Kernel,

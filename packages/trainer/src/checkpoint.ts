@@ -5,15 +5,18 @@
  *   iter_N/train_state.json       iteration, seed, RNG position, best mIoU, checkpoint FIFO, history
  *   iter_N/eval.json              {mIoU, Acc, iter} when this save point was evaluated
  *   best_model/                   model.safetensors + eval.json of the best mIoU so far
- * Each directory is written under a temporary name and renamed into place, so a crash never
- * leaves a half-written checkpoint where a resume would find it.
+ * Each directory is written under a temporary name and renamed into place, and each JSON file is
+ * written, flushed and renamed, so a crash never leaves a half-written checkpoint where a resume would
+ * find it; save-dir.ts puts back what a crash between two renames left (see recoverSaveDir).
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { SegModel } from '@segtrain/models';
 import { loadModule, loadStateFile, type Optimizer, saveModule, saveStateFile } from '@segtrain/nn';
+import { z } from 'zod';
 import type { TrainingHistory } from './plot.js';
+import { crashPoint, fsyncDirectory } from './save-dir.js';
 
 export const MODEL_FILE = 'model.safetensors';
 export const OPTIMIZER_FILE = 'optimizer.safetensors';
@@ -36,7 +39,31 @@ export interface TrainState {
   /** This run's iter_* directories, oldest first (retention FIFO). */
   readonly checkpoints: readonly string[];
   readonly history: TrainingHistory;
+  /** Saved before this save point's evaluation ran: a resume evaluates these weights first. */
+  readonly pendingEval?: boolean;
+  /** Saved on SIGINT/SIGTERM between two save points. */
+  readonly interrupted?: boolean;
 }
+
+const finite = z.number().refine(Number.isFinite, 'a finite number');
+const TRAIN_STATE = z.object({
+  version: z.literal(1),
+  iter: z.number().int().nonnegative(),
+  seed: z.number().int(),
+  randomState: z.number(),
+  bestMiou: finite,
+  bestIter: z.number().int(),
+  staleEvals: z.number().int().nonnegative(),
+  checkpoints: z.array(z.string()),
+  history: z.object({
+    iters: z.array(z.number()),
+    loss: z.array(z.number()),
+    lr: z.array(z.number()),
+    evals: z.array(z.object({ iter: z.number(), miou: z.number(), miouPresent: z.number().optional() })),
+  }),
+  pendingEval: z.boolean().optional(),
+  interrupted: z.boolean().optional(),
+});
 
 export interface EvalRecord {
   readonly mIoU: number;
@@ -48,12 +75,29 @@ export interface EvalRecord {
 /** An error in a checkpoint the user pointed at (missing directory or file). */
 export class CheckpointError extends Error {}
 
+/** Writes JSON to a temp name, flushes it, renames it over `path` and flushes the directory. */
 async function writeJson(path: string, value: unknown): Promise<void> {
-  await writeFile(path, `${JSON.stringify(value, null, 2)}\n`);
+  const temp = `${path}.tmp-${process.pid}`;
+  const file = await open(temp, 'w');
+  try {
+    await file.writeFile(`${JSON.stringify(value, null, 2)}\n`);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  await rename(temp, path);
+  fsyncDirectory(dirname(path));
 }
 
-/** Replaces `target` by a directory filled by `fill`, atomically from a reader's point of view. */
-async function writeDirectory(target: string, fill: (dir: string) => Promise<void>): Promise<void> {
+/**
+ * Replaces `target` by a directory filled by `fill`, atomically from a reader's point of view. A kill
+ * between the two renames leaves `target.old-PID` complete, which the next start renames back.
+ */
+async function writeDirectory(
+  target: string,
+  fill: (dir: string) => Promise<void>,
+  crashLabel: string,
+): Promise<void> {
   const temp = `${target}.tmp-${process.pid}`;
   await rm(temp, { recursive: true, force: true });
   await mkdir(temp, { recursive: true });
@@ -63,10 +107,18 @@ async function writeDirectory(target: string, fill: (dir: string) => Promise<voi
     await rm(temp, { recursive: true, force: true });
     throw error;
   }
+  fsyncDirectory(temp);
+  crashPoint(`${crashLabel}.filled`);
   const old = `${target}.old-${process.pid}`;
-  if (existsSync(target)) await rename(target, old);
+  const replacing = existsSync(target);
+  if (replacing) {
+    await rename(target, old);
+    crashPoint(`${crashLabel}.set-aside`);
+  }
   await rename(temp, target);
-  await rm(old, { recursive: true, force: true });
+  fsyncDirectory(dirname(target));
+  crashPoint(`${crashLabel}.renamed`);
+  if (replacing) await rm(old, { recursive: true, force: true });
 }
 
 export interface SavePoint {
@@ -81,13 +133,28 @@ export async function saveIterCheckpoint(saveDir: string, point: SavePoint): Pro
   const dir = join(saveDir, `iter_${point.state.iter}`);
   await mkdir(saveDir, { recursive: true });
   const optimizerState = await point.optimizer.stateValues();
-  await writeDirectory(dir, async (temp) => {
-    await saveModule(point.model, join(temp, MODEL_FILE));
-    await saveStateFile(join(temp, OPTIMIZER_FILE), optimizerState);
-    await writeJson(join(temp, STATE_FILE), point.state);
-    if (point.evaluation) await writeJson(join(temp, EVAL_FILE), point.evaluation);
-  });
+  await writeDirectory(
+    dir,
+    async (temp) => {
+      await saveModule(point.model, join(temp, MODEL_FILE));
+      await saveStateFile(join(temp, OPTIMIZER_FILE), optimizerState);
+      await writeJson(join(temp, STATE_FILE), point.state);
+      if (point.evaluation) await writeJson(join(temp, EVAL_FILE), point.evaluation);
+    },
+    'iter',
+  );
   return dir;
+}
+
+/** Records a save point's evaluation in its (already written) iter_N: eval.json, then the state. */
+export async function recordEvaluation(
+  dir: string,
+  state: TrainState,
+  evaluation: EvalRecord,
+): Promise<void> {
+  await writeJson(join(dir, EVAL_FILE), evaluation);
+  crashPoint('state.eval-written');
+  await writeJson(join(dir, STATE_FILE), state);
 }
 
 /** Writes `save_dir/best_model/` (weights and the evaluation that made them best). */
@@ -97,10 +164,14 @@ export async function saveBestModel(
   evaluation: EvalRecord,
 ): Promise<string> {
   const dir = join(saveDir, BEST_DIR);
-  await writeDirectory(dir, async (temp) => {
-    await saveModule(model, join(temp, MODEL_FILE));
-    await writeJson(join(temp, EVAL_FILE), evaluation);
-  });
+  await writeDirectory(
+    dir,
+    async (temp) => {
+      await saveModule(model, join(temp, MODEL_FILE));
+      await writeJson(join(temp, EVAL_FILE), evaluation);
+    },
+    'best',
+  );
   return dir;
 }
 
@@ -109,9 +180,20 @@ export function retained(fifo: readonly string[], keep: number): string[] {
   return keep > 0 ? fifo.slice(-keep) : [...fifo];
 }
 
-/** Deletes the named iter_* directories of `saveDir`. */
+/**
+ * Deletes the named iter_* directories of `saveDir`: each is renamed away first, so a kill mid-delete
+ * never leaves a partial directory under a checkpoint's name (the next start removes `*.del-PID`).
+ */
 export async function removeCheckpoints(saveDir: string, names: readonly string[]): Promise<void> {
-  for (const name of names) await rm(join(saveDir, name), { recursive: true, force: true });
+  for (const name of names) {
+    const path = join(saveDir, name);
+    if (!existsSync(path)) continue;
+    const doomed = `${path}.del-${process.pid}`;
+    await rename(path, doomed);
+    crashPoint('retention.renamed');
+    await rm(doomed, { recursive: true, force: true });
+  }
+  if (names.length) fsyncDirectory(saveDir);
 }
 
 /**
@@ -161,9 +243,24 @@ export function readTrainState(dir: string): TrainState {
       throw new CheckpointError(
         `resume_model '${dir}' has no ${file}: it is not a complete iter_N checkpoint (best_model holds weights only)`,
       );
-  const state = JSON.parse(readFileSync(join(path, STATE_FILE), 'utf8')) as TrainState;
-  if (state.version !== 1 || !Number.isInteger(state.iter))
-    throw new CheckpointError(`resume_model '${dir}': ${STATE_FILE} is not a segtrain training state`);
+  const statePath = join(path, STATE_FILE);
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(statePath, 'utf8'));
+  } catch (error) {
+    throw new CheckpointError(
+      `resume_model '${dir}': ${statePath} is not valid JSON (${(error as Error).message}); resume from another iter_N`,
+    );
+  }
+  const parsed = TRAIN_STATE.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new CheckpointError(
+      `resume_model '${dir}': ${statePath} is not a segtrain training state: ` +
+        `'${issue?.path.join('.') || '(root)'}' ${issue?.message ?? 'is invalid'}; resume from another iter_N`,
+    );
+  }
+  const state: TrainState = parsed.data;
   const named = /_(\d+)$/.exec(basename(path));
   if (named && Number(named[1]) !== state.iter)
     throw new CheckpointError(

@@ -28,5 +28,21 @@ export {
   type PredictOptions,
   predict,
 } from './predict.js';
+export {
+  describeFileError,
+  LOCK_FILE,
+  latestCheckpoint,
+  openSaveDir,
+  recoverSaveDir,
+  SaveDirError,
+  SaveDirLock,
+} from './save-dir.js';
 export { EventWriter, readEvents } from './tensorboard.js';
-export { inferenceOptions, NonFiniteLossError, type TrainOptions, type TrainResult, train } from './train.js';
+export {
+  EvaluationError,
+  inferenceOptions,
+  NonFiniteLossError,
+  type TrainOptions,
+  type TrainResult,
+  train,
+} from './train.js';

@@ -4,7 +4,7 @@
  * and checkpoint at their intervals. Resuming from iter_N continues exactly: same weights,
  * optimizer state, LR, data order and augmentation, dropout stream, best mIoU and checkpoint FIFO.
  */
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { ResolvedConfig } from '@segtrain/config';
 import { createDataset, DataLoader, DistributedBatchSampler, type LoadedBatch } from '@segtrain/data';
 import { buildModelWithPretrained, type ComponentConfig, type SegModel } from '@segtrain/models';
@@ -31,6 +31,7 @@ import {
   type EvalRecord,
   loadIterCheckpoint,
   readTrainState,
+  recordEvaluation,
   removeCheckpoints,
   retained,
   saveBestModel,
@@ -48,6 +49,7 @@ import {
 } from './log-format.js';
 import type { SegMetrics } from './metrics.js';
 import { type TrainingHistory, writeTrainingPlot } from './plot.js';
+import { crashPoint, openSaveDir } from './save-dir.js';
 import { EventWriter } from './tensorboard.js';
 
 export interface TrainOptions {
@@ -67,6 +69,11 @@ export interface TrainOptions {
   readonly log: (line: string) => void;
   /** Where the live progress bar goes (drawn only on a TTY). */
   readonly progress?: ProgressStream;
+  /**
+   * Aborted on SIGINT/SIGTERM: the current step finishes, a checkpoint is written (marked interrupted)
+   * and train() returns with `interrupted` set.
+   */
+  readonly signal?: AbortSignal;
 }
 
 export interface TrainResult {
@@ -76,10 +83,20 @@ export interface TrainResult {
   readonly bestIter: number;
   readonly lastEvaluation: SegMetrics | null;
   readonly model: SegModel;
+  /** Set when the run stopped on `signal`: the checkpoint it wrote (resume from it). */
+  readonly interrupted: { readonly checkpoint: string } | null;
 }
 
 /** The loss became NaN or infinite: training stops, and the last checkpoint is left as it was. */
 export class NonFiniteLossError extends Error {}
+
+/** Evaluation at a save point failed; the checkpoint written just before it is named in the message. */
+export class EvaluationError extends Error {}
+
+/** What best_model and early stopping compare: the mean IoU over the classes the labels contain. */
+function selectionScore(m: SegMetrics): number {
+  return Number.isNaN(m.miouPresent) ? m.miou : m.miouPresent;
+}
 
 /** Test-mode inference options from the config's test_config (spec c.3). */
 export function inferenceOptions(config: ResolvedConfig): InferenceOptions {
@@ -114,7 +131,20 @@ function emptyHistory(): TrainingHistory {
   return { iters: [], loss: [], lr: [], evals: [] };
 }
 
+/**
+ * Trains as PaddleSeg's train.py does, in a save_dir this run holds locked: created, probed and
+ * cleaned of an interrupted run's leftovers before the first step.
+ */
 export async function train(o: TrainOptions): Promise<TrainResult> {
+  const lock = openSaveDir(o.saveDir, o.log);
+  try {
+    return await trainLocked(o);
+  } finally {
+    lock.release();
+  }
+}
+
+async function trainLocked(o: TrainOptions): Promise<TrainResult> {
   const { device, config } = o;
   const resumed = o.resumeModel ? readTrainState(o.resumeModel) : null;
   if (resumed && o.seed !== null && o.seed !== resumed.seed)
@@ -176,17 +206,103 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     bar.clear();
     o.log(line);
   };
+  let lastEvaluation: SegMetrics | null = null;
+
+  /** iter_N with the state as of now; retention and the plot follow. Returns the directory. */
+  const saveCheckpoint = async (iter: number, mark: 'pendingEval' | 'interrupted' | null) => {
+    const fifo = [...state.checkpoints, `iter_${iter}`];
+    const kept = retained(fifo, o.keepCheckpointMax);
+    const { pendingEval: _p, interrupted: _i, ...rest } = state;
+    state = {
+      ...rest,
+      iter,
+      randomState: randomState(),
+      checkpoints: kept,
+      ...(mark ? { [mark]: true } : {}),
+    };
+    crashPoint('save.start');
+    const dir = await saveIterCheckpoint(o.saveDir, { model, optimizer, state, evaluation: null });
+    await removeCheckpoints(o.saveDir, fifo.slice(0, fifo.length - kept.length));
+    writeTrainingPlot(join(o.saveDir, 'training.html'), state.history, `segtrain: ${config.source.file}`);
+    return dir;
+  };
+
+  /**
+   * Evaluates the weights saved in `checkpoint` (iter `iter`), records the result there, and replaces
+   * best_model when the mean IoU over the classes present beats the best so far.
+   */
+  const evaluateSaved = async (iter: number, checkpoint: string) => {
+    if (!valSet || !config.val_dataset) return;
+    let result: EvaluationResult;
+    try {
+      result = await evaluate(device, model, {
+        dataset: valSet,
+        transforms: config.val_dataset.transforms,
+        inference: inferenceOptions(config),
+        numWorkers: o.numWorkers,
+        log,
+        ...(o.progress ? { progress: o.progress } : {}),
+      });
+    } catch (error) {
+      throw new EvaluationError(
+        `evaluation at iter ${iter} failed: ${error instanceof Error ? error.message : String(error)}. ` +
+          `The checkpoint ${checkpoint} was written before it: fix the validation data, then resume with --resume_model ${checkpoint}`,
+        { cause: error },
+      );
+    }
+    model.train();
+    crashPoint('eval.done');
+    for (const line of result.lines) log(line);
+    const m = result.metrics;
+    lastEvaluation = m;
+    const score = selectionScore(m);
+    const improved = score > state.bestMiou;
+    const { pendingEval: _p, ...rest } = state;
+    state = {
+      ...rest,
+      randomState: randomState(),
+      bestMiou: improved ? score : state.bestMiou,
+      bestIter: improved ? iter : state.bestIter,
+      staleEvals: improved ? 0 : score < state.bestMiou ? state.staleEvals + 1 : state.staleEvals,
+      history: {
+        ...state.history,
+        evals: [...state.history.evals, { iter, miou: m.miou, miouPresent: m.miouPresent }],
+      },
+    };
+    const evaluation: EvalRecord = { mIoU: m.miou, Acc: m.acc, iter, mIoUPresent: m.miouPresent };
+    await recordEvaluation(checkpoint, state, evaluation);
+    if (improved) await saveBestModel(o.saveDir, model, evaluation);
+    log(
+      `[EVAL] The model with the best validation mIoU over the classes present (${state.bestMiou.toFixed(4)}) ` +
+        `was saved at iter ${state.bestIter}.`,
+    );
+    writeTrainingPlot(join(o.saveDir, 'training.html'), state.history, `segtrain: ${config.source.file}`);
+    if (vdl) {
+      vdl.scalar('Evaluate/mIoU', m.miou, iter);
+      vdl.scalar('Evaluate/Acc', m.acc, iter);
+      vdl.flush();
+    }
+  };
+
   const itersPerEpoch = sampler.length;
   const window = { loss: new WindowAverage(), batch: new WindowAverage(), reader: new WindowAverage() };
   const termWindows: WindowAverage[] = [];
-  let history = state.history;
-  let lastEvaluation: SegMetrics | null = null;
   let iter = state.iter;
   let lastSaved: string | null = o.resumeModel;
+  let interrupted: { checkpoint: string } | null = null;
   model.train();
   const batches = batchesFrom(loader, itersPerEpoch, iter);
   let finished = false;
   try {
+    // A checkpoint saved just before its evaluation: evaluate it now, as the interrupted run would have.
+    if (resumed?.pendingEval && o.resumeModel) {
+      const inSaveDir = resolve(dirname(o.resumeModel)) === resolve(o.saveDir);
+      if (valSet && inSaveDir) await evaluateSaved(resumed.iter, o.resumeModel);
+      else {
+        const { pendingEval: _p, ...rest } = state;
+        state = rest;
+      }
+    }
     let tick = performance.now();
     while (iter < config.iters) {
       const next = await batches.next();
@@ -230,11 +346,10 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
             ips: (window.batch.count * config.batch_size) / window.batch.sum,
           }),
         );
-        history = {
-          ...history,
-          iters: [...history.iters, iter],
-          loss: [...history.loss, loss],
-          lr: [...history.lr, lr],
+        const h = state.history;
+        state = {
+          ...state,
+          history: { ...h, iters: [...h.iters, iter], loss: [...h.loss, loss], lr: [...h.lr, lr] },
         };
         if (vdl) {
           vdl.scalar('Train/loss', loss, iter);
@@ -250,66 +365,23 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         for (const w of [window.loss, window.batch, window.reader, ...termWindows]) w.reset();
       }
 
-      if (iter % o.saveInterval === 0 || iter === config.iters) {
-        let evaluation: EvalRecord | null = null;
-        let stale = state.staleEvals;
-        let best = { miou: state.bestMiou, iter: state.bestIter };
-        if (valSet && config.val_dataset) {
-          const result: EvaluationResult = await evaluate(device, model, {
-            dataset: valSet,
-            transforms: config.val_dataset.transforms,
-            inference: inferenceOptions(config),
-            numWorkers: o.numWorkers,
-            log,
-            ...(o.progress ? { progress: o.progress } : {}),
-          });
-          model.train();
-          for (const line of result.lines) log(line);
-          const m = result.metrics;
-          lastEvaluation = m;
-          evaluation = { mIoU: m.miou, Acc: m.acc, iter, mIoUPresent: m.miouPresent };
-          history = {
-            ...history,
-            evals: [...history.evals, { iter, miou: m.miou, miouPresent: m.miouPresent }],
-          };
-          if (m.miou > best.miou) {
-            best = { miou: m.miou, iter };
-            stale = 0;
-            await saveBestModel(o.saveDir, model, evaluation);
-          } else if (m.miou < best.miou) stale++;
+      const savePoint = iter % o.saveInterval === 0 || iter === config.iters;
+      if (savePoint) {
+        // The checkpoint first: an evaluation that fails must not cost the training before it.
+        lastSaved = await saveCheckpoint(iter, valSet ? 'pendingEval' : null);
+        await evaluateSaved(iter, lastSaved);
+        if (o.earlyStopIntervals && valSet && state.staleEvals >= o.earlyStopIntervals) {
           log(
-            `[EVAL] The model with the best validation mIoU (${best.miou.toFixed(4)}) was saved at iter ${best.iter}.`,
-          );
-          if (vdl) {
-            vdl.scalar('Evaluate/mIoU', m.miou, iter);
-            vdl.scalar('Evaluate/Acc', m.acc, iter);
-            vdl.flush();
-          }
-        }
-        // The FIFO the newest checkpoint records is the one left on disk after retention.
-        const fifo = [...state.checkpoints, `iter_${iter}`];
-        const kept = retained(fifo, o.keepCheckpointMax);
-        state = {
-          version: 1,
-          iter,
-          seed,
-          randomState: randomState(),
-          bestMiou: best.miou,
-          bestIter: best.iter,
-          staleEvals: stale,
-          checkpoints: kept,
-          history,
-        };
-        lastSaved = await saveIterCheckpoint(o.saveDir, { model, optimizer, state, evaluation });
-        await removeCheckpoints(o.saveDir, fifo.slice(0, fifo.length - kept.length));
-        writeTrainingPlot(join(o.saveDir, 'training.html'), history, `segtrain: ${config.source.file}`);
-        if (o.earlyStopIntervals && stale >= o.earlyStopIntervals) {
-          log(
-            `Early stopping at iter ${iter}. The best mIoU is ${best.miou.toFixed(4)} at iter ${best.iter}.`,
+            `Early stopping at iter ${iter}. The best mIoU over the classes present is ${state.bestMiou.toFixed(4)} at iter ${state.bestIter}.`,
           );
           break;
         }
         tick = performance.now();
+      }
+      if (o.signal?.aborted) {
+        const checkpoint = savePoint && lastSaved ? lastSaved : await saveCheckpoint(iter, 'interrupted');
+        interrupted = { checkpoint };
+        break;
       }
     }
     finished = true;
@@ -322,7 +394,14 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     // On an error the caller never receives the model: free it here.
     if (!finished) model.dispose();
   }
-  return { iter, bestMiou: state.bestMiou, bestIter: state.bestIter, lastEvaluation, model };
+  return {
+    iter,
+    bestMiou: state.bestMiou,
+    bestIter: state.bestIter,
+    lastEvaluation,
+    model,
+    interrupted,
+  };
 }
 
 /**

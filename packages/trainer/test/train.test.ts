@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Device, getDevice, liveTensorCount } from '@segtrain/tensor';
 import { describe, it } from 'vitest';
-import { NonFiniteLossError, readEvents, type TrainOptions, train } from '../src/index.js';
+import { EvaluationError, NonFiniteLossError, readEvents, type TrainOptions, train } from '../src/index.js';
 import { tinyConfig, tinyRun } from './fixtures.js';
 
 let devicePromise: Promise<Device> | undefined;
@@ -36,6 +36,20 @@ async function options(
     ...extra,
   };
 }
+
+let fullRun: Promise<string> | undefined;
+/** An uninterrupted 4-iteration run with evaluation at 2 and 4: what every resume must end equal to. */
+function uninterrupted(): Promise<string> {
+  fullRun ??= (async () => {
+    const full = await options('run-full');
+    (await train(full)).model.dispose();
+    return full.saveDir;
+  })();
+  return fullRun;
+}
+
+const fileAt = (dir: string, iter: number, file: string) => readFileSync(join(dir, `iter_${iter}`, file));
+const stateAt = (dir: string, iter: number) => JSON.parse(fileAt(dir, iter, 'train_state.json').toString());
 
 describe('train (tiny demo data, lavapipe)', () => {
   it('trains with evaluation, checkpoints, best_model, event file and plot', async () => {
@@ -79,19 +93,88 @@ describe('train (tiny demo data, lavapipe)', () => {
   });
 
   it('resumes from iter_2 to bit-identical weights, optimizer state and best mIoU', async () => {
-    const full = await options('run-full');
-    (await train(full)).model.dispose();
+    const full = await uninterrupted();
     // A fresh process would start from the seed and checkpoint alone; a different --seed is ignored.
-    const resumed = await options('run-resumed', { resumeModel: join(full.saveDir, 'iter_2'), seed: 99 });
+    const resumed = await options('run-resumed', { resumeModel: join(full, 'iter_2'), seed: 99 });
     (await train(resumed)).model.dispose();
-    const bytes = (dir: string, file: string) => readFileSync(join(dir, 'iter_4', file));
-    assert.ok(bytes(full.saveDir, 'model.safetensors').equals(bytes(resumed.saveDir, 'model.safetensors')));
+    for (const file of ['model.safetensors', 'optimizer.safetensors'])
+      assert.ok(fileAt(full, 4, file).equals(fileAt(resumed.saveDir, 4, file)), file);
+    assert.equal(stateAt(resumed.saveDir, 4).bestMiou, stateAt(full, 4).bestMiou);
+    assert.deepEqual(stateAt(resumed.saveDir, 4).history, stateAt(full, 4).history);
+  });
+
+  it('chooses best_model by the mean IoU over the classes present, and says so', async () => {
+    const lines: string[] = [];
+    const o = await options('run-best', { log: (l) => lines.push(l) });
+    (await train(o)).model.dispose();
+    const { bestMiou, bestIter, history } = stateAt(o.saveDir, 4);
+    const present = history.evals.map((e: { miouPresent: number }) => e.miouPresent);
+    assert.equal(bestMiou, Math.max(...present));
+    assert.equal(bestIter, history.evals[present.indexOf(bestMiou)].iter);
+    const best = JSON.parse(readFileSync(join(o.saveDir, 'best_model', 'eval.json'), 'utf8'));
+    assert.deepEqual([best.iter, best.mIoUPresent], [bestIter, bestMiou]);
     assert.ok(
-      bytes(full.saveDir, 'optimizer.safetensors').equals(bytes(resumed.saveDir, 'optimizer.safetensors')),
+      lines.includes(
+        `[EVAL] The model with the best validation mIoU over the classes present (${bestMiou.toFixed(4)}) was saved at iter ${bestIter}.`,
+      ),
     );
-    const state = (dir: string) => JSON.parse(readFileSync(join(dir, 'iter_4', 'train_state.json'), 'utf8'));
-    assert.equal(state(resumed.saveDir).bestMiou, state(full.saveDir).bestMiou);
-    assert.deepEqual(state(resumed.saveDir).history, state(full.saveDir).history);
+  });
+
+  it('an evaluation failure keeps the checkpoint written before it; the resume evaluates it first', async () => {
+    const run = await tinyRun();
+    const valCopy = join(run.dir, 'val-copy');
+    cpSync(run.data, valCopy, { recursive: true });
+    const valDir = join(valCopy, 'leftImg8bit', 'val', 'renderheim');
+    const image = join(valDir, readdirSync(valDir)[0] as string);
+    const good = readFileSync(image);
+    writeFileSync(image, good.subarray(0, 40));
+    const o = await options('run-evalfail', {}, [`val_dataset.dataset_root=${valCopy}`]);
+    const iter2 = join(o.saveDir, 'iter_2');
+    await assert.rejects(train(o), (error: unknown) => {
+      assert.ok(error instanceof EvaluationError);
+      assert.match(error.message, /^evaluation at iter 2 failed: image '.*' cannot be decoded/);
+      assert.ok(
+        error.message.endsWith(
+          `The checkpoint ${iter2} was written before it: fix the validation data, then resume with --resume_model ${iter2}`,
+        ),
+        error.message,
+      );
+      return true;
+    });
+    assert.equal(stateAt(o.saveDir, 2).pendingEval, true);
+    assert.ok(!existsSync(join(iter2, 'eval.json')));
+    writeFileSync(image, good);
+    (await train({ ...o, resumeModel: iter2 })).model.dispose();
+    assert.equal(stateAt(o.saveDir, 2).pendingEval, undefined);
+    assert.equal(JSON.parse(readFileSync(join(iter2, 'eval.json'), 'utf8')).iter, 2);
+    const full = await uninterrupted();
+    assert.ok(fileAt(full, 4, 'model.safetensors').equals(fileAt(o.saveDir, 4, 'model.safetensors')));
+    assert.deepEqual(stateAt(o.saveDir, 4).history, stateAt(full, 4).history);
+  });
+
+  it('an abort (SIGINT/SIGTERM in the CLI) finishes the step and saves it; the resume ends as an uninterrupted run', async () => {
+    const controller = new AbortController();
+    const o = await options('run-abort', {
+      signal: controller.signal,
+      log: (line) => {
+        if (line.startsWith('[TRAIN] epoch: 1, iter: 1/')) controller.abort();
+      },
+    });
+    const stopped = await train(o);
+    stopped.model.dispose();
+    assert.equal(stopped.iter, 1);
+    assert.deepEqual(stopped.interrupted, { checkpoint: join(o.saveDir, 'iter_1') });
+    assert.equal(stateAt(o.saveDir, 1).interrupted, true);
+    const resumed = await train({
+      ...o,
+      signal: new AbortController().signal,
+      resumeModel: join(o.saveDir, 'iter_1'),
+    });
+    resumed.model.dispose();
+    assert.equal(resumed.interrupted, null);
+    const full = await uninterrupted();
+    for (const file of ['model.safetensors', 'optimizer.safetensors'])
+      assert.ok(fileAt(full, 4, file).equals(fileAt(o.saveDir, 4, file)), file);
   });
 
   it('keeps only keep_checkpoint_max iter_* directories, never best_model', async () => {

@@ -11,8 +11,13 @@ import type { Io } from '../io.js';
 
 /** The override flags every config-reading command accepts, with PaddleSeg's names. */
 export const OVERRIDE_FLAGS: Readonly<Record<string, FlagSpec>> = {
-  batch_size: { kind: 'int', value: 'N', help: 'samples per card per iteration (overrides batch_size)' },
-  iters: { kind: 'int', value: 'N', help: 'total iterations (overrides iters)' },
+  batch_size: {
+    kind: 'int',
+    value: 'N',
+    min: 1,
+    help: 'samples per card per iteration (overrides batch_size)',
+  },
+  iters: { kind: 'int', value: 'N', min: 1, help: 'total iterations (overrides iters)' },
   learning_rate: { kind: 'float', value: 'X', help: 'overrides lr_scheduler.learning_rate' },
   opts: {
     kind: 'list',

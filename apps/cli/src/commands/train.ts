@@ -6,10 +6,13 @@ import { arch, cpus, platform, release } from 'node:os';
 import { type ConfigOverrides, loadConfig, printableConfig, type ResolvedConfig } from '@segtrain/config';
 import { cityscapesPalette, colorMap, createDataset, DatasetError } from '@segtrain/data';
 import { buildModel, type ComponentConfig, type SegModel } from '@segtrain/models';
-import { type Device, getDevice } from '@segtrain/tensor';
+import { SafetensorsError, StateDictError } from '@segtrain/nn';
+import { type Device, DeviceLimitError, getDevice } from '@segtrain/tensor';
 import {
   CheckpointError,
   collectImages,
+  describeFileError,
+  EvaluationError,
   evaluate,
   type InferenceOptions,
   inferenceOptions,
@@ -18,6 +21,7 @@ import {
   NonFiniteLossError,
   PredictInputError,
   predict,
+  SaveDirError,
   train,
 } from '@segtrain/trainer';
 import { type CommandSpec, type FlagSpec, type ParsedArgs, UsageError } from '../args.js';
@@ -40,21 +44,37 @@ const TRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
   },
   save_interval: {
     kind: 'int',
+    min: 1,
     value: 'N',
     help: 'iterations between checkpoints/evaluations (default 1000)',
   },
-  log_iters: { kind: 'int', value: 'N', help: 'iterations between log lines (default 10)' },
-  num_workers: { kind: 'int', value: 'N', help: 'data loader worker threads (default 0: main thread)' },
+  log_iters: { kind: 'int', value: 'N', min: 1, help: 'iterations between log lines (default 10)' },
+  num_workers: {
+    kind: 'int',
+    value: 'N',
+    min: 0,
+    help: 'data loader worker threads (default 0: main thread)',
+  },
   do_eval: { kind: 'bool', help: 'evaluate at every save point and keep best_model' },
   use_vdl: { kind: 'bool', help: 'write TensorBoard event files (VisualDL scalars) to save_dir' },
   resume_model: { kind: 'string', value: 'DIR', help: 'continue from save_dir/iter_N exactly' },
-  seed: { kind: 'int', value: 'N', help: 'seed for initialisation, data order, augmentation and dropout' },
+  seed: {
+    kind: 'int',
+    value: 'N',
+    min: 0,
+    help: 'seed for initialisation, data order, augmentation and dropout',
+  },
   keep_checkpoint_max: {
     kind: 'int',
     value: 'N',
     help: 'iter_* directories kept (default 5; ≤ 0 keeps all)',
   },
-  early_stop_intervals: { kind: 'int', value: 'N', help: 'stop after N evaluations below the best mIoU' },
+  early_stop_intervals: {
+    kind: 'int',
+    value: 'N',
+    min: 1,
+    help: 'stop after N evaluations below the best mIoU over the classes present',
+  },
   device: DEVICE_FLAG,
   ...OVERRIDE_FLAGS,
 };
@@ -191,10 +211,15 @@ function userError(error: unknown): string | null {
     error instanceof CheckpointError ||
     error instanceof NonFiniteLossError ||
     error instanceof PredictInputError ||
+    error instanceof SaveDirError ||
+    error instanceof EvaluationError ||
+    error instanceof SafetensorsError ||
+    error instanceof StateDictError ||
+    error instanceof DeviceLimitError ||
     error instanceof RangeError
   )
     return error.message;
-  return null;
+  return describeFileError(error);
 }
 
 async function guarded(io: Io, command: string, body: () => Promise<number>): Promise<number> {
@@ -226,6 +251,32 @@ function prepare(args: ParsedArgs): ResolvedConfig {
   return loadWithOverrides(args);
 }
 
+/** 128 + the signal's number, as a shell reports a process a signal stopped. */
+const SIGNAL_EXIT: Readonly<Record<'SIGINT' | 'SIGTERM', number>> = { SIGINT: 130, SIGTERM: 143 };
+
+/**
+ * SIGINT / SIGTERM (Ctrl-C, a scheduler's preemption) abort `controller`: training finishes its step
+ * and saves. A second signal exits at once. Returns the uninstaller and which signal came.
+ */
+function stopOnSignals(controller: AbortController, log: (line: string) => void) {
+  let received: 'SIGINT' | 'SIGTERM' | null = null;
+  const handler = (signal: 'SIGINT' | 'SIGTERM') => {
+    if (received) process.exit(SIGNAL_EXIT[signal]);
+    received = signal;
+    log(`${signal}: finishing this iteration, then writing a checkpoint (send it again to stop at once)`);
+    controller.abort();
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return {
+    received: () => received,
+    uninstall: () => {
+      process.off('SIGINT', handler);
+      process.off('SIGTERM', handler);
+    },
+  };
+}
+
 async function trainRun(args: ParsedArgs, io: Io): Promise<number> {
   const config = prepare(args);
   return guarded(io, 'train', async () => {
@@ -234,26 +285,40 @@ async function trainRun(args: ParsedArgs, io: Io): Promise<number> {
     log(environmentBlock(device));
     log(configBlock(config));
     for (const note of config.source.notes) log(note);
-    const result = await train({
-      device,
-      config,
-      saveDir: (args.flags.save_dir as string | undefined) ?? 'output',
-      saveInterval: optionalInt(args, 'save_interval', 1000),
-      logIters: optionalInt(args, 'log_iters', 10),
-      numWorkers: optionalInt(args, 'num_workers', 0),
-      doEval: args.flags.do_eval === true,
-      useVdl: args.flags.use_vdl === true,
-      resumeModel: (args.flags.resume_model as string | undefined) ?? null,
-      seed: typeof args.flags.seed === 'number' ? args.flags.seed : null,
-      keepCheckpointMax: optionalInt(args, 'keep_checkpoint_max', 5),
-      earlyStopIntervals:
-        typeof args.flags.early_stop_intervals === 'number' ? args.flags.early_stop_intervals : null,
-      log,
-      ...(io.progress ? { progress: io.progress } : {}),
-    });
-    log(`Training finished at iter ${result.iter}.`);
-    result.model.dispose();
-    return 0;
+    const controller = new AbortController();
+    const signals = stopOnSignals(controller, log);
+    try {
+      const result = await train({
+        device,
+        config,
+        saveDir: (args.flags.save_dir as string | undefined) ?? 'output',
+        saveInterval: optionalInt(args, 'save_interval', 1000),
+        logIters: optionalInt(args, 'log_iters', 10),
+        numWorkers: optionalInt(args, 'num_workers', 0),
+        doEval: args.flags.do_eval === true,
+        useVdl: args.flags.use_vdl === true,
+        resumeModel: (args.flags.resume_model as string | undefined) ?? null,
+        seed: typeof args.flags.seed === 'number' ? args.flags.seed : null,
+        keepCheckpointMax: optionalInt(args, 'keep_checkpoint_max', 5),
+        earlyStopIntervals:
+          typeof args.flags.early_stop_intervals === 'number' ? args.flags.early_stop_intervals : null,
+        log,
+        signal: controller.signal,
+        ...(io.progress ? { progress: io.progress } : {}),
+      });
+      result.model.dispose();
+      const signal = signals.received();
+      if (result.interrupted && signal) {
+        log(
+          `interrupted at iter ${result.iter}; resume with --resume_model ${result.interrupted.checkpoint}`,
+        );
+        return SIGNAL_EXIT[signal];
+      }
+      log(`Training finished at iter ${result.iter}.`);
+      return 0;
+    } finally {
+      signals.uninstall();
+    }
   });
 }
 

@@ -2,7 +2,7 @@
  * The embedded demo dataset: procedural street scenes in the Cityscapes layout, so a newcomer can
  * train PP-LiteSeg-T through the real Cityscapes loader without downloading anything.
  */
-import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { writePng } from '../decode.js';
 import { SeededRandom } from '../random.js';
@@ -233,6 +233,8 @@ export async function generateDemoDataset(options: DemoDatasetOptions): Promise<
   await mkdir(parent, { recursive: true });
   // A sibling, so the final rename stays on one filesystem.
   const tmp = await mkdtemp(join(parent, `.${basename(root)}.partial-`));
+  // mkdtemp makes it private (0700); the dataset gets the mode any new directory gets (umask).
+  await chmod(tmp, 0o777 & ~process.umask());
   const pending: Promise<void>[] = [];
   try {
     const noise = demoNoise(r.seed);

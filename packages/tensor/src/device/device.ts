@@ -55,6 +55,9 @@ const SLOTS_PER_SUBMIT = 512;
  * One WebGPU device per process: pipelines cached by key, pooled buffers, and command batching —
  * many dispatches share one compute pass, submitted at a readback or every SLOTS_PER_SUBMIT dispatches.
  */
+/** The work does not fit this adapter's limits (a buffer too large): the message says what to shrink. */
+export class DeviceLimitError extends Error {}
+
 export class Device {
   readonly limits: GPUSupportedLimits;
   readonly features: ReadonlySet<string>;
@@ -200,7 +203,7 @@ export class Device {
   acquire(bytes: number): GPUBuffer {
     const max = this.limits.maxStorageBufferBindingSize;
     if (bytes > max)
-      throw new Error(
+      throw new DeviceLimitError(
         `a tensor of ${bytes} bytes exceeds this adapter's maxStorageBufferBindingSize (${max}); use a smaller batch or resolution`,
       );
     return this.storage.acquire(Math.max(bytes, 4));
