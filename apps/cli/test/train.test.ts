@@ -1,17 +1,15 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { readLabel } from '@segtrain/data';
-import { DEMO_CONFIG } from '@segtrain/tensor/testing';
 import { beforeAll, describe, it } from 'vitest';
-import { run } from './helpers.js';
+import { run, tinyProject } from './helpers.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'segtrain-cli-train-'));
-const data = join(dir, 'demo');
-const config = join(dir, 'tiny.yml');
-const out = join(dir, 'out');
-const DEMO_ARGS = [
+let dir = '';
+let data = '';
+let config = '';
+let out = '';
+const demoArgs = () => [
   'data',
   'demo',
   '--out',
@@ -28,24 +26,12 @@ const DEMO_ARGS = [
 
 describe('segtrain data demo → train → val → predict (tiny, lavapipe)', () => {
   beforeAll(async () => {
-    const made = await run(DEMO_ARGS);
-    assert.equal(made.code, 0, made.err);
-    writeFileSync(
-      config,
-      [
-        `_base_: ${JSON.stringify(DEMO_CONFIG)}`,
-        'train_dataset:',
-        `  dataset_root: ${JSON.stringify(data)}`,
-        '  transforms: [{ type: RandomHorizontalFlip }, { type: Normalize }]',
-        'val_dataset:',
-        `  dataset_root: ${JSON.stringify(data)}`,
-        '',
-      ].join('\n'),
-    );
+    ({ dir, data, config } = await tinyProject());
+    out = join(dir, 'out');
   });
 
   it('data demo skips a complete dataset and names what it wrote', async () => {
-    const again = await run(DEMO_ARGS);
+    const again = await run(demoArgs());
     assert.equal(again.code, 0);
     assert.match(again.out, /already complete/);
     assert.equal(readdirSync(join(data, 'leftImg8bit', 'train')).length > 0, true);

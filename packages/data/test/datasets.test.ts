@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DatasetConfig } from '@segtrain/config';
 import { encode } from 'fast-png';
@@ -115,6 +115,24 @@ describe('decode', () => {
       'rgb.png',
       'single-channel index or palette PNGs',
     );
+  });
+
+  test('a truncated label says it is truncated, not where the decoder stopped', async () => {
+    const dir = freshDir('truncated');
+    await writeGrayLabel(join(dir, 'g.png'), labelPixels(5, 19));
+    const whole = readFileSync(join(dir, 'g.png'));
+    for (const cut of [40, whole.length - 20]) {
+      writeFileSync(join(dir, 't.png'), whole.subarray(0, cut));
+      await assert.rejects(readLabel(join(dir, 't.png')), (e: unknown) => {
+        assert.ok(e instanceof DatasetError);
+        assert.match(
+          e.message,
+          /^label '.*t\.png' cannot be decoded as PNG: it is truncated or corrupt \(.*[^:]\)\. /,
+        );
+        assert.ok(e.message.endsWith('Re-export the label, or take it out of the dataset'));
+        return true;
+      });
+    }
   });
 
   test('writers leave no temp files and reject wrong sizes', async () => {

@@ -228,8 +228,8 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
   };
 
   /**
-   * Evaluates the weights saved in `checkpoint` (iter `iter`), records the result there, and replaces
-   * best_model when the mean IoU over the classes present beats the best so far.
+   * Evaluates the weights saved in `checkpoint` (iter `iter`), replaces best_model when the mean IoU
+   * over the classes present beats the best so far, and records the result in `checkpoint`.
    */
   const evaluateSaved = async (iter: number, checkpoint: string) => {
     if (!valSet || !config.val_dataset) return;
@@ -270,8 +270,10 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
       },
     };
     const evaluation: EvalRecord = { mIoU: m.miou, Acc: m.acc, iter, mIoUPresent: m.miouPresent };
-    await recordEvaluation(checkpoint, state, evaluation);
+    // best_model before the record: a kill between them re-runs this evaluation at resume, which
+    // writes the same best_model again (the other order would lose it).
     if (improved) await saveBestModel(o.saveDir, model, evaluation);
+    await recordEvaluation(checkpoint, state, evaluation);
     log(
       `[EVAL] The model with the best validation mIoU over the classes present (${state.bestMiou.toFixed(4)}) ` +
         `was saved at iter ${state.bestIter}.`,
