@@ -71,6 +71,8 @@ describe('signals and a shared save_dir', () => {
     const first = startCli(longRun(saveDir));
     await first.waitFor(/\[TRAIN\] epoch: \d+, iter: 1\/1000/);
     first.child.kill('SIGINT');
+    // Two signals sent back to back can merge into one: the second goes after the first is seen.
+    await first.waitFor(/SIGINT: finishing this iteration/);
     first.child.kill('SIGINT');
     const done = await first.done;
     assert.equal(done.code, 130);
