@@ -21,7 +21,7 @@ const GPU_PACKAGES = new Set([
 ]);
 
 const PACKAGES: ReadonlyArray<{ dir: string; include: string }> = [
-  ...['config', 'data', 'tensor', 'nn', 'models', 'trainer'].map((name) => ({
+  ...['config', 'data', 'tensor', 'nn', 'models', 'trainer', 'collective'].map((name) => ({
     dir: `packages/${name}`,
     include: 'test/**/*.test.ts',
   })),
