@@ -1,13 +1,17 @@
 import { resolve } from 'node:path';
+import { SMALL_ALLREDUCE_BYTES } from '@segtrain/collective';
 import { getDevice } from '@segtrain/tensor';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { allReduceMarkdown, parseSize, runAllReduceBench } from './allreduce.js';
 import { runKernelBench } from './kernels.js';
 import { inputShape, NUM_CLASSES, runModelBench } from './models.js';
-import { writeReport } from './report.js';
+import { writeReport, writeReportFiles } from './report.js';
 import { loadTfjs } from './tfjs.js';
 import { rate } from './timing.js';
 
 type Shape = [number, number, number, number];
+
+type BenchCommand = 'kernels' | 'models' | 'allreduce';
 
 interface BenchOptions {
   readonly reps: number;
@@ -15,6 +19,20 @@ interface BenchOptions {
   readonly input?: Shape;
   readonly tfjs: boolean;
   readonly out: string;
+  /** allreduce: process counts and buffer sizes in bytes. */
+  readonly ranks?: readonly number[];
+  readonly sizes?: readonly number[];
+}
+
+function list<T>(parse: (text: string) => T): (text: string) => T[] {
+  return (text) =>
+    text.split(',').map((part) => {
+      try {
+        return parse(part);
+      } catch (error) {
+        throw new InvalidArgumentError(`${(error as Error).message}.`);
+      }
+    });
 }
 
 function positiveInt(text: string): number {
@@ -32,7 +50,7 @@ function shape(text: string): Shape {
 }
 
 /** The `segtrain-bench` command tree (commander, as the `segtrain` CLI); `ran` receives the chosen run. */
-export function benchProgram(ran: (command: 'kernels' | 'models', options: BenchOptions) => void): Command {
+export function benchProgram(ran: (command: BenchCommand, options: BenchOptions) => void): Command {
   const program = new Command('segtrain-bench')
     .description('Benchmarks with same-run baselines; each writes a Markdown and a JSON report')
     .exitOverride()
@@ -67,12 +85,30 @@ export function benchProgram(ran: (command: 'kernels' | 'models', options: Bench
       const o = this.opts<{ reps: number; quick: boolean; out: string; input?: Shape }>();
       ran('models', { ...o, tfjs: false, out: resolve(o.out) });
     });
+  common(
+    program
+      .command('allreduce')
+      .description(
+        'our allReduce with ranks as processes on this machine, bus bandwidth beside raw TCP between the same processes',
+      ),
+  )
+    .option('--ranks <N,...>', 'process counts', list(positiveInt), [2, 4])
+    .option('--sizes <S,...>', 'buffer sizes (4K, 1M, 16M, 64M or bytes)', list(parseSize), [
+      4096,
+      1 << 20,
+      16 << 20,
+      64 << 20,
+    ])
+    .action(function (this: Command) {
+      const o = this.opts<{ reps: number; quick: boolean; out: string; ranks: number[]; sizes: number[] }>();
+      ran('allreduce', { ...o, tfjs: false, out: resolve(o.out) });
+    });
   return program;
 }
 
 /** Runs one benchmark from the command line; returns the exit code. */
 export async function runBench(argv: string[]): Promise<number> {
-  let chosen: { command: 'kernels' | 'models'; options: BenchOptions } | undefined;
+  let chosen: { command: BenchCommand; options: BenchOptions } | undefined;
   try {
     benchProgram((command, options) => {
       chosen = { command, options };
@@ -85,8 +121,9 @@ export async function runBench(argv: string[]): Promise<number> {
   const { command } = chosen;
   const { reps, quick, input, out } = chosen.options;
   const tfjsOn = chosen.options.tfjs;
-  const device = await getDevice();
   const log = (line: string) => process.stdout.write(`${line}\n`);
+  if (command === 'allreduce') return allReduceBench(chosen.options, log);
+  const device = await getDevice();
   log(
     `adapter: ${device.adapterName}; subgroups: ${device.hasSubgroups ? `${device.subgroupMinSize}-${device.subgroupMaxSize}` : 'no'}`,
   );
@@ -139,5 +176,38 @@ export async function runBench(argv: string[]): Promise<number> {
   });
   log(`wrote ${files.join(', ')}`);
   device.destroy();
+  return 0;
+}
+
+/** No GPU here: ranks are processes of this machine, and the report says what bounds them. */
+async function allReduceBench(o: BenchOptions, log: (line: string) => void): Promise<number> {
+  const ranks = o.ranks ?? [2, 4];
+  const sizes = o.quick ? [4096, 1 << 20] : (o.sizes ?? [4096, 1 << 20, 16 << 20, 64 << 20]);
+  const { cpus, loadavg } = await import('node:os');
+  const load = loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
+  const rows = await runAllReduceBench(ranks, sizes, o.reps, log);
+  const date = new Date().toISOString();
+  const notes = [
+    `Each time is the median of ${o.reps} runs after 2 warm-ups, on rank 0, each run after a barrier; sum of float32.`,
+    "algbw = S/t and busbw = algbw·2(N−1)/N (nccl-tests' definitions; busbw compares with a link's speed at any N).",
+    'Raw TCP: each rank sends 2(N−1)/N·S bytes to its right neighbour and receives as many from its left, over plain Node sockets between the same processes, in the same run; shown as the bus bandwidth it reaches.',
+    `All ranks share this machine's ${cpus().length} cores (load average ${load} at the start): with more ranks than cores both columns measure CPU, not a network.`,
+    `Algorithm: a direct exchange up to ${SMALL_ALLREDUCE_BYTES / 1024} KiB, above it the pipelined ring (1 MiB slices).`,
+  ];
+  const header = `# segtrain all-reduce benchmark\n\nRun ${date}, Node ${process.version}.`;
+  const files = writeReportFiles(
+    o.out,
+    o.quick ? 'allreduce-quick' : 'allreduce',
+    allReduceMarkdown(rows, notes, header),
+    {
+      date,
+      node: process.version,
+      rows,
+      notes,
+    },
+  );
+  log(`wrote ${files.join(', ')}`);
   return 0;
 }

@@ -50,12 +50,12 @@ export function toMarkdown(r: Report): string {
 }
 
 /** Writes `<dir>/<name>.md` and `.json` through temp files and renames. */
-export function writeReport(dir: string, name: string, r: Report): string[] {
+export function writeReportFiles(dir: string, name: string, markdown: string, data: unknown): string[] {
   mkdirSync(dir, { recursive: true });
   const out: string[] = [];
   for (const [ext, text] of [
-    ['md', toMarkdown(r)],
-    ['json', `${JSON.stringify(r, null, 2)}\n`],
+    ['md', markdown],
+    ['json', `${JSON.stringify(data, null, 2)}\n`],
   ] as const) {
     const path = join(dir, `${name}.${ext}`);
     writeFileSync(`${path}.tmp`, text);
@@ -63,4 +63,8 @@ export function writeReport(dir: string, name: string, r: Report): string[] {
     out.push(path);
   }
   return out;
+}
+
+export function writeReport(dir: string, name: string, r: Report): string[] {
+  return writeReportFiles(dir, name, toMarkdown(r), r);
 }

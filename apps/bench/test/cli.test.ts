@@ -40,6 +40,19 @@ describe('segtrain-bench command line', () => {
     });
   });
 
+  it('allreduce reads process counts and sizes in binary units', () => {
+    assert.deepEqual(parse(['allreduce', '--ranks', '2,4', '--sizes', '4K,1M,64M,100']), {
+      command: 'allreduce',
+      reps: 3,
+      quick: false,
+      out: resolve('bench-results'),
+      ranks: [2, 4],
+      sizes: [4096, 1 << 20, 64 << 20, 100],
+      tfjs: false,
+    });
+    assert.ok(parse(['allreduce', '--sizes', '4X']) instanceof CommanderError);
+  });
+
   it('rejects unknown flags, bad shapes and bad counts as usage errors', () => {
     for (const [argv, code] of [
       [['kernels', '--bogus'], 'commander.unknownOption'],

@@ -264,16 +264,22 @@ export class ProcessGroup {
     );
   }
 
+  /** Queues a message to `peer`: zeromq.js takes one send at a time per socket, so they are chained. */
   private send(peer: number, header: Header, payload?: Buffer): void {
     const dealer = this.dealers[peer];
     if (!dealer) return;
     const frames = payload ? [encodeHeader(header), payload] : [encodeHeader(header)];
-    dealer.send(frames).catch((error: Error) => {
-      if (!this.closing)
-        this.fail(
-          new CollectiveError(`rank ${this.rank}: sending to rank ${peer} failed: ${error.message}`, [peer]),
-        );
-    });
+    const previous = this.sending[peer] ?? Promise.resolve();
+    this.sending[peer] = previous
+      .then(() => dealer.send(frames))
+      .catch((error: Error) => {
+        if (!this.closing)
+          this.fail(
+            new CollectiveError(`rank ${this.rank}: sending to rank ${peer} failed: ${error.message}`, [
+              peer,
+            ]),
+          );
+      });
   }
 
   private receive(peer: number, header: Header): Promise<Uint8Array> {
