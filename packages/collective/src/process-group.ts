@@ -15,6 +15,7 @@ import {
   splitMaster,
 } from './rendezvous.js';
 import {
+  bytesInPlace,
   bytesOf,
   type Collectable,
   decodeHeader,
@@ -529,14 +530,16 @@ export class ProcessGroup {
     const next = (this.rank + 1) % n;
     const prev = (this.rank - 1 + n) % n;
     const chunk = (k: number) => chunks[(((this.rank - k) % n) + n) % n] as { start: number; count: number };
+    // Sent without a copy: the ring cannot finish before the right neighbour has received every
+    // reduce-scatter slice, and no later step of this operation writes a slice it has sent.
     for (const s of sliceRanges(chunk(1).start, chunk(1).count, buf.BYTES_PER_ELEMENT))
-      this.send(next, h(0, s.start), bytesOf(buf, s.start, s.count));
+      this.send(next, h(0, s.start), bytesInPlace(buf, s.start, s.count));
     for (let k = 0; k < n - 1; k++) {
       const last = k === n - 2;
       for (const s of sliceRanges(chunk(k + 2).start, chunk(k + 2).count, buf.BYTES_PER_ELEMENT)) {
         const incoming = viewAs(buf, await this.receive(prev, h(k, s.start)));
         reduceInto(buf, s.start, incoming, op);
-        if (!last) this.send(next, h(k + 1, s.start), bytesOf(buf, s.start, s.count));
+        if (!last) this.send(next, h(k + 1, s.start), bytesInPlace(buf, s.start, s.count));
       }
     }
     const mine = chunks[this.rank] as { start: number; count: number };

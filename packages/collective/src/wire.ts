@@ -105,6 +105,16 @@ export function bytesOf(buf: Collectable, start: number, count: number): Buffer 
   return Buffer.from(buf.buffer.slice(buf.byteOffset + start * bpe, buf.byteOffset + (start + count) * bpe));
 }
 
+/**
+ * The bytes of `count` elements from `start`, not copied: only for sends the peers must have
+ * received before the operation can end (a ring's reduce-scatter), so the caller never changes them
+ * while ZeroMQ still reads them.
+ */
+export function bytesInPlace(buf: Collectable, start: number, count: number): Buffer {
+  const bpe = buf.BYTES_PER_ELEMENT;
+  return Buffer.from(buf.buffer, buf.byteOffset + start * bpe, count * bpe);
+}
+
 /** A received payload as elements of `buf`'s type (copied when ZeroMQ's bytes are misaligned). */
 export function viewAs(buf: Collectable, payload: Uint8Array): Collectable {
   const bpe = buf.BYTES_PER_ELEMENT;
@@ -118,6 +128,11 @@ export function viewAs(buf: Collectable, payload: Uint8Array): Collectable {
 /** dst[start + i] = reduce(dst[start + i], src[i]); `mean` sums here and divides once at the end. */
 export function reduceInto(dst: Collectable, start: number, src: Collectable, op: ReduceOp): void {
   const n = src.length;
+  // The gradient case, with the element type known to the compiler (about 3× the generic loop).
+  if (op !== 'max' && op !== 'min' && dst instanceof Float32Array && src instanceof Float32Array) {
+    addFloat32(dst, start, src);
+    return;
+  }
   if (op === 'max')
     for (let i = 0; i < n; i++) dst[start + i] = Math.max(dst[start + i] as number, src[i] as number);
   else if (op === 'min')
@@ -125,6 +140,10 @@ export function reduceInto(dst: Collectable, start: number, src: Collectable, op
   else if (dst instanceof Int32Array)
     for (let i = 0; i < n; i++) dst[start + i] = ((dst[start + i] as number) + (src[i] as number)) | 0;
   else for (let i = 0; i < n; i++) dst[start + i] = (dst[start + i] as number) + (src[i] as number);
+}
+
+function addFloat32(dst: Float32Array, start: number, src: Float32Array): void {
+  for (let i = 0; i < src.length; i++) dst[start + i] = (dst[start + i] as number) + (src[i] as number);
 }
 
 /** The last step of `mean`: the sum divided by the world size (float buffers only). */

@@ -23,6 +23,14 @@ describe('collectives are exact and bitwise equal on every rank', () => {
             assert.equal(line.hash, results[0]?.[i]?.hash, `rank ${rank} ${line.what}: same bytes as rank 0`);
         });
     });
+
+  it('a buffer rewritten as soon as each operation resolves never changes what the peers sum', async () => {
+    const ranks = await runJob(3, { SCENARIO: 'mutate' });
+    for (const r of ranks) {
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(r.lines[0], { wrong: 0 });
+    }
+  });
 });
 
 describe('errors, never hangs', () => {
