@@ -52,6 +52,8 @@ export interface ProcessGroupOptions {
 export const SMALL_ALLREDUCE_BYTES = 64 * 1024;
 /** Ring and chain transfers move at most this many bytes per message (Gloo's segment size). */
 export const SLICE_BYTES = 1 << 20;
+/** Step numbers of a ring's all-gather phase start here, apart from the reduce-scatter's. */
+const GATHER_STEP = 1 << 16;
 /** After a peer's connection drops, how long its last messages (and goodbye) may still arrive. */
 const DISCONNECT_GRACE_MS = 300;
 
@@ -422,8 +424,9 @@ export class ProcessGroup {
       if (this.worldSize === 1) return;
       if (buf.byteLength <= SMALL_ALLREDUCE_BYTES) await this.exchangeReduce(buf, op, h);
       else {
-        await this.ringReduceScatter(buf, op, h);
-        await this.ringAllGather(buf, h, this.worldSize);
+        // Each reduced slice of this rank's chunk starts the all-gather at once: the phases overlap.
+        await this.ringReduceScatter(buf, op, h, true);
+        await this.ringAllGather(buf, h, this.worldSize, true);
       }
     });
   }
@@ -465,7 +468,7 @@ export class ProcessGroup {
     out.set(buf as never, this.rank * buf.length);
     const header = this.opHeader('allGather', buf, 'none');
     return this.enqueue(header, async (h) => {
-      if (this.worldSize > 1) await this.ringAllGather(out, h, this.worldSize);
+      if (this.worldSize > 1) await this.ringAllGather(out, h, this.worldSize, false);
       return out;
     });
   }
@@ -479,7 +482,7 @@ export class ProcessGroup {
     const header = this.opHeader('reduceScatter', buf, op);
     return this.enqueue(header, async (h) => {
       const mine = chunkRanges(buf.length, this.worldSize)[this.rank] ?? { start: 0, count: 0 };
-      if (this.worldSize > 1) await this.ringReduceScatter(buf, op, h);
+      if (this.worldSize > 1) await this.ringReduceScatter(buf, op, h, false);
       return buf.slice(mine.start, mine.start + mine.count) as T;
     });
   }
@@ -518,12 +521,14 @@ export class ProcessGroup {
   /**
    * Ring reduce-scatter: in step k rank r sends chunk (r−1−k) to the right and adds chunk (r−2−k)
    * from the left, slice by slice, so after N−1 steps rank r holds chunk r fully reduced. A slice
-   * goes on as soon as it is reduced, so transfers and additions overlap.
+   * goes on as soon as it is reduced, so transfers and additions overlap. With `startGather`, each
+   * finished slice of chunk r is also sent on as the all-gather's first step.
    */
   private async ringReduceScatter(
     buf: Collectable,
     op: ReduceOp,
     h: (step: number, offset: number) => Header,
+    startGather: boolean,
   ) {
     const n = this.worldSize;
     const chunks = chunkRanges(buf.length, n);
@@ -540,23 +545,35 @@ export class ProcessGroup {
         const incoming = viewAs(buf, await this.receive(prev, h(k, s.start)));
         reduceInto(buf, s.start, incoming, op);
         if (!last) this.send(next, h(k + 1, s.start), bytesInPlace(buf, s.start, s.count));
+        else {
+          if (op === 'mean') divideRange(buf, s.start, s.count, n);
+          // A copy: the all-gather's last sends may still be queued when the operation resolves.
+          if (startGather) this.send(next, h(GATHER_STEP, s.start), bytesOf(buf, s.start, s.count));
+        }
       }
     }
-    const mine = chunks[this.rank] as { start: number; count: number };
-    if (op === 'mean') divideRange(buf, mine.start, mine.count, n);
   }
 
-  /** Ring all-gather of the chunks (rank r owns chunk r): N−1 steps, each slice forwarded on arrival. */
-  private async ringAllGather(buf: Collectable, h: (step: number, offset: number) => Header, parts: number) {
+  /**
+   * Ring all-gather of the chunks (rank r owns chunk r): N−1 steps, each slice forwarded on arrival.
+   * `started`: chunk r was already sent (by the reduce-scatter that finished it).
+   */
+  private async ringAllGather(
+    buf: Collectable,
+    h: (step: number, offset: number) => Header,
+    parts: number,
+    started: boolean,
+  ) {
     const n = this.worldSize;
     const chunks = chunkRanges(buf.length, parts);
     const next = (this.rank + 1) % n;
     const prev = (this.rank - 1 + n) % n;
     const chunk = (k: number) => chunks[(((this.rank - k) % n) + n) % n] as { start: number; count: number };
     const bpe = buf.BYTES_PER_ELEMENT;
-    const base = 1 << 16; // step numbers of the gather phase, distinct from the reduce phase's
-    for (const s of sliceRanges(chunk(0).start, chunk(0).count, bpe))
-      this.send(next, h(base, s.start), bytesOf(buf, s.start, s.count));
+    const base = GATHER_STEP;
+    if (!started)
+      for (const s of sliceRanges(chunk(0).start, chunk(0).count, bpe))
+        this.send(next, h(base, s.start), bytesOf(buf, s.start, s.count));
     for (let k = 0; k < n - 1; k++) {
       const last = k === n - 2;
       for (const s of sliceRanges(chunk(k + 1).start, chunk(k + 1).count, bpe)) {
