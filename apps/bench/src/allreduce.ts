@@ -4,8 +4,8 @@
  * measured in the same run.
  */
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '@segtrain/collective';
 import type { WorkerReport } from './allreduce-worker.js';
 
 export interface AllReduceRow {
@@ -34,17 +34,6 @@ export function parseSize(text: string): number {
     (m[2] ?? '').toUpperCase() as '' | 'K' | 'M' | 'G'
   ];
   return Math.round(Number(m[1]) * scale);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
 }
 
 /** Runs one job of `ranks` processes; kills them all if any fails. */

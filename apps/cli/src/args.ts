@@ -119,8 +119,6 @@ export function parsedArgs(command: Command, specs: Readonly<Record<string, Flag
       const value = raw[key];
       if (value !== undefined) flags[name] = value;
     }
-  }
-  for (const [name, spec] of Object.entries(specs)) {
     if (spec.required && flags[name] === undefined)
       command.error(`error: required option '--${name}' not specified`, {
         exitCode: 2,

@@ -34,6 +34,22 @@ export interface TinyProject {
 
 let project: Promise<TinyProject> | undefined;
 
+/** `segtrain data demo` for the tiny project's data: 4 training and 2 validation scenes at 64×32. */
+export const demoArgs = (out: string): string[] => [
+  'data',
+  'demo',
+  '--out',
+  out,
+  '--train',
+  '4',
+  '--val',
+  '2',
+  '--width',
+  '64',
+  '--height',
+  '32',
+];
+
 /**
  * 4 training and 2 validation demo scenes at 64×32 (made by `segtrain data demo`) and a config
  * inheriting the demo config: a few training iterations take seconds on lavapipe.
@@ -42,20 +58,7 @@ export function tinyProject(): Promise<TinyProject> {
   project ??= (async () => {
     const dir = mkdtempSync(join(tmpdir(), 'segtrain-cli-'));
     const data = join(dir, 'demo');
-    const made = await run([
-      'data',
-      'demo',
-      '--out',
-      data,
-      '--train',
-      '4',
-      '--val',
-      '2',
-      '--width',
-      '64',
-      '--height',
-      '32',
-    ]);
+    const made = await run(demoArgs(data));
     if (made.code !== 0) throw new Error(`data demo failed: ${made.err}`);
     const config = join(dir, 'tiny.yml');
     writeFileSync(

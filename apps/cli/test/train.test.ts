@@ -3,26 +3,12 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { readLabel } from '@segtrain/data';
 import { beforeAll, describe, it } from 'vitest';
-import { run, tinyProject } from './helpers.js';
+import { demoArgs, run, tinyProject } from './helpers.js';
 
 let dir = '';
 let data = '';
 let config = '';
 let out = '';
-const demoArgs = () => [
-  'data',
-  'demo',
-  '--out',
-  data,
-  '--train',
-  '4',
-  '--val',
-  '2',
-  '--width',
-  '64',
-  '--height',
-  '32',
-];
 
 describe('segtrain data demo → train → val → predict (tiny, lavapipe)', () => {
   beforeAll(async () => {
@@ -31,7 +17,7 @@ describe('segtrain data demo → train → val → predict (tiny, lavapipe)', ()
   });
 
   it('data demo skips a complete dataset and names what it wrote', async () => {
-    const again = await run(demoArgs());
+    const again = await run(demoArgs(data));
     assert.equal(again.code, 0);
     assert.match(again.out, /already complete/);
     assert.equal(readdirSync(join(data, 'leftImg8bit', 'train')).length > 0, true);

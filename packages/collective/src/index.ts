@@ -16,3 +16,4 @@ export {
   SLICE_BYTES,
   SMALL_ALLREDUCE_BYTES,
 } from './process-group.js';
+export { freePort } from './rendezvous.js';

@@ -7,6 +7,7 @@
 
 import { createSocket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
+import { createServer } from 'node:net';
 import { Dealer, Router } from 'zeromq';
 import { CollectiveError } from './errors.js';
 
@@ -35,6 +36,17 @@ export interface RendezvousOptions {
   readonly log: (line: string) => void;
 }
 
+function joinOf(o: RendezvousOptions): Join {
+  return {
+    t: 'join',
+    rank: o.rank,
+    worldSize: o.worldSize,
+    token: o.token,
+    endpoint: o.endpoint,
+    host: o.host,
+  };
+}
+
 /** How often a waiting rank says what it waits for. */
 const WAIT_REPORT_MS = 5_000;
 
@@ -45,6 +57,18 @@ export function splitMaster(master: string): { host: string; port: number } {
   if (!host || !(port > 0 && port < 65536))
     throw new CollectiveError(`master '${master}' is not host:port (e.g. 10.0.0.1:29500)`);
   return { host, port };
+}
+
+/** A TCP port on `host` that was free a moment ago (the kernel's pick): for a master port on one machine. */
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on('error', reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
 }
 
 /** The IP of `host` (ZeroMQ binds and connects to addresses, not names). */
@@ -101,14 +125,7 @@ export class RendezvousServer {
       );
     }
     const server = new RendezvousServer(router, options);
-    server.accept(new Uint8Array(0), {
-      t: 'join',
-      rank: options.rank,
-      worldSize: options.worldSize,
-      token: options.token,
-      endpoint: options.endpoint,
-      host: options.host,
-    });
+    server.accept(new Uint8Array(0), joinOf(options));
     return server;
   }
 
@@ -202,14 +219,7 @@ export async function joinRendezvous(options: RendezvousOptions): Promise<string
   const { host, port } = splitMaster(options.master);
   const dealer = new Dealer({ linger: 0, routingId: `join-${options.rank}-${process.pid}` });
   dealer.connect(`tcp://${await resolveHost(host)}:${port}`);
-  const join: Join = {
-    t: 'join',
-    rank: options.rank,
-    worldSize: options.worldSize,
-    token: options.token,
-    endpoint: options.endpoint,
-    host: options.host,
-  };
+  const join = joinOf(options);
   const started = Date.now();
   try {
     await dealer.send(JSON.stringify(join));

@@ -1,7 +1,7 @@
 /** Test jobs: ranks of test/fixtures/worker.mjs as child processes on this machine, always cleaned up. */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../src/index.js';
 
 const WORKER = fileURLToPath(new URL('./fixtures/worker.mjs', import.meta.url));
 const live = new Set<ChildProcess>();
@@ -22,18 +22,6 @@ export interface RankProcess {
   readonly done: Promise<RankResult>;
   /** Resolves when the rank has printed a JSON line with `key`. */
   readonly printed: (key: string) => Promise<void>;
-}
-
-/** A free TCP port on loopback (the kernel's pick, released at once). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
 }
 
 export function startRank(rank: number, env: Record<string, string>): RankProcess {
