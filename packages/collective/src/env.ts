@@ -89,57 +89,78 @@ export function slurmPort(jobId: string | undefined): number {
   return 20000 + (Number.isFinite(id) ? Math.abs(Math.trunc(id)) % 10000 : 0);
 }
 
+/** Where a launcher keeps the rank, the world size and the local rank, and how its master is found. */
+interface LauncherVariables {
+  readonly launcher: Launcher;
+  readonly rank: string;
+  readonly size: string;
+  readonly local: string;
+  readonly master: (env: Env) => { readonly master: string; readonly source: string };
+}
+
+const LAUNCHERS: readonly LauncherVariables[] = [
+  {
+    launcher: 'torchrun',
+    rank: 'RANK',
+    size: 'WORLD_SIZE',
+    local: 'LOCAL_RANK',
+    master: (env) => ({ master: masterFrom(env, 'torchrun'), source: 'MASTER_ADDR, MASTER_PORT' }),
+  },
+  {
+    launcher: 'paddle',
+    rank: 'PADDLE_TRAINER_ID',
+    size: 'PADDLE_TRAINERS_NUM',
+    local: 'PADDLE_LOCAL_RANK',
+    master: (env) => {
+      const first = (env.PADDLE_TRAINER_ENDPOINTS ?? '').split(',').find(Boolean);
+      if (!first)
+        throw new CollectiveError(
+          'environment: PADDLE_TRAINER_ID is set but PADDLE_TRAINER_ENDPOINTS is empty (it lists host:port per trainer)',
+        );
+      return { master: first, source: 'PADDLE_TRAINER_ENDPOINTS[0]' };
+    },
+  },
+  {
+    launcher: 'openmpi',
+    rank: 'OMPI_COMM_WORLD_RANK',
+    size: 'OMPI_COMM_WORLD_SIZE',
+    local: 'OMPI_COMM_WORLD_LOCAL_RANK',
+    master: (env) => ({ master: masterFrom(env, 'Open MPI'), source: 'MASTER_ADDR, MASTER_PORT' }),
+  },
+  {
+    launcher: 'slurm',
+    rank: 'SLURM_PROCID',
+    size: 'SLURM_NTASKS',
+    local: 'SLURM_LOCALID',
+    master: (env) => {
+      const host =
+        env.MASTER_ADDR ?? expandSlurmNodeList(env.SLURM_JOB_NODELIST ?? env.SLURM_NODELIST ?? '')[0];
+      if (!host)
+        throw new CollectiveError(
+          'environment: SLURM_PROCID is set but neither MASTER_ADDR nor SLURM_JOB_NODELIST names the master host',
+        );
+      const port = env.MASTER_PORT ? integer(env, 'MASTER_PORT', 1) : slurmPort(env.SLURM_JOB_ID);
+      return {
+        master: `${host}:${port}`,
+        source: `${env.MASTER_ADDR ? 'MASTER_ADDR' : 'SLURM_JOB_NODELIST[0]'}, ${env.MASTER_PORT ? 'MASTER_PORT' : 'port from SLURM_JOB_ID'}`,
+      };
+    },
+  },
+];
+
 /** Rank, world size and master from the first launcher whose variables are set (null: none is). */
 export function launchInfoFromEnv(env: Env = process.env): LaunchInfo | null {
-  if (env.RANK !== undefined && env.WORLD_SIZE !== undefined)
-    return {
-      rank: integer(env, 'RANK', 0),
-      worldSize: integer(env, 'WORLD_SIZE', 1),
-      master: masterFrom(env, 'torchrun'),
-      localRank: env.LOCAL_RANK ? integer(env, 'LOCAL_RANK', 0) : 0,
-      launcher: 'torchrun',
-      source: 'RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT',
-    };
-  if (env.PADDLE_TRAINER_ID !== undefined && env.PADDLE_TRAINERS_NUM !== undefined) {
-    const endpoints = (env.PADDLE_TRAINER_ENDPOINTS ?? '').split(',').filter(Boolean);
-    if (!endpoints[0])
-      throw new CollectiveError(
-        'environment: PADDLE_TRAINER_ID is set but PADDLE_TRAINER_ENDPOINTS is empty (it lists host:port per trainer)',
-      );
-    return {
-      rank: integer(env, 'PADDLE_TRAINER_ID', 0),
-      worldSize: integer(env, 'PADDLE_TRAINERS_NUM', 1),
-      master: endpoints[0],
-      localRank: env.PADDLE_LOCAL_RANK ? integer(env, 'PADDLE_LOCAL_RANK', 0) : 0,
-      launcher: 'paddle',
-      source: 'PADDLE_TRAINER_ID, PADDLE_TRAINERS_NUM, PADDLE_TRAINER_ENDPOINTS[0]',
-    };
-  }
-  if (env.OMPI_COMM_WORLD_RANK !== undefined && env.OMPI_COMM_WORLD_SIZE !== undefined)
-    return {
-      rank: integer(env, 'OMPI_COMM_WORLD_RANK', 0),
-      worldSize: integer(env, 'OMPI_COMM_WORLD_SIZE', 1),
-      master: masterFrom(env, 'Open MPI'),
-      localRank: env.OMPI_COMM_WORLD_LOCAL_RANK ? integer(env, 'OMPI_COMM_WORLD_LOCAL_RANK', 0) : 0,
-      launcher: 'openmpi',
-      source: 'OMPI_COMM_WORLD_RANK, OMPI_COMM_WORLD_SIZE, MASTER_ADDR, MASTER_PORT',
-    };
-  if (env.SLURM_PROCID !== undefined && env.SLURM_NTASKS !== undefined) {
-    const first =
-      env.MASTER_ADDR ?? expandSlurmNodeList(env.SLURM_JOB_NODELIST ?? env.SLURM_NODELIST ?? '')[0];
-    if (!first)
-      throw new CollectiveError(
-        'environment: SLURM_PROCID is set but neither MASTER_ADDR nor SLURM_JOB_NODELIST names the master host',
-      );
-    const port = env.MASTER_PORT ? integer(env, 'MASTER_PORT', 1) : slurmPort(env.SLURM_JOB_ID);
-    return {
-      rank: integer(env, 'SLURM_PROCID', 0),
-      worldSize: integer(env, 'SLURM_NTASKS', 1),
-      master: `${first}:${port}`,
-      localRank: env.SLURM_LOCALID ? integer(env, 'SLURM_LOCALID', 0) : 0,
-      launcher: 'slurm',
-      source: `SLURM_PROCID, SLURM_NTASKS, ${env.MASTER_ADDR ? 'MASTER_ADDR' : 'SLURM_JOB_NODELIST[0]'}, ${env.MASTER_PORT ? 'MASTER_PORT' : 'port from SLURM_JOB_ID'}`,
-    };
-  }
-  return null;
+  const found = LAUNCHERS.find((l) => env[l.rank] !== undefined && env[l.size] !== undefined);
+  if (!found) return null;
+  const rank = integer(env, found.rank, 0);
+  const worldSize = integer(env, found.size, 1);
+  const { master, source } = found.master(env);
+  return {
+    rank,
+    worldSize,
+    master,
+    localRank: env[found.local] ? integer(env, found.local, 0) : 0,
+    launcher: found.launcher,
+    source: `${found.rank}, ${found.size}, ${source}`,
+  };
 }
