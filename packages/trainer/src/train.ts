@@ -93,6 +93,11 @@ export class NonFiniteLossError extends Error {}
 /** Evaluation at a save point failed; the checkpoint written just before it is named in the message. */
 export class EvaluationError extends Error {}
 
+/** The state without the marks that describe how one checkpoint was written (pending, interrupted). */
+function withoutMarks({ pendingEval: _pending, interrupted: _interrupted, ...rest }: TrainState): TrainState {
+  return rest;
+}
+
 /** What best_model and early stopping compare: the mean IoU over the classes the labels contain. */
 function selectionScore(m: SegMetrics): number {
   return Number.isNaN(m.miouPresent) ? m.miou : m.miouPresent;
@@ -212,9 +217,8 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
   const saveCheckpoint = async (iter: number, mark: 'pendingEval' | 'interrupted' | null) => {
     const fifo = [...state.checkpoints, `iter_${iter}`];
     const kept = retained(fifo, o.keepCheckpointMax);
-    const { pendingEval: _p, interrupted: _i, ...rest } = state;
     state = {
-      ...rest,
+      ...withoutMarks(state),
       iter,
       randomState: randomState(),
       checkpoints: kept,
@@ -257,9 +261,8 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
     lastEvaluation = m;
     const score = selectionScore(m);
     const improved = score > state.bestMiou;
-    const { pendingEval: _p, ...rest } = state;
     state = {
-      ...rest,
+      ...withoutMarks(state),
       randomState: randomState(),
       bestMiou: improved ? score : state.bestMiou,
       bestIter: improved ? iter : state.bestIter,
@@ -300,10 +303,7 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
     if (resumed?.pendingEval && o.resumeModel) {
       const inSaveDir = resolve(dirname(o.resumeModel)) === resolve(o.saveDir);
       if (valSet && inSaveDir) await evaluateSaved(resumed.iter, o.resumeModel);
-      else {
-        const { pendingEval: _p, ...rest } = state;
-        state = rest;
-      }
+      else state = withoutMarks(state);
     }
     let tick = performance.now();
     while (iter < config.iters) {
