@@ -4,16 +4,19 @@
  * processes, and rank 0 ↔ 1's ZeroMQ round trip. Rank 0 prints the results as one JSON line.
  */
 import { connect, createServer, type Socket } from 'node:net';
-import { ProcessGroup, SMALL_ALLREDUCE_BYTES } from '@segtrain/collective';
+import { allReduceAlgorithm, ProcessGroup } from '@segtrain/collective';
 import { Dealer, Router } from 'zeromq';
 
 export interface SizeResult {
   readonly bytes: number;
-  readonly algorithm: 'exchange' | 'ring';
-  /** Median ms of one allReduce (sum, f32) on rank 0. */
+  readonly algorithm: string;
+  /** Mean ms of one allReduce (sum, f32) on rank 0, over back-to-back runs after a barrier. */
   readonly oursMs: number;
-  /** Median ms for each rank to send and receive 2(N−1)/N · bytes over plain TCP to its ring neighbours (null: one rank). */
+  /** CPU ms (user + system) per allReduce, summed over all ranks. */
+  readonly oursCpuMs: number;
+  /** The same for each rank to send and receive 2(N−1)/N · bytes over plain TCP to its ring neighbours (null: one rank). */
   readonly rawTcpMs: number | null;
+  readonly rawTcpCpuMs: number | null;
 }
 
 export interface WorkerReport {
@@ -25,6 +28,21 @@ export interface WorkerReport {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
 
+/** This rank's address and every rank's, as the driver placed them (loopback unless simulated nodes). */
+const addresses = (process.env.BENCH_ADDRESSES ?? '').split(',').filter(Boolean);
+const addressOf = (rank: number) => addresses[rank] ?? '127.0.0.1';
+
+/** Wall ms per run of `op` over `runs` back-to-back runs after a barrier (nccl-tests' way), and CPU ms per run summed over ranks. */
+async function timeRuns(pg: ProcessGroup, runs: number, op: () => Promise<unknown>) {
+  await pg.barrier();
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  for (let i = 0; i < runs; i++) await op();
+  const wall = (performance.now() - t0) / runs;
+  const cpu = process.cpuUsage(cpu0);
+  const cpus = await pg.allGather(new Float64Array([(cpu.user + cpu.system) / 1000 / runs]));
+  return { wall, cpu: cpus.reduce((a, b) => a + b, 0) };
+}
 /** Bytes arriving on `socket`, awaited in counts. */
 class Inflow {
   private have = 0;
@@ -64,12 +82,12 @@ async function writeAll(socket: Socket, bytes: number, chunk: Buffer): Promise<v
 async function tcpRing(pg: ProcessGroup): Promise<{ right: Socket; left: Inflow; close: () => void }> {
   const server = createServer();
   const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, addressOf(pg.rank), resolve));
   const address = server.address();
   const ports = await pg.allGather(
     new Int32Array([typeof address === 'object' && address ? address.port : 0]),
   );
-  const right = connect(ports[(pg.rank + 1) % pg.worldSize] ?? 0, '127.0.0.1');
+  const right = connect(ports[(pg.rank + 1) % pg.worldSize] ?? 0, addressOf((pg.rank + 1) % pg.worldSize));
   right.setNoDelay(true);
   const leftSocket = await accepted;
   const left = new Inflow(leftSocket);
@@ -89,7 +107,7 @@ async function zmqRoundTrip(pg: ProcessGroup): Promise<number | null> {
   if (pg.worldSize < 2) return null;
   const reps = 300;
   const router = pg.rank === 1 ? new Router() : null;
-  if (router) await router.bind('tcp://127.0.0.1:*');
+  if (router) await router.bind(`tcp://${addressOf(1)}:*`);
   const port = new Int32Array([Number(/:(\d+)$/.exec(router?.lastEndpoint ?? '')?.[1] ?? 0)]);
   await pg.broadcast(port, 1);
   let rtt: number | null = null;
@@ -97,7 +115,7 @@ async function zmqRoundTrip(pg: ProcessGroup): Promise<number | null> {
     for (let i = 0; i < reps; i++) await router.send(await router.receive());
   } else if (pg.rank === 0) {
     const dealer = new Dealer();
-    dealer.connect(`tcp://127.0.0.1:${port[0]}`);
+    dealer.connect(`tcp://${addressOf(1)}:${port[0]}`);
     const payload = Buffer.alloc(64);
     const times: number[] = [];
     for (let i = 0; i < reps; i++) {
@@ -125,26 +143,27 @@ async function main(): Promise<void> {
   const results: SizeResult[] = [];
   for (const bytes of sizes) {
     const buf = new Float32Array(Math.floor(bytes / 4)).fill(1);
-    const ours: number[] = [];
-    for (let i = 0; i < reps + 2; i++) {
-      await pg.barrier();
-      const t0 = performance.now();
-      await pg.allReduce(buf, 'sum');
-      if (i >= 2) ours.push(performance.now() - t0);
-    }
-    const raw: number[] = [];
     const moved = Math.round((bytes * 2 * (n - 1)) / n);
-    for (let i = 0; i < reps + 2 && ring; i++) {
-      await pg.barrier();
-      const t0 = performance.now();
-      await Promise.all([writeAll(ring.right, moved, chunk), ring.left.take(moved)]);
-      if (i >= 2) raw.push(performance.now() - t0);
+    // Small ops are timed in back-to-back batches, so a barrier's skew between ranks is not measured.
+    const runs = Math.min(50, Math.max(1, Math.ceil((4 << 20) / Math.max(bytes, 1))));
+    const ours: Array<{ wall: number; cpu: number }> = [];
+    const raw: Array<{ wall: number; cpu: number }> = [];
+    for (let i = 0; i < reps + 2; i++) {
+      const o = await timeRuns(pg, runs, () => pg.allReduce(buf, 'sum'));
+      if (i >= 2) ours.push(o);
+      if (!ring) continue;
+      const r = await timeRuns(pg, runs, () =>
+        Promise.all([writeAll(ring.right, moved, chunk), ring.left.take(moved)]),
+      );
+      if (i >= 2) raw.push(r);
     }
     results.push({
       bytes,
-      algorithm: buf.byteLength <= SMALL_ALLREDUCE_BYTES ? 'exchange' : 'ring',
-      oursMs: median(ours),
-      rawTcpMs: ring ? median(raw) : null,
+      algorithm: allReduceAlgorithm(buf.byteLength, n),
+      oursMs: median(ours.map((o) => o.wall)),
+      oursCpuMs: median(ours.map((o) => o.cpu)),
+      rawTcpMs: ring ? median(raw.map((r) => r.wall)) : null,
+      rawTcpCpuMs: ring ? median(raw.map((r) => r.cpu)) : null,
     });
   }
   await pg.barrier();

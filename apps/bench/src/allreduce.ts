@@ -4,12 +4,18 @@
  * measured in the same run.
  */
 import { spawn } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '@segtrain/collective';
+import { createSimNet, type LinkRate, type SimNet } from '@segtrain/collective/simnet';
 import type { WorkerReport } from './allreduce-worker.js';
+
+/** Where the ranks talk: loopback on this machine, or one simulated node each on links of a rate. */
+export type BenchLink = 'loopback' | LinkRate;
 
 export interface AllReduceRow {
   readonly ranks: number;
+  readonly link: BenchLink;
   readonly bytes: number;
   readonly algorithm: string;
   readonly oursMs: number;
@@ -20,6 +26,9 @@ export interface AllReduceRow {
   readonly rawTcpGBs: number;
   /** busbw / raw TCP. */
   readonly ofRawTcp: number;
+  /** CPU time per op summed over ranks, as a share of the machine's cores over the op's wall time. */
+  readonly oursCpuShare: number;
+  readonly rawTcpCpuShare: number;
   readonly zmqRoundTripMs: number | null;
 }
 
@@ -36,23 +45,32 @@ export function parseSize(text: string): number {
   return Math.round(Number(m[1]) * scale);
 }
 
-/** Runs one job of `ranks` processes; kills them all if any fails. */
-async function runJob(ranks: number, sizes: readonly number[], reps: number): Promise<WorkerReport> {
-  const port = String(await freePort());
-  const children = Array.from({ length: ranks }, (_, rank) =>
-    spawn(process.execPath, [WORKER], {
+/** Runs one job of `ranks` processes (each on its own simulated node unless `link` is loopback); kills them all if any fails. */
+async function runJob(
+  ranks: number,
+  link: BenchLink,
+  sizes: readonly number[],
+  reps: number,
+): Promise<WorkerReport> {
+  const net: SimNet | null = link === 'loopback' ? null : createSimNet(ranks, link);
+  const addresses = net?.addresses ?? Array.from({ length: ranks }, () => '127.0.0.1');
+  const port = String(net ? 29500 : await freePort());
+  const children = Array.from({ length: ranks }, (_, rank) => {
+    const [command, args] = net?.wrap(rank, process.execPath, [WORKER]) ?? [process.execPath, [WORKER]];
+    return spawn(command, args, {
       env: {
         ...process.env,
         RANK: String(rank),
         WORLD_SIZE: String(ranks),
-        MASTER_ADDR: '127.0.0.1',
+        MASTER_ADDR: addresses[0],
         MASTER_PORT: port,
+        BENCH_ADDRESSES: addresses.join(','),
         SIZES: sizes.join(','),
         REPS: String(reps),
       },
       stdio: ['ignore', 'pipe', 'inherit'],
-    }),
-  );
+    });
+  });
   let out = '';
   children[0]?.stdout?.on('data', (chunk: Buffer) => {
     out += chunk.toString();
@@ -65,43 +83,53 @@ async function runJob(ranks: number, sizes: readonly number[], reps: number): Pr
       throw new Error(`allreduce bench with ${ranks} ranks failed: exit codes ${codes.join(', ')}`);
   } finally {
     for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+    net?.close();
   }
   return JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as WorkerReport;
 }
 
 export async function runAllReduceBench(
   ranksList: readonly number[],
+  links: readonly BenchLink[],
   sizes: readonly number[],
   reps: number,
   log: (line: string) => void,
 ): Promise<AllReduceRow[]> {
   const rows: AllReduceRow[] = [];
-  for (const ranks of ranksList) {
-    const report = await runJob(ranks, sizes, reps);
-    for (const s of report.sizes) {
-      const factor = ranks > 1 ? (2 * (ranks - 1)) / ranks : 1;
-      const algbw = s.bytes / (s.oursMs / 1000) / 1e9;
-      const busbw = algbw * factor;
-      const raw = s.rawTcpMs === null ? Number.NaN : (s.bytes * factor) / (s.rawTcpMs / 1000) / 1e9;
-      const row: AllReduceRow = {
-        ranks,
-        bytes: s.bytes,
-        algorithm: ranks === 1 ? 'none (N = 1)' : s.algorithm,
-        oursMs: s.oursMs,
-        algbwGBs: algbw,
-        busbwGBs: busbw,
-        rawTcpGBs: raw,
-        ofRawTcp: busbw / raw,
-        zmqRoundTripMs: report.zmqRoundTripMs,
-      };
-      rows.push(row);
-      log(
-        `N=${ranks} ${formatBytes(s.bytes).padStart(6)} ${row.algorithm.padEnd(8)} ${s.oursMs.toFixed(3)} ms  busbw ${busbw.toFixed(3)} GB/s  raw TCP ${raw.toFixed(3)} GB/s  (${row.ofRawTcp.toFixed(2)}×)`,
-      );
+  const cores = availableParallelism();
+  for (const link of links)
+    for (const ranks of ranksList) {
+      const report = await runJob(ranks, link, sizes, reps);
+      for (const s of report.sizes) {
+        const factor = ranks > 1 ? (2 * (ranks - 1)) / ranks : 1;
+        const algbw = s.bytes / (s.oursMs / 1000) / 1e9;
+        const busbw = algbw * factor;
+        const raw = s.rawTcpMs === null ? Number.NaN : (s.bytes * factor) / (s.rawTcpMs / 1000) / 1e9;
+        const row: AllReduceRow = {
+          ranks,
+          link,
+          bytes: s.bytes,
+          algorithm: ranks === 1 ? 'none (N = 1)' : s.algorithm,
+          oursMs: s.oursMs,
+          algbwGBs: algbw,
+          busbwGBs: busbw,
+          rawTcpGBs: raw,
+          ofRawTcp: busbw / raw,
+          oursCpuShare: s.oursCpuMs / (cores * s.oursMs),
+          rawTcpCpuShare:
+            s.rawTcpCpuMs === null || s.rawTcpMs === null ? Number.NaN : s.rawTcpCpuMs / (cores * s.rawTcpMs),
+          zmqRoundTripMs: report.zmqRoundTripMs,
+        };
+        rows.push(row);
+        log(
+          `${link.padEnd(8)} N=${ranks} ${formatBytes(s.bytes).padStart(6)} ${row.algorithm.padEnd(8)} ${s.oursMs.toFixed(3)} ms  busbw ${busbw.toFixed(3)} GB/s  raw TCP ${raw.toFixed(3)} GB/s  (${row.ofRawTcp.toFixed(2)}×)  CPU ${percent(row.oursCpuShare)} / ${percent(row.rawTcpCpuShare)}`,
+        );
+      }
     }
-  }
   return rows;
 }
+
+const percent = (share: number) => (Number.isFinite(share) ? `${Math.round(share * 100)} %` : '—');
 
 export function formatBytes(bytes: number): string {
   for (const [unit, size] of [
@@ -121,25 +149,31 @@ export function allReduceMarkdown(
   const lines = [
     header,
     '',
-    '| ranks | size | algorithm | time ms | algbw GB/s | busbw GB/s | raw TCP GB/s | busbw / raw TCP |',
-    '|---:|---:|---|---:|---:|---:|---:|---:|',
+    '| link | ranks | size | algorithm | time ms | algbw GB/s | busbw GB/s | raw TCP GB/s | busbw / raw TCP | CPU busy: ours / raw TCP |',
+    '|---|---:|---:|---|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of rows)
     lines.push(
-      `| ${r.ranks} | ${formatBytes(r.bytes)} | ${r.algorithm} | ${r.oursMs.toFixed(3)} | ${r.algbwGBs.toFixed(3)} | ${r.busbwGBs.toFixed(3)} | ${Number.isFinite(r.rawTcpGBs) ? r.rawTcpGBs.toFixed(3) : '—'} | ${Number.isFinite(r.ofRawTcp) ? `${r.ofRawTcp.toFixed(2)}×` : '—'} |`,
+      `| ${r.link} | ${r.ranks} | ${formatBytes(r.bytes)} | ${r.algorithm} | ${r.oursMs.toFixed(3)} | ${r.algbwGBs.toFixed(3)} | ${r.busbwGBs.toFixed(3)} | ${Number.isFinite(r.rawTcpGBs) ? r.rawTcpGBs.toFixed(3) : '—'} | ${Number.isFinite(r.ofRawTcp) ? `${r.ofRawTcp.toFixed(2)}×` : '—'} | ${percent(r.oursCpuShare)} / ${percent(r.rawTcpCpuShare)} |`,
     );
-  const rtts = [
-    ...new Set(
-      rows
-        .filter((r) => r.zmqRoundTripMs !== null)
-        .map((r) => `${r.ranks}: ${r.zmqRoundTripMs?.toFixed(3)} ms`),
-    ),
-  ];
-  if (rtts.length)
+  // Per job: the round trip, and its smallest all-reduce as a multiple of it (the latency goal).
+  const jobs = new Map<string, AllReduceRow>();
+  for (const r of rows) {
+    const key = `${r.link}, ${r.ranks} ranks`;
+    const seen = jobs.get(key);
+    if (r.zmqRoundTripMs !== null && (!seen || r.bytes < seen.bytes)) jobs.set(key, r);
+  }
+  if (jobs.size) {
     lines.push(
       '',
-      `ZeroMQ 64-byte round trip between ranks 0 and 1, same run (per job, by ranks): ${rtts.join('; ')}.`,
+      '| job | ZeroMQ round trip ms (64 B, ranks 0 ↔ 1) | smallest all-reduce | its time / round trip |',
     );
+    lines.push('|---|---:|---:|---:|');
+    for (const [key, r] of jobs)
+      lines.push(
+        `| ${key} | ${r.zmqRoundTripMs?.toFixed(3)} | ${formatBytes(r.bytes)} | ${(r.oursMs / (r.zmqRoundTripMs ?? Number.NaN)).toFixed(2)}× |`,
+      );
+  }
   lines.push('', ...notes.map((n) => `- ${n}`), '');
   return lines.join('\n');
 }

@@ -8,6 +8,7 @@ export {
 } from './env.js';
 export { CollectiveError } from './errors.js';
 export {
+  allReduceAlgorithm,
   type Collectable,
   chunkRanges,
   ProcessGroup,

@@ -54,6 +54,17 @@ export const SMALL_ALLREDUCE_BYTES = 64 * 1024;
 export const SLICE_BYTES = 1 << 20;
 /** Step numbers of a ring's all-gather phase start here, apart from the reduce-scatter's. */
 const GATHER_STEP = 1 << 16;
+/**
+ * How a vanished link is noticed: ZMTP heartbeats (PING every 1 s, 5 s of silence drops the
+ * connection), and, for a sender whose TCP buffer is full and so sends no PING, TCP_USER_TIMEOUT
+ * (data unacknowledged for 10 s drops it). A dropped connection is a disconnect event.
+ */
+const LINK_WATCH = {
+  linger: 2000,
+  heartbeatInterval: 1000,
+  heartbeatTimeout: 5000,
+  tcpMaxRetransmitTimeout: 10_000,
+} as const;
 /** After a peer's connection drops, how long its last messages (and goodbye) may still arrive. */
 const DISCONNECT_GRACE_MS = 300;
 
@@ -88,6 +99,18 @@ export function chunkRanges(count: number, parts: number): Array<{ start: number
     start += n;
   }
   return out;
+}
+
+const isPowerOfTwo = (n: number) => (n & (n - 1)) === 0;
+
+/** The algorithm allReduce uses for `bytes` on `worldSize` ranks (it depends on nothing else). */
+export function allReduceAlgorithm(
+  bytes: number,
+  worldSize: number,
+): 'none' | 'doubling' | 'exchange' | 'ring' {
+  if (worldSize === 1) return 'none';
+  if (bytes > SMALL_ALLREDUCE_BYTES) return 'ring';
+  return isPowerOfTwo(worldSize) ? 'doubling' : 'exchange';
 }
 
 function sliceRanges(start: number, count: number, bpe: number): Array<{ start: number; count: number }> {
@@ -154,7 +177,7 @@ export class ProcessGroup {
       host: o.host ?? (await localAddressToward(await resolveHost(masterHost), port)),
       log: o.log ?? ((line: string) => process.stderr.write(`[collective rank ${o.rank}] ${line}\n`)),
     };
-    const router = new Router({ linger: 2000, heartbeatInterval: 1000, heartbeatTimeout: 5000 });
+    const router = new Router(LINK_WATCH);
     await router.bind(`tcp://${options.host}:*`);
     const endpoint = router.lastEndpoint ?? '';
     const rendezvous = { ...options, endpoint };
@@ -172,12 +195,7 @@ export class ProcessGroup {
     }
     const dealers = endpoints.map((peer, r) => {
       if (r === options.rank) return null;
-      const dealer = new Dealer({
-        routingId: String(options.rank),
-        linger: 2000,
-        heartbeatInterval: 1000,
-        heartbeatTimeout: 5000,
-      });
+      const dealer = new Dealer({ routingId: String(options.rank), ...LINK_WATCH });
       dealer.connect(peer);
       return dealer;
     });
@@ -421,8 +439,10 @@ export class ProcessGroup {
     this.checkMean(buf, op, 'allReduce');
     const header = this.opHeader('allReduce', buf, op);
     return this.enqueue(header, async (h) => {
-      if (this.worldSize === 1) return;
-      if (buf.byteLength <= SMALL_ALLREDUCE_BYTES) await this.exchangeReduce(buf, op, h);
+      const algorithm = allReduceAlgorithm(buf.byteLength, this.worldSize);
+      if (algorithm === 'none') return;
+      if (algorithm === 'doubling') await this.doublingReduce(buf, op, h);
+      else if (algorithm === 'exchange') await this.exchangeReduce(buf, op, h);
       else {
         // Each reduced slice of this rank's chunk starts the all-gather at once: the phases overlap.
         await this.ringReduceScatter(buf, op, h, true);
@@ -508,6 +528,26 @@ export class ProcessGroup {
     // Rank order, the same on every rank: identical bytes everywhere.
     buf.set(parts[0] as never);
     for (let peer = 1; peer < this.worldSize; peer++) reduceInto(buf, 0, parts[peer] as Collectable, op);
+    if (op === 'mean') divideRange(buf, 0, buf.length, this.worldSize);
+  }
+
+  /**
+   * Small buffers, power-of-two world: log2 N rounds, in round d each rank swaps its partial result
+   * with rank ^ d and combines them lower rank first, so both hold the same bytes. Fewer messages
+   * than the exchange (log2 N instead of N − 1 per rank), which is what small ops pay for.
+   */
+  private async doublingReduce(buf: Collectable, op: ReduceOp, h: (step: number, offset: number) => Header) {
+    for (let d = 1, round = 0; d < this.worldSize; d *= 2, round++) {
+      const partner = this.rank ^ d;
+      this.send(partner, h(round, 0), bytesOf(buf, 0, buf.length));
+      const theirs = viewAs(buf, await this.receive(partner, h(round, 0)));
+      if (this.rank < partner) reduceInto(buf, 0, theirs, op);
+      else {
+        const mine = buf.slice();
+        buf.set(theirs as never);
+        reduceInto(buf, 0, mine, op);
+      }
+    }
     if (op === 'mean') divideRange(buf, 0, buf.length, this.worldSize);
   }
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'vitest';
+import { createSimNet, simNetUnavailable } from '../src/simnet.js';
 import { jobEnv, killRanks, type RankResult, runJob, startJob, startRank } from './job.js';
 
 afterEach(killRanks);
@@ -64,6 +65,46 @@ describe('errors, never hangs', () => {
       }
     }
   });
+
+  const noSimNet = simNetUnavailable();
+  it.skipIf(noSimNet)(
+    `a link that goes down without closing TCP: both ranks reject naming the other long before the deadline${noSimNet ? ` (skipped: ${noSimNet})` : ''}`,
+    async () => {
+      const deadlineMs = 60_000;
+      const net = createSimNet(2, '1gbit');
+      try {
+        const env = {
+          WORLD_SIZE: '2',
+          MASTER_ADDR: net.addresses[0] ?? '',
+          MASTER_PORT: '29500',
+          SCENARIO: 'stream',
+          // 16 MB at 1 Gbit/s: both ranks are mid-send when the link goes, their TCP buffers full.
+          STREAM_SIZE: String(4_000_000),
+          SEGTRAIN_COLLECTIVE_TIMEOUT_MS: String(deadlineMs),
+        };
+        const ranks = [0, 1].map((rank) => startRank(rank, env, (c, a) => net.wrap(rank, c, a)));
+        await Promise.all(ranks.map((r) => r.printed('streaming')));
+        const cutAt = Date.now();
+        net.cut(1);
+        const results = await Promise.all(ranks.map((r) => r.done));
+        const took = Date.now() - cutAt;
+        for (const r of results) {
+          assert.equal(r.code, 3, `rank ${r.rank}: ${r.stderr}`);
+          const other = 1 - r.rank;
+          assert.match(
+            errorOf(r) ?? '',
+            new RegExp(`rank ${other} is gone \\(its connection dropped\\) during allReduce`),
+          );
+          assert.deepEqual(r.lines.at(-1)?.lost, [other]);
+        }
+        // Heartbeats (5 s) or TCP_USER_TIMEOUT (10 s), grace and close()'s linger: far below the 60 s deadline.
+        assert.ok(took < 20_000, `ranks ended ${took} ms after the link went down`);
+      } finally {
+        killRanks();
+        net.close();
+      }
+    },
+  );
 
   it('a size mismatch is the same named error on every rank', async () => {
     const ranks = await runJob(3, { SCENARIO: 'mismatch-size' });

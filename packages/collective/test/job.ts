@@ -24,9 +24,15 @@ export interface RankProcess {
   readonly printed: (key: string) => Promise<void>;
 }
 
-export function startRank(rank: number, env: Record<string, string>): RankProcess {
+/** Starts one rank; `wrap` runs it through another command (e.g. into a network namespace). */
+export function startRank(
+  rank: number,
+  env: Record<string, string>,
+  wrap?: (command: string, args: string[]) => [string, string[]],
+): RankProcess {
   const started = Date.now();
-  const child = spawn(process.execPath, [WORKER], {
+  const [command, args] = wrap ? wrap(process.execPath, [WORKER]) : [process.execPath, [WORKER]];
+  const child = spawn(command, args, {
     env: { ...process.env, RANK: String(rank), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
