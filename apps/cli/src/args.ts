@@ -34,6 +34,8 @@ export interface CommandSpec {
   readonly description: string;
   readonly flags: Readonly<Record<string, FlagSpec>>;
   readonly arguments?: string;
+  /** Flags after the first positional belong to it (`segtrain launch --ips … train --config …`). */
+  readonly passThrough?: boolean;
   readonly run: (args: ParsedArgs, io: Io) => number | Promise<number>;
 }
 

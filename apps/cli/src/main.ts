@@ -11,6 +11,7 @@ import {
 import { CONFIG_SHOW } from './commands/config.js';
 import { DATA_DEMO } from './commands/data.js';
 import { DOCTOR } from './commands/doctor.js';
+import { LAUNCH } from './commands/launch.js';
 import { MODEL_RUN, MODEL_SUMMARY } from './commands/model.js';
 import { PREDICT, TRAIN, VAL } from './commands/train.js';
 import type { Io } from './io.js';
@@ -26,6 +27,7 @@ const TREE: ReadonlyArray<CommandSpec | CommandGroup> = [
   TRAIN,
   VAL,
   PREDICT,
+  LAUNCH,
   { name: 'data', description: 'datasets: generate the embedded demo street scenes', commands: [DATA_DEMO] },
   { name: 'config', description: 'print a resolved PaddleSeg-style config', commands: [CONFIG_SHOW] },
   {
@@ -41,6 +43,7 @@ function addCommand(parent: Command, path: string, spec: CommandSpec, io: Io, ra
   const command = configureCommand(parent.command(spec.name), io, `${path} ${spec.name}`);
   addFlags(command.description(spec.description), spec.flags);
   if (spec.arguments) command.arguments(spec.arguments);
+  if (spec.passThrough) command.passThroughOptions();
   command.action(async () => ran(await spec.run(parsedArgs(command, spec.flags), io)));
 }
 
@@ -49,7 +52,8 @@ function program(io: Io, ran: (code: number) => void): Command {
   const root = configureCommand(new Command('segtrain'), io, 'segtrain')
     .description('Semantic-segmentation training on WebGPU with PaddleSeg configs')
     .version(VERSION, '-V, --version', 'print the version')
-    .helpCommand('help [command]', 'show help for a command');
+    .helpCommand('help [command]', 'show help for a command')
+    .enablePositionalOptions();
   for (const entry of TREE) {
     if ('run' in entry) {
       addCommand(root, 'segtrain', entry, io, ran);

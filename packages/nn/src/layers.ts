@@ -1,6 +1,7 @@
 import {
   adaptiveAvgPool2d,
   avgPool2d,
+  type BatchNormSync,
   batchNorm2d,
   type Conv2dOptions,
   conv2d,
@@ -15,7 +16,6 @@ import {
   type PoolOptions,
   relu,
   resizeBilinear,
-  type SyncStatsHook,
   sigmoid,
   type Tensor,
 } from '@segtrain/tensor';
@@ -68,14 +68,15 @@ export class Conv2d extends Layer {
 
 /**
  * Paddle's BatchNorm2D (momentum 0.9 = weight of the old statistic, eps 1e-5): parameters `weight`
- * and `bias`, buffers `_mean` and `_variance`. `syncStats` is the seam for cross-rank BN.
+ * and `bias`, buffers `_mean` and `_variance`. `sync` makes it a SyncBatchNorm
+ * (set by data-parallel training).
  */
 export class BatchNorm2d extends Layer {
   readonly weight: Tensor;
   readonly bias: Tensor;
   readonly runningMean: Tensor;
   readonly runningVar: Tensor;
-  syncStats: SyncStatsHook | undefined;
+  sync: BatchNormSync | undefined;
   constructor(
     device: Device,
     channels: number,
@@ -94,7 +95,7 @@ export class BatchNorm2d extends Layer {
       training: this.training,
       momentum: this.momentum,
       eps: this.eps,
-      ...(this.syncStats ? { syncStats: this.syncStats } : {}),
+      ...(this.sync ? { sync: this.sync } : {}),
     });
   }
 }

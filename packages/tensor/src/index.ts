@@ -17,6 +17,7 @@ export {
 export {
   type Access,
   Device,
+  type DeviceHold,
   DeviceLimitError,
   type DeviceStats,
   getDevice,
@@ -56,7 +57,7 @@ export {
   where,
 } from './ops/elementwise.js';
 export { type LinearOptions, linear, matmul } from './ops/matmul.js';
-export { type BatchNormOptions, batchNorm2d, layerNorm, type SyncStatsHook } from './ops/norm.js';
+export { type BatchNormOptions, type BatchNormSync, batchNorm2d, layerNorm } from './ops/norm.js';
 export { adaptiveAvgPool2d, argmax, avgPool2d, maxPool2d, type PoolOptions } from './ops/pool.js';
 export {
   type DropoutOptions,

@@ -56,6 +56,11 @@ function lnRef(d: number, eps: number) {
   };
 }
 
+/** `values[i] += v` for a float64 accumulator. */
+function addAt(values: Float64Array, i: number, v: number): void {
+  values[i] = (values[i] ?? 0) + v;
+}
+
 /** Persistent running-stat tensors created inside a case, disposed after it. */
 const created: T.Tensor[] = [];
 async function disposeCreated(): Promise<void> {
@@ -77,6 +82,7 @@ describe('batchNorm2d', () => {
     [3, 2, 3, 3],
     [1, 4, 1, 7],
     [5, 3, 2],
+    [2, 32, 4, 8],
     [2, 2, 24, 24], // 1152 values per channel: more than one chunk, so the partials are folded
   ];
   for (const shape of trainingShapes) {
@@ -190,41 +196,109 @@ describe('batchNorm2d', () => {
     for (const t of [x, w, b, y, y2, rm, rv]) t.dispose();
   });
 
-  it('calls syncStats with raw per-channel sums and uses what it returns', async () => {
+  it('sync: one device of a two-device batch gets the full batch output and input gradient', async () => {
+    // This device holds xa; a simulated second device holds xb. The hooks return what the
+    // data-parallel exchange computes: the global statistics, and the global gradient sums
+    // (xb's added in float64 here) scaled to this device's count.
     const device = await testDevice();
-    const shape = [2, 3, 3, 3];
-    const data = rand(54, 8, -2, 3);
-    const x = T.tensor(device, data, shape);
-    const w = T.tensor(device, [1, 2, 0.5], [3]);
-    const b = T.tensor(device, [0, 0.1, -0.1], [3]);
-    const [rm, rv] = running(device, 3);
-    const seen: { sum: T.Tensor; sumSq: T.Tensor; count: number }[] = [];
-    const y = T.batchNorm2d(x, w, b, rm, rv, {
+    const half = [2, 3, 3, 3];
+    const c = 3;
+    const hw = 9;
+    const per = 54;
+    const xa = rand(per, 8, -2, 3);
+    const xb = rand(per, 9, -1, 2);
+    const r = rand(2 * per, 10);
+    const w = [1, 2, 0.5];
+    const bias = [0, 0.1, -0.1];
+    const eps = 1e-5;
+    const full = Float64Array.from([...xa, ...xb]);
+    const channel = (i: number) => Math.floor(i / hw) % c;
+    const mean = new Float64Array(3);
+    const variance = new Float64Array(3);
+    for (let i = 0; i < full.length; i++) addAt(mean, channel(i), (full[i] ?? 0) / (4 * hw));
+    for (let i = 0; i < full.length; i++)
+      addAt(variance, channel(i), ((full[i] ?? 0) - (mean[channel(i)] ?? 0)) ** 2 / (4 * hw));
+    const xhat = (v: number, ch: number) => (v - (mean[ch] ?? 0)) / Math.sqrt((variance[ch] ?? 0) + eps);
+    const otherBackward = new Float64Array(2 * c);
+    xb.forEach((v, i) => {
+      const ch = channel(i);
+      const g = r[per + i] ?? 0;
+      addAt(otherBackward, ch, g);
+      addAt(otherBackward, c + ch, g * xhat(v, ch));
+    });
+    const localMean = new Float64Array(3);
+    const localVar = new Float64Array(3);
+    xa.forEach((v, i) => {
+      addAt(localMean, channel(i), v / 18);
+    });
+    xa.forEach((v, i) => {
+      addAt(localVar, channel(i), (v - (localMean[channel(i)] ?? 0)) ** 2 / 18);
+    });
+    const counts: number[] = [];
+    const seenLocal: T.Tensor[] = [];
+    const x = T.parameter(device, xa, half);
+    const wt = T.parameter(device, w, [c]);
+    const bt = T.parameter(device, bias, [c]);
+    const [rm, rv] = running(device, c);
+    const y = T.batchNorm2d(x, wt, bt, rm, rv, {
       training: true,
-      syncStats: (sum, sumSq, count) => {
-        seen.push({ sum: T.scale(sum, 1), sumSq: T.scale(sumSq, 1), count });
-        // Pretend a second device holds an identical batch: doubling sums and count keeps the stats.
-        return { sum: T.scale(sum, 2), sumSq: T.scale(sumSq, 2), count: 2 * count };
+      sync: {
+        stats: (local, count) => {
+          counts.push(count);
+          seenLocal.push(T.scale(local, 1));
+          return T.tensor(device, [...mean, ...variance], [2 * c]);
+        },
+        gradSums: (sums, count) => {
+          counts.push(count);
+          const other = T.tensor(device, otherBackward, [2 * c]);
+          const added = T.add(sums, other);
+          const global = T.scale(added, 0.5);
+          for (const t of [other, added]) t.dispose();
+          return global;
+        },
       },
     });
-    assert.equal(seen.length, 1);
-    const [first] = seen;
-    assert.equal(first?.count, 18);
-    const expectSum = [0, 0, 0];
-    const expectSq = [0, 0, 0];
-    for (let i = 0; i < 54; i++) {
-      const ch = Math.floor(i / 9) % 3;
-      expectSum[ch] = (expectSum[ch] ?? 0) + (data[i] ?? 0);
-      expectSq[ch] = (expectSq[ch] ?? 0) + (data[i] ?? 0) ** 2;
-    }
-    assertClose(await (first as { sum: T.Tensor }).sum.data(), expectSum, 1e-5, 'sum');
-    assertClose(await (first as { sumSq: T.Tensor }).sumSq.data(), expectSq, 1e-5, 'sumSq');
-    const expected = bnRef(
-      shape,
+    assertClose(
+      await (seenLocal[0] as T.Tensor).data(),
+      [...localMean, ...localVar],
       1e-5,
-    )([Float64Array.from(data), Float64Array.of(1, 2, 0.5), Float64Array.of(0, 0.1, -0.1)]);
-    assertClose(await y.data(), expected, 1e-4, 'synced output');
-    for (const t of [x, w, b, y, first?.sum, first?.sumSq]) t?.dispose();
+      'local statistics',
+    );
+    const expectedY = bnRef([4, 3, 3, 3], eps)([full, Float64Array.from(w), Float64Array.from(bias)]);
+    assertClose(await y.data(), expectedY.subarray(0, per), 1e-4, 'synced output');
+    assert.deepEqual(
+      Array.from(await rm.data(), (v) => Number(v.toFixed(4))),
+      Array.from(mean, (m) => Number((0.1 * m).toFixed(4))),
+      'running mean from the global batch',
+    );
+    const grad = T.tensor(device, r.subarray(0, per), half);
+    T.backward(y, { grad });
+    assert.deepEqual(counts, [18, 18], 'one forward and one backward exchange, with the local count');
+    // dL/dxa of L = Σ r·bn(full) by central differences in float64.
+    const loss = (v: Float64Array) =>
+      bnRef(
+        [4, 3, 3, 3],
+        eps,
+      )([v, Float64Array.from(w), Float64Array.from(bias)]).reduce((s, yv, i) => s + yv * (r[i] ?? 0), 0);
+    const h = 1e-5;
+    const expectedDx = Array.from(xa, (_, i) => {
+      const up = Float64Array.from(full);
+      const down = Float64Array.from(full);
+      up[i] = (up[i] ?? 0) + h;
+      down[i] = (down[i] ?? 0) - h;
+      return (loss(up) - loss(down)) / (2 * h);
+    });
+    assertClose(await (x.grad as T.Tensor).data(), expectedDx, 1e-3, 'input gradient over both devices');
+    // The weight and bias gradients stay this device's own (data parallelism averages them).
+    const dw = new Float64Array(3);
+    const db = new Float64Array(3);
+    xa.forEach((v, i) => {
+      addAt(dw, channel(i), (r[i] ?? 0) * xhat(v, channel(i)));
+      addAt(db, channel(i), r[i] ?? 0);
+    });
+    assertClose(await (wt.grad as T.Tensor).data(), dw, 1e-4, 'local weight gradient');
+    assertClose(await (bt.grad as T.Tensor).data(), db, 1e-4, 'local bias gradient');
+    for (const t of [x, wt, bt, y, grad, ...seenLocal]) t.dispose();
     await disposeCreated();
   });
 });
@@ -246,31 +320,6 @@ describe('layerNorm', () => {
         ref: lnRef(d, eps),
       }));
   }
-});
-
-describe('syncStats hook typing', () => {
-  it('accepts a hook that returns nothing', async () => {
-    const device = await testDevice();
-    const x = T.tensor(device, rand(24, 2), [2, 3, 2, 2]);
-    const w = T.tensor(device, [1, 1, 1], [3]);
-    const b = T.tensor(device, [0, 0, 0], [3]);
-    const [rm, rv] = running(device, 3);
-    let calls = 0;
-    const y = T.batchNorm2d(x, w, b, rm, rv, {
-      training: true,
-      syncStats: () => {
-        calls++;
-      },
-    });
-    assert.equal(calls, 1);
-    const expected = bnRef(
-      [2, 3, 2, 2],
-      1e-5,
-    )([Float64Array.from(rand(24, 2)), Float64Array.of(1, 1, 1), Float64Array.of(0, 0, 0)]);
-    assertClose(await y.data(), expected, 1e-4, 'output with an observing hook');
-    for (const t of [x, w, b, y]) t.dispose();
-    await disposeCreated();
-  });
 });
 
 describe('norm memory', () => {

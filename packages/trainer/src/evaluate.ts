@@ -4,6 +4,7 @@
  * Kappa, Dice — plus the mIoU over the classes present in the labels.
  */
 
+import type { ProcessGroup } from '@segtrain/collective';
 import type { TransformConfig } from '@segtrain/config';
 import { DataLoader, DistributedBatchSampler, type SegDataset } from '@segtrain/data';
 import type { SegModel } from '@segtrain/models';
@@ -20,6 +21,8 @@ export interface EvaluateOptions {
   readonly numWorkers: number;
   readonly log: (line: string) => void;
   readonly progress?: ProgressStream;
+  /** Each rank evaluates its share; the counts are added over the group (padding excluded). */
+  readonly group?: ProcessGroup;
 }
 
 export interface EvaluationResult {
@@ -35,10 +38,14 @@ export async function evaluate(
   model: SegModel,
   o: EvaluateOptions,
 ): Promise<EvaluationResult> {
-  const { dataset } = o;
+  const { dataset, group } = o;
+  const rank = group?.rank ?? 0;
+  const world = group?.worldSize ?? 1;
   const sampler = new DistributedBatchSampler({
     size: dataset.length,
     batchSize: 1,
+    rank,
+    worldSize: world,
     shuffle: false,
     dropLast: false,
   });
@@ -58,8 +65,14 @@ export async function evaluate(
   });
   model.eval();
   let images = 0;
+  let position = rank;
   try {
     for await (const batch of loader.epoch(0)) {
+      // Unshuffled with batch 1, this rank's k-th sample is global position k·world + rank; the
+      // sampler pads past the dataset's end by repeating its head, which must not count twice.
+      const padding = position >= dataset.length;
+      position += world;
+      if (padding) continue;
       const { pred, height: ph, width: pw } = await predictBatch(device, model, batch, o.inference);
       const [, lh, lw] = batch.labelShape;
       if (!batch.label) throw new Error(`evaluation needs labels: ${batch.imagePaths[0]} has none`);
@@ -74,6 +87,19 @@ export async function evaluate(
   } finally {
     bar.finish();
     await loader.close();
+  }
+  if (group) {
+    const n = counts.numClasses;
+    const all = new Float64Array(3 * n + 1);
+    all.set(counts.intersect, 0);
+    all.set(counts.predArea, n);
+    all.set(counts.labelArea, 2 * n);
+    all[3 * n] = images;
+    await group.allReduce(all, 'sum');
+    counts.intersect.set(all.subarray(0, n));
+    counts.predArea.set(all.subarray(n, 2 * n));
+    counts.labelArea.set(all.subarray(2 * n, 3 * n));
+    images = all[3 * n] ?? images;
   }
   const metrics = computeMetrics(counts);
   return { metrics, images, lines: formatEvalLines(metrics, images) };

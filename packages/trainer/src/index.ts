@@ -7,6 +7,13 @@ export {
   resolveWeights,
   type TrainState,
 } from './checkpoint.js';
+export {
+  BUCKET_BYTES,
+  broadcastJson,
+  bucketLayout,
+  DataParallel,
+  FIRST_BUCKET_BYTES,
+} from './data-parallel.js';
 export { type EvaluateOptions, type EvaluationResult, evaluate } from './evaluate.js';
 export {
   flipHost,

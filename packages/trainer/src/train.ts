@@ -5,6 +5,7 @@
  * optimizer state, LR, data order and augmentation, dropout stream, best mIoU and checkpoint FIFO.
  */
 import { dirname, join, resolve } from 'node:path';
+import type { ProcessGroup } from '@segtrain/collective';
 import type { ResolvedConfig } from '@segtrain/config';
 import { createDataset, DataLoader, DistributedBatchSampler, type LoadedBatch } from '@segtrain/data';
 import { buildModelWithPretrained, type ComponentConfig, type SegModel } from '@segtrain/models';
@@ -38,6 +39,7 @@ import {
   saveIterCheckpoint,
   type TrainState,
 } from './checkpoint.js';
+import { broadcastJson, DataParallel } from './data-parallel.js';
 import { type EvaluationResult, evaluate } from './evaluate.js';
 import type { InferenceOptions } from './inference.js';
 import {
@@ -74,6 +76,11 @@ export interface TrainOptions {
    * and train() returns with `interrupted` set.
    */
   readonly signal?: AbortSignal;
+  /**
+   * Data-parallel training with the other ranks of this group (world size > 1): rank 0's state is
+   * broadcast, gradients averaged, BatchNorm synchronised, evaluation shared; only rank 0 writes.
+   */
+  readonly group?: ProcessGroup | null;
 }
 
 export interface TrainResult {
@@ -87,7 +94,7 @@ export interface TrainResult {
   readonly interrupted: { readonly checkpoint: string } | null;
 }
 
-/** The loss became NaN or infinite: training stops, and the last checkpoint is left as it was. */
+/** The loss became NaN or infinite (on any rank): training stops; the last checkpoint is left as it was. */
 export class NonFiniteLossError extends Error {}
 
 /** Evaluation at a save point failed; the checkpoint written just before it is named in the message. */
@@ -136,27 +143,50 @@ function emptyHistory(): TrainingHistory {
   return { iters: [], loss: [], lr: [], evals: [] };
 }
 
+/** Steps recorded ahead of the oldest loss read back: the GPU keeps working, the queue stays bounded. */
+const STEPS_IN_FLIGHT = 2;
+
+/** One step's losses on the GPU, read back later (reading each step would stall the pipeline). */
+interface PendingLoss {
+  readonly iter: number;
+  readonly epoch: number;
+  readonly values: Tensor[];
+}
+
 /**
  * Trains as PaddleSeg's train.py does, in a save_dir this run holds locked: created, probed and
- * cleaned of an interrupted run's leftovers before the first step.
+ * cleaned of an interrupted run's leftovers before the first step (by rank 0, the only writer).
  */
 export async function train(o: TrainOptions): Promise<TrainResult> {
-  const lock = openSaveDir(o.saveDir, o.log);
+  const lock = (o.group?.rank ?? 0) === 0 ? openSaveDir(o.saveDir, o.log) : null;
   try {
     return await trainLocked(o);
   } finally {
-    lock.release();
+    lock?.release();
   }
 }
 
+/**
+ * The loop of ARCHITECTURE.md: start (data, model, optimizer, resume, broadcast), then per
+ * iteration step → (log point) → (save point: checkpoint, evaluation, early stop), then finish.
+ */
 async function trainLocked(o: TrainOptions): Promise<TrainResult> {
   const { device, config } = o;
-  const resumed = o.resumeModel ? readTrainState(o.resumeModel) : null;
+  const group = o.group && o.group.worldSize > 1 ? o.group : null;
+  const rank = group?.rank ?? 0;
+  const writer = rank === 0;
+
+  // ---- start ---------------------------------------------------------------------------------
+  let resumed = o.resumeModel && writer ? readTrainState(o.resumeModel) : null;
   if (resumed && o.seed !== null && o.seed !== resumed.seed)
     o.log(
       `Resuming with the checkpoint's seed ${resumed.seed} (--seed ${o.seed} ignored) so the data order is unchanged`,
     );
-  const seed = resumed?.seed ?? o.seed ?? Math.floor(Math.random() * 2 ** 31);
+  let seed = resumed?.seed ?? o.seed ?? Math.floor(Math.random() * 2 ** 31);
+  let resumeModel = o.resumeModel;
+  // Every rank starts from what rank 0 read: the same seed, state and (below) weights.
+  const agreed = group ? await broadcastJson(group, { resumed, seed, resumeModel }) : null;
+  if (agreed) ({ resumed, seed, resumeModel } = agreed);
   // Data first: a wrong dataset_root fails before the model is built.
   const trainSet = createDataset(config.train_dataset, { mode: 'train' });
   const valSet = o.doEval && config.val_dataset ? createDataset(config.val_dataset, { mode: 'val' }) : null;
@@ -172,6 +202,8 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
   const sampler = new DistributedBatchSampler({
     size: trainSet.length,
     batchSize: config.batch_size,
+    rank,
+    worldSize: group?.worldSize ?? 1,
     shuffle: true,
     dropLast: true,
     seed,
@@ -195,13 +227,22 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
     checkpoints: [],
     history: emptyHistory(),
   };
-  if (o.resumeModel && resumed) {
-    await loadIterCheckpoint(o.resumeModel, model, optimizer);
+  if (resumeModel && resumed) {
+    if (writer) await loadIterCheckpoint(resumeModel, model, optimizer);
     manualSeed(resumed.randomState);
-    o.log(`Resume model from ${o.resumeModel}, continuing after iter ${resumed.iter}`);
+    o.log(`Resume model from ${resumeModel}, continuing after iter ${resumed.iter}`);
+  }
+  const parallel = group ? new DataParallel(group, device, model) : null;
+  if (parallel) {
+    await parallel.broadcastState(model, optimizer);
+    const mb = parallel.bucketBytes.map((b) => (b / 2 ** 20).toFixed(2));
+    o.log(
+      `Data parallel: ${group?.describe()}; ${parallel.worldSize} ranks × batch_size ${config.batch_size}; ` +
+        `BatchNorm converted to SyncBatchNorm; gradients averaged in ${mb.length} bucket(s) of ${mb.join(', ')} MiB`,
+    );
   }
 
-  const vdl = o.useVdl ? new EventWriter(o.saveDir) : null;
+  const vdl = o.useVdl && writer ? new EventWriter(o.saveDir) : null;
   const bar = new ProgressBar({
     total: config.iters,
     label: 'train',
@@ -212,8 +253,9 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
     o.log(line);
   };
   let lastEvaluation: SegMetrics | null = null;
+  const plotTitle = `segtrain: ${config.source.file}`;
 
-  /** iter_N with the state as of now; retention and the plot follow. Returns the directory. */
+  /** iter_N with the state as of now (rank 0 writes it); retention and the plot follow. Returns its path. */
   const saveCheckpoint = async (iter: number, mark: 'pendingEval' | 'interrupted' | null) => {
     const fifo = [...state.checkpoints, `iter_${iter}`];
     const kept = retained(fifo, o.keepCheckpointMax);
@@ -224,16 +266,18 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
       checkpoints: kept,
       ...(mark ? { [mark]: true } : {}),
     };
+    if (!writer) return join(o.saveDir, `iter_${iter}`);
     crashPoint('save.start');
     const dir = await saveIterCheckpoint(o.saveDir, { model, optimizer, state, evaluation: null });
     await removeCheckpoints(o.saveDir, fifo.slice(0, fifo.length - kept.length));
-    writeTrainingPlot(join(o.saveDir, 'training.html'), state.history, `segtrain: ${config.source.file}`);
+    writeTrainingPlot(join(o.saveDir, 'training.html'), state.history, plotTitle);
     return dir;
   };
 
   /**
-   * Evaluates the weights saved in `checkpoint` (iter `iter`), replaces best_model when the mean IoU
-   * over the classes present beats the best so far, and records the result in `checkpoint`.
+   * Evaluates the weights saved in `checkpoint` (iter `iter`) on every rank's share of the val set,
+   * replaces best_model when the mean IoU over the classes present beats the best so far, and
+   * records the result in `checkpoint`.
    */
   const evaluateSaved = async (iter: number, checkpoint: string) => {
     if (!valSet || !config.val_dataset) return;
@@ -246,6 +290,7 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
         numWorkers: o.numWorkers,
         log,
         ...(o.progress ? { progress: o.progress } : {}),
+        ...(group ? { group } : {}),
       });
     } catch (error) {
       throw new EvaluationError(
@@ -273,15 +318,17 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
       },
     };
     const evaluation: EvalRecord = { mIoU: m.miou, Acc: m.acc, iter, mIoUPresent: m.miouPresent };
-    // best_model before the record: a kill between them re-runs this evaluation at resume, which
-    // writes the same best_model again (the other order would lose it).
-    if (improved) await saveBestModel(o.saveDir, model, evaluation);
-    await recordEvaluation(checkpoint, state, evaluation);
+    if (writer) {
+      // best_model before the record: a kill between them re-runs this evaluation at resume, which
+      // writes the same best_model again (the other order would lose it).
+      if (improved) await saveBestModel(o.saveDir, model, evaluation);
+      await recordEvaluation(checkpoint, state, evaluation);
+      writeTrainingPlot(join(o.saveDir, 'training.html'), state.history, plotTitle);
+    }
     log(
       `[EVAL] The model with the best validation mIoU over the classes present (${state.bestMiou.toFixed(4)}) ` +
         `was saved at iter ${state.bestIter}.`,
     );
-    writeTrainingPlot(join(o.saveDir, 'training.html'), state.history, `segtrain: ${config.source.file}`);
     if (vdl) {
       vdl.scalar('Evaluate/mIoU', m.miou, iter);
       vdl.scalar('Evaluate/Acc', m.acc, iter);
@@ -292,106 +339,155 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
   const itersPerEpoch = sampler.length;
   const window = { loss: new WindowAverage(), batch: new WindowAverage(), reader: new WindowAverage() };
   const termWindows: WindowAverage[] = [];
+  const pending: PendingLoss[] = [];
   let iter = state.iter;
-  let lastSaved: string | null = o.resumeModel;
+  let lastSaved: string | null = resumeModel;
   let interrupted: { checkpoint: string } | null = null;
+  /** Set when any rank was asked to stop (SIGINT/SIGTERM): every rank stops after the same step. */
+  let stopAsked = false;
+
+  /**
+   * Reads back the oldest pending step's losses into the log windows. With several ranks they
+   * exchange their totals and stop flags, so a NaN on any rank, or a stop request, stops all.
+   */
+  const readOldestLoss = async () => {
+    const step = pending.shift();
+    if (!step) return;
+    const values: number[] = [];
+    for (const t of step.values) values.push(await t.item());
+    for (const t of step.values) t.dispose();
+    const total = values[0] as number;
+    let totals = [total];
+    if (group) {
+      const mine = Float64Array.of(total, o.signal?.aborted ? 1 : 0);
+      const all = await group.allGather(mine);
+      totals = Array.from({ length: group.worldSize }, (_, r) => all[2 * r] as number);
+      if (totals.some((_, r) => all[2 * r + 1] === 1)) stopAsked = true;
+    } else if (o.signal?.aborted) stopAsked = true;
+    const bad = totals.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0)
+      throw new NonFiniteLossError(
+        `loss is ${totals[bad]} at iter ${step.iter} (epoch ${step.epoch + 1})${group ? ` on rank ${bad}` : ''}: training stopped. ` +
+          `${lastSaved ? `The last checkpoint (${lastSaved}) is intact; ` : ''}` +
+          'lower the learning rate, add warm-up or gradient clipping, or check the labels.',
+      );
+    window.loss.add(total);
+    values.slice(1).forEach((v, i) => {
+      termWindows[i] ??= new WindowAverage();
+      termWindows[i]?.add(v);
+    });
+    bar.update(step.iter, `loss ${total.toFixed(4)}`);
+  };
+  const readAllLosses = async () => {
+    while (pending.length > 0) await readOldestLoss();
+  };
+
+  /** One log line (rank 0's losses, as PaddleSeg logs the local rank's), the plot data and event scalars. */
+  const logPoint = (lr: number) => {
+    const batchCost = window.batch.mean();
+    const loss = window.loss.mean();
+    log(
+      formatTrainLine({
+        epoch: Math.floor((iter - 1) / itersPerEpoch) + 1,
+        iter,
+        iters: config.iters,
+        loss,
+        lr,
+        batchCost,
+        readerCost: window.reader.mean(),
+        ips: (window.batch.count * config.batch_size) / window.batch.sum,
+      }),
+    );
+    const h = state.history;
+    state = {
+      ...state,
+      history: { ...h, iters: [...h.iters, iter], loss: [...h.loss, loss], lr: [...h.lr, lr] },
+    };
+    if (vdl) {
+      vdl.scalar('Train/loss', loss, iter);
+      if (termWindows.length > 1)
+        termWindows.forEach((w, i) => {
+          vdl.scalar(`Train/loss_${i}`, w.mean(), iter);
+        });
+      vdl.scalar('Train/lr', lr, iter);
+      vdl.scalar('Train/batch_cost', batchCost, iter);
+      vdl.scalar('Train/reader_cost', window.reader.mean(), iter);
+      vdl.flush();
+    }
+    for (const w of [window.loss, window.batch, window.reader, ...termWindows]) w.reset();
+  };
+
+  /** Checkpoint, then evaluation; returns true on an early stop. */
+  const savePoint = async (): Promise<boolean> => {
+    // The checkpoint first: an evaluation that fails must not cost the training before it.
+    lastSaved = await saveCheckpoint(iter, valSet ? 'pendingEval' : null);
+    await evaluateSaved(iter, lastSaved);
+    if (o.earlyStopIntervals && valSet && state.staleEvals >= o.earlyStopIntervals) {
+      log(
+        `Early stopping at iter ${iter}. The best mIoU over the classes present is ${state.bestMiou.toFixed(4)} at iter ${state.bestIter}.`,
+      );
+      return true;
+    }
+    return false;
+  };
+
   model.train();
   const batches = batchesFrom(loader, itersPerEpoch, iter);
   let finished = false;
   try {
     // A checkpoint saved just before its evaluation: evaluate it now, as the interrupted run would have.
-    if (resumed?.pendingEval && o.resumeModel) {
-      const inSaveDir = resolve(dirname(o.resumeModel)) === resolve(o.saveDir);
-      if (valSet && inSaveDir) await evaluateSaved(resumed.iter, o.resumeModel);
+    if (resumed?.pendingEval && resumeModel) {
+      const inSaveDir = resolve(dirname(resumeModel)) === resolve(o.saveDir);
+      if (valSet && inSaveDir) await evaluateSaved(resumed.iter, resumeModel);
       else state = withoutMarks(state);
     }
     let tick = performance.now();
     while (iter < config.iters) {
+      // ---- step ------------------------------------------------------------------------------
       const next = await batches.next();
       if (next.done) break;
       const { batch, epoch } = next.value;
       const lr = learningRateAt(schedule, iter);
       iter++;
-      const losses = await trainStep(model, lossFn, device, batch);
-      const total = losses[0] as number;
-      if (!Number.isFinite(total))
-        throw new NonFiniteLossError(
-          `loss is ${total} at iter ${iter} (epoch ${epoch + 1}): training stopped before the optimizer step. ` +
-            `${lastSaved ? `The last checkpoint (${lastSaved}) is intact; ` : ''}` +
-            'lower the learning rate, add warm-up or gradient clipping, or check the labels.',
-        );
+      pending.push({ iter, epoch, values: await trainStep(model, lossFn, device, batch) });
+      await parallel?.synchronize();
       optimizer.step(lr);
       optimizer.zeroGrad();
+      while (pending.length > STEPS_IN_FLIGHT) await readOldestLoss();
       const now = performance.now();
-      window.loss.add(total);
       window.batch.add((now - tick) / 1000);
       window.reader.add(batch.readerWait / 1000);
-      losses.slice(1).forEach((v, i) => {
-        termWindows[i] ??= new WindowAverage();
-        termWindows[i]?.add(v);
-      });
       tick = now;
-      bar.update(iter, `loss ${total.toFixed(4)}`);
 
-      if (iter % o.logIters === 0 || iter === config.iters) {
-        const batchCost = window.batch.mean();
-        const loss = window.loss.mean();
-        log(
-          formatTrainLine({
-            epoch: Math.floor((iter - 1) / itersPerEpoch) + 1,
-            iter,
-            iters: config.iters,
-            loss,
-            lr,
-            batchCost,
-            readerCost: window.reader.mean(),
-            ips: (window.batch.count * config.batch_size) / window.batch.sum,
-          }),
-        );
-        const h = state.history;
-        state = {
-          ...state,
-          history: { ...h, iters: [...h.iters, iter], loss: [...h.loss, loss], lr: [...h.lr, lr] },
-        };
-        if (vdl) {
-          vdl.scalar('Train/loss', loss, iter);
-          if (termWindows.length > 1)
-            termWindows.forEach((w, i) => {
-              vdl.scalar(`Train/loss_${i}`, w.mean(), iter);
-            });
-          vdl.scalar('Train/lr', lr, iter);
-          vdl.scalar('Train/batch_cost', batchCost, iter);
-          vdl.scalar('Train/reader_cost', window.reader.mean(), iter);
-          vdl.flush();
-        }
-        for (const w of [window.loss, window.batch, window.reader, ...termWindows]) w.reset();
-      }
-
-      const savePoint = iter % o.saveInterval === 0 || iter === config.iters;
-      if (savePoint) {
-        // The checkpoint first: an evaluation that fails must not cost the training before it.
-        lastSaved = await saveCheckpoint(iter, valSet ? 'pendingEval' : null);
-        await evaluateSaved(iter, lastSaved);
-        if (o.earlyStopIntervals && valSet && state.staleEvals >= o.earlyStopIntervals) {
-          log(
-            `Early stopping at iter ${iter}. The best mIoU over the classes present is ${state.bestMiou.toFixed(4)} at iter ${state.bestIter}.`,
-          );
-          break;
-        }
+      const logAt = iter % o.logIters === 0 || iter === config.iters;
+      const saveAt = iter % o.saveInterval === 0 || iter === config.iters;
+      // Losses are complete before anything is logged or saved: a NaN never reaches a checkpoint.
+      if (logAt || saveAt) await readAllLosses();
+      // ---- log point -------------------------------------------------------------------------
+      if (logAt) logPoint(lr);
+      // ---- save point ------------------------------------------------------------------------
+      if (saveAt) {
+        if (await savePoint()) break;
         tick = performance.now();
       }
-      if (o.signal?.aborted) {
-        const checkpoint = savePoint && lastSaved ? lastSaved : await saveCheckpoint(iter, 'interrupted');
+      if (!group && o.signal?.aborted) stopAsked = true;
+      if (stopAsked) {
+        await readAllLosses();
+        const checkpoint = saveAt && lastSaved ? lastSaved : await saveCheckpoint(iter, 'interrupted');
         interrupted = { checkpoint };
         break;
       }
     }
+    await readAllLosses();
     finished = true;
   } finally {
+    // ---- finish ----------------------------------------------------------------------------
     bar.finish();
+    for (const step of pending.splice(0)) for (const t of step.values) t.dispose();
     await batches.return(undefined);
     await loader.close();
     vdl?.close();
+    parallel?.dispose(model);
     optimizer.dispose();
     // On an error the caller never receives the model: free it here.
     if (!finished) model.dispose();
@@ -408,15 +504,14 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
 
 /**
  * One iteration's forward, loss and backward in a tidy scope. Returns [total, ...terms] as
- * numbers: reading them waits for the GPU, which keeps at most one step in flight (queueing many
- * steps without waiting crashed lavapipe).
+ * tensors, kept for a later readback.
  */
 async function trainStep(
   model: SegModel,
   lossFn: ReturnType<typeof lossFromConfig>,
   device: Device,
   batch: LoadedBatch,
-): Promise<number[]> {
+): Promise<Tensor[]> {
   if (!batch.label) throw new Error(`training needs labels: ${batch.imagePaths[0]} has none`);
   const x = tensor(device, batch.img, batch.shape);
   const y = tensor(device, batch.label, batch.labelShape, 'i32');
@@ -425,9 +520,7 @@ async function trainStep(
       const logits = model.forward(x);
       const { total, terms } = await lossFn(logits, y);
       backward(total);
-      const values: number[] = [];
-      for (const t of [total, ...terms] as Tensor[]) values.push(await t.item());
-      return values;
+      return [total, ...terms] as Tensor[];
     });
   } finally {
     x.dispose();

@@ -2,7 +2,9 @@
  * `segtrain train | val | predict`: PaddleSeg's tools/train.py, val.py and predict.py flags
  * (spec b.1–b.3) over @segtrain/trainer.
  */
+import { createHash } from 'node:crypto';
 import { arch, cpus, platform, release } from 'node:os';
+import { CollectiveError, launchInfoFromEnv, ProcessGroup } from '@segtrain/collective';
 import { type ConfigOverrides, loadConfig, printableConfig, type ResolvedConfig } from '@segtrain/config';
 import { cityscapesPalette, colorMap, createDataset, DatasetError } from '@segtrain/data';
 import { buildModel, type ComponentConfig, type SegModel } from '@segtrain/models';
@@ -216,6 +218,7 @@ function userError(error: unknown): string | null {
     error instanceof SafetensorsError ||
     error instanceof StateDictError ||
     error instanceof DeviceLimitError ||
+    error instanceof CollectiveError ||
     error instanceof RangeError
   )
     return error.message;
@@ -277,11 +280,53 @@ function stopOnSignals(controller: AbortController, log: (line: string) => void)
   };
 }
 
+/** `log_ranks: "0,1"`: the ranks whose log lines are printed (PaddleSeg's develop branch; default 0). */
+function logsOnRank(config: ResolvedConfig, rank: number): boolean {
+  return config.log_ranks
+    .split(',')
+    .map((r) => Number(r.trim()))
+    .includes(rank);
+}
+
+/** The data-parallel group this process belongs to, when a launcher started it with world size > 1. */
+async function joinGroup(): Promise<ProcessGroup | null> {
+  const info = launchInfoFromEnv();
+  if (!info || info.worldSize < 2) return null;
+  return ProcessGroup.fromEnv();
+}
+
+/**
+ * `segtrain launch` sets SEGTRAIN_LAUNCHER_PID: a rank whose launcher vanished (SIGKILL) exits
+ * instead of waiting on its peers until the collective deadline.
+ */
+function exitWithLauncher(): void {
+  const pid = Number(process.env.SEGTRAIN_LAUNCHER_PID);
+  if (!Number.isInteger(pid) || pid <= 1) return;
+  setInterval(() => {
+    if (process.ppid !== pid) process.exit(1);
+  }, 1000).unref();
+}
+
+/** SHA-256 of every parameter and buffer in state-dict order: equal on every rank of a healthy job. */
+async function parametersHash(model: SegModel): Promise<string> {
+  const hash = createHash('sha256');
+  for (const [name, t] of model.stateDict()) {
+    const data = await t.data();
+    hash.update(name);
+    hash.update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  }
+  return hash.digest('hex');
+}
+
 async function trainRun(args: ParsedArgs, io: Io): Promise<number> {
   const config = prepare(args);
+  exitWithLauncher();
   return guarded(io, 'train', async () => {
+    const group = await joinGroup();
+    const rank = group?.rank ?? 0;
     const device = await getDevice();
-    const log = logger(io);
+    const printing = logsOnRank(config, rank);
+    const log = printing ? logger(io) : () => undefined;
     log(environmentBlock(device));
     log(configBlock(config));
     for (const note of config.source.notes) log(note);
@@ -304,8 +349,11 @@ async function trainRun(args: ParsedArgs, io: Io): Promise<number> {
           typeof args.flags.early_stop_intervals === 'number' ? args.flags.early_stop_intervals : null,
         log,
         signal: controller.signal,
-        ...(io.progress ? { progress: io.progress } : {}),
+        group,
+        ...(io.progress && rank === 0 ? { progress: io.progress } : {}),
       });
+      if (group)
+        io.out(`${logPrefix()}rank ${rank}: parameters sha256 ${await parametersHash(result.model)}\n`);
       result.model.dispose();
       const signal = signals.received();
       if (result.interrupted && signal) {
@@ -318,6 +366,7 @@ async function trainRun(args: ParsedArgs, io: Io): Promise<number> {
       return 0;
     } finally {
       signals.uninstall();
+      await group?.close();
     }
   });
 }

@@ -58,6 +58,27 @@ const SLOTS_PER_SUBMIT = 512;
 /** The work does not fit this adapter's limits (a buffer too large): the message says what to shrink. */
 export class DeviceLimitError extends Error {}
 
+/**
+ * Work recorded after `Device.hold()` waits (unsubmitted, in order) until `release` is called, which
+ * may first upload data the held work reads: how a synchronous forward uses a value that a host-side
+ * collective will produce (SyncBatchNorm), while recording goes on.
+ */
+export interface DeviceHold {
+  /** Lets the held work go, after writing `uploads` (buffer, data) ahead of it in queue order. Idempotent. */
+  release(uploads?: ReadonlyArray<readonly [GPUBuffer, ArrayBufferView]>): void;
+}
+
+/** What the queue runs in order once no earlier hold is closed. */
+type QueuedWork =
+  | {
+      readonly kind: 'submit';
+      readonly commands: GPUCommandBuffer;
+      readonly uniforms: Uint8Array;
+      readonly after: (() => void) | null;
+    }
+  | { readonly kind: 'hold'; open: boolean; uploads: ReadonlyArray<readonly [GPUBuffer, ArrayBufferView]> }
+  | { readonly kind: 'run'; readonly fn: () => void };
+
 export class Device {
   readonly limits: GPUSupportedLimits;
   readonly features: ReadonlySet<string>;
@@ -76,6 +97,8 @@ export class Device {
   private pass: GPUComputePassEncoder | null = null;
   private paramBytes = 0;
   private doomed: GPUBuffer[] = [];
+  /** Work behind a closed hold, in queue order (empty when nothing is held). */
+  private queued: QueuedWork[] = [];
   private dispatchCount = 0;
   private submitCount = 0;
   private destroyed = false;
@@ -234,7 +257,60 @@ export class Device {
   /** Uploads data; recorded work is submitted first so the write cannot overtake it in queue order. */
   write(buffer: GPUBuffer, data: ArrayBufferView, offset = 0): void {
     if (this.encoder) this.flush();
-    this.gpu.queue.writeBuffer(buffer, offset, data.buffer, data.byteOffset, data.byteLength);
+    if (this.queued.length === 0) {
+      this.gpu.queue.writeBuffer(buffer, offset, data.buffer, data.byteOffset, data.byteLength);
+      return;
+    }
+    // Behind a hold: the caller may reuse `data` at once, so the queue keeps a copy.
+    const copy = new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice();
+    this.queued.push({ kind: 'run', fn: () => this.gpu.queue.writeBuffer(buffer, offset, copy) });
+  }
+
+  /** Holds back everything recorded from now on (see DeviceHold); what was recorded before goes ahead. */
+  hold(): DeviceHold {
+    this.flush();
+    const entry: QueuedWork & { kind: 'hold' } = { kind: 'hold', open: false, uploads: [] };
+    this.queued.push(entry);
+    return {
+      release: (uploads = []) => {
+        if (entry.open) return;
+        entry.open = true;
+        entry.uploads = uploads;
+        this.drain();
+      },
+    };
+  }
+
+  /** True while some recorded work waits behind a hold. */
+  get holding(): boolean {
+    return this.queued.length > 0;
+  }
+
+  /** Runs queued work in order up to the first closed hold. */
+  private drain(): void {
+    while (this.queued.length > 0) {
+      const work = this.queued[0] as QueuedWork;
+      if (work.kind === 'hold') {
+        if (!work.open) return;
+        for (const [buffer, data] of work.uploads)
+          this.gpu.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+      } else if (work.kind === 'run') work.fn();
+      else this.submitNow(work.commands, work.uniforms, work.after);
+      this.queued.shift();
+    }
+  }
+
+  private submitNow(commands: GPUCommandBuffer, uniforms: Uint8Array, after: (() => void) | null): void {
+    if (uniforms.byteLength > 0) this.gpu.queue.writeBuffer(this.uniformArena, 0, uniforms);
+    this.gpu.queue.submit([commands]);
+    after?.();
+  }
+
+  /** Resolves once everything recorded so far has been submitted (at once when nothing is held). */
+  private submitted(): Promise<void> {
+    this.flush();
+    if (this.queued.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.queued.push({ kind: 'run', fn: resolve }));
   }
 
   /** Records one dispatch. `uniforms` (≤ 256 bytes) land in this submit's uniform arena. */
@@ -377,23 +453,25 @@ export class Device {
       this.pass = null;
     }
     if (this.encoder) {
-      if (this.slot > 0)
-        this.gpu.queue.writeBuffer(
-          this.uniformArena,
-          0,
-          this.uniformData.buffer,
-          0,
-          this.slot * UNIFORM_SLOT,
-        );
       const afterSubmit = this.recordProfileReadback(this.encoder);
-      this.gpu.queue.submit([this.encoder.finish()]);
-      afterSubmit?.();
+      const commands = this.encoder.finish();
+      const uniforms = this.uniformData.subarray(0, this.slot * UNIFORM_SLOT);
+      if (this.queued.length === 0) this.submitNow(commands, uniforms, afterSubmit);
+      else this.queued.push({ kind: 'submit', commands, uniforms: uniforms.slice(), after: afterSubmit });
       this.encoder = null;
       this.submitCount++;
     }
     this.slot = 0;
-    for (const buffer of this.doomed) buffer.destroy();
+    const doomed = this.doomed;
     this.doomed = [];
+    if (this.queued.length === 0) for (const buffer of doomed) buffer.destroy();
+    else if (doomed.length > 0)
+      this.queued.push({
+        kind: 'run',
+        fn: () => {
+          for (const buffer of doomed) buffer.destroy();
+        },
+      });
     this.storage.afterSubmit();
     this.staging.afterSubmit();
   }
@@ -403,7 +481,7 @@ export class Device {
     const size = Math.ceil(bytes / 4) * 4;
     const staging = this.staging.acquire(size);
     this.copy(buffer, offset, staging, 0, size);
-    this.flush();
+    await this.submitted();
     await staging.mapAsync(GPUMapMode.READ, 0, size);
     const out = staging.getMappedRange(0, size).slice(0, bytes);
     staging.unmap();
@@ -414,7 +492,7 @@ export class Device {
 
   /** Waits for all submitted work (benchmarks). */
   async sync(): Promise<void> {
-    this.flush();
+    await this.submitted();
     await this.gpu.queue.onSubmittedWorkDone();
     this.throwErrors();
   }

@@ -15,21 +15,21 @@ import {
 import { formatShape, type Shape, type Tensor } from '../tensor.js';
 
 /**
- * Hook for synchronised (cross-device) batch norm. In training, batchNorm2d calls it with this
- * device's per-channel raw sums Σx and Σx² (each a [C] tensor, over N and the spatial dims) and the
- * number of values `count` behind them (N·H·W), *before* normalising. A collective can all-reduce
- * them and return the global `{ sum, sumSq, count }`; batchNorm2d then normalises with (and updates
- * the running statistics from) mean = sum/count and biased var = sumSq/count − mean². Returning
- * nothing keeps the local statistics. The tensors passed in are disposed after the call unless
- * returned. Only the forward statistics are synchronised: the backward uses this device's Σg and
- * Σg·x̂ (a full SyncBatchNorm backward also needs those all-reduced; not wired up yet).
+ * Synchronised (cross-device) batch norm, PyTorch's SyncBatchNorm. In training, batchNorm2d hands
+ * it this device's per-channel statistics and gets back the statistics over every device:
+ * - `stats`: [mean (C), biased variance (C)] over this device's `count` values per channel (N·H·W),
+ *   computed from shifted sums for accuracy → the same over all devices (combine them in float64:
+ *   raw Σx² − mean² in float32 loses the variance to cancellation). The output is normalised with
+ *   it and the running statistics are updated from it;
+ * - `gradSums`: the backward's [Σg (C), Σg·x̂ (C)] → the sums over all devices scaled to this
+ *   device's count (global sum × count / global count), so the input gradient uses global means.
+ * The weight and bias gradients stay local: data parallelism averages them with the other
+ * gradients. A tensor passed in is disposed after the call unless returned.
  */
-export type SyncStatsHook = (
-  sum: Tensor,
-  sumSq: Tensor,
-  count: number,
-  // biome-ignore lint/suspicious/noConfusingVoidType: a hook that only observes returns nothing
-) => void | { sum: Tensor; sumSq: Tensor; count: number };
+export interface BatchNormSync {
+  stats(local: Tensor, count: number): Tensor;
+  gradSums(local: Tensor, count: number): Tensor;
+}
 
 export interface BatchNormOptions {
   /** Batch statistics and a running-statistics update (true) or the running statistics (false). */
@@ -37,7 +37,7 @@ export interface BatchNormOptions {
   /** Weight of the old running value (Paddle convention): running = m·running + (1 − m)·batch. */
   readonly momentum?: number;
   readonly eps?: number;
-  readonly syncStats?: SyncStatsHook;
+  readonly sync?: BatchNormSync;
 }
 
 /** Copies `size` f32 values starting at element `offset` of `src` into a new tensor of `shape`. */
@@ -45,6 +45,13 @@ function sliceInto(src: Tensor, offset: number, shape: Shape): Tensor {
   const out = emptyTensor(src.device, shape);
   src.device.copy(src.buffer, offset * 4, out.buffer, 0, out.bytes);
   return out;
+}
+
+/** `local` through a cross-device exchange that may return it; the caller owns the result. */
+function synced(local: Tensor, exchange: (t: Tensor) => Tensor): Tensor {
+  const global = exchange(local);
+  if (global !== local) local.dispose();
+  return global;
 }
 
 function checkPerChannel(t: Tensor, c: number, what: string, op: string): void {
@@ -96,29 +103,11 @@ export function batchNorm2d(
 
   let stats: Tensor;
   if (training) {
-    // Shifted sums locally (less float32 cancellation); raw sums when a collective must add them.
-    const shift = !options.syncStats;
-    let sums = bnChannelSums(device, x, shift);
-    let total = count;
-    if (options.syncStats) {
-      const sum = sliceInto(sums, 0, [c]);
-      const sumSq = sliceInto(sums, c, [c]);
-      const reduced = options.syncStats(sum, sumSq, count);
-      if (reduced) {
-        const merged = emptyTensor(device, [2 * c]);
-        device.copy(reduced.sum.buffer, 0, merged.buffer, 0, c * 4);
-        device.copy(reduced.sumSq.buffer, 0, merged.buffer, c * 4, c * 4);
-        sums.dispose();
-        sums = merged;
-        total = reduced.count;
-        if (reduced.sum !== sum) reduced.sum.dispose();
-        if (reduced.sumSq !== sumSq) reduced.sumSq.dispose();
-      }
-      sum.dispose();
-      sumSq.dispose();
-    }
-    stats = bnStatsFromSums(device, x, sums, shift, total);
+    // Shifted sums: less float32 cancellation in the variance.
+    const sums = bnChannelSums(device, x, true);
+    stats = bnStatsFromSums(device, x, sums, true, count);
     sums.dispose();
+    if (options.sync) stats = synced(stats, (t) => options.sync?.stats(t, count) ?? t);
     bnUpdateRunning(device, stats, runningMean, runningVar, momentum);
   } else {
     // A snapshot: the backward must see the statistics the forward used.
@@ -130,7 +119,13 @@ export function batchNorm2d(
   const y = bnApply(device, x, stats, weight, bias, eps);
   const out = record(y, op, [x, weight, bias], [x, weight], (g) => {
     const gsums = bnGradSums(device, x, g, stats, eps);
-    const dx = x.requiresGrad ? bnGradInput(device, x, g, stats, weight, gsums, eps, training) : null;
+    let dx: Tensor | null = null;
+    if (x.requiresGrad) {
+      const sync = training ? options.sync : undefined;
+      const dxSums = sync ? synced(sliceInto(gsums, 0, [2 * c]), (t) => sync.gradSums(t, count)) : gsums;
+      dx = bnGradInput(device, x, g, stats, weight, dxSums, eps, training);
+      if (dxSums !== gsums) dxSums.dispose();
+    }
     const dWeight = weight.requiresGrad ? sliceInto(gsums, c, weight.shape) : null;
     const dBias = bias.requiresGrad ? sliceInto(gsums, 0, bias.shape) : null;
     gsums.dispose();
