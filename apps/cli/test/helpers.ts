@@ -90,6 +90,8 @@ export interface CliProcess {
   readonly done: Promise<Finished>;
   /** Resolves when stdout has a line matching `pattern`; rejects if the process ends first. */
   readonly waitFor: (pattern: RegExp) => Promise<void>;
+  /** What the process printed on stdout so far. */
+  readonly output: () => string;
 }
 
 const live = new Set<ChildProcess>();
@@ -132,7 +134,7 @@ export function startCli(args: string[], env: Record<string, string> = {}): CliP
         reject(new Error(`segtrain ${args[0]} already ended before ${pattern}`));
       else watchers.push({ pattern, resolve, reject });
     });
-  return { child, done, waitFor };
+  return { child, done, waitFor, output: () => out };
 }
 
 /** Kills every child a test started and did not see end (call from afterEach). */
