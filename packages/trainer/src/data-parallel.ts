@@ -18,7 +18,6 @@ interface Bucket {
   /** GPU staging of the whole bucket: one readback and one upload per bucket. */
   readonly flat: Tensor;
   ready: number;
-  launched: boolean;
 }
 
 /** Parameters in reverse order (roughly when backward finishes them), cut at the byte caps. */
@@ -64,6 +63,8 @@ export class DataParallel {
   private issued: Promise<void> = Promise.resolve();
   private inFlight: Array<Promise<void>> = [];
   private failure: unknown = null;
+  /** The gradient hooks stay on the parameters; after dispose() they do nothing. */
+  private disposed = false;
 
   constructor(
     readonly group: ProcessGroup,
@@ -87,7 +88,7 @@ export class DataParallel {
         total += p.size;
       }
       const flat = zeros(device, [total]).keep();
-      return { params: members, offsets, flat, ready: 0, launched: false };
+      return { params: members, offsets, flat, ready: 0 };
     });
     for (const bucket of this.buckets)
       for (const p of bucket.params) {
@@ -162,10 +163,7 @@ export class DataParallel {
     }
     this.launchReady();
     await this.drained();
-    for (const bucket of this.buckets) {
-      bucket.ready = 0;
-      bucket.launched = false;
-    }
+    for (const bucket of this.buckets) bucket.ready = 0;
     this.nextBucket = 0;
     if (this.failure) throw this.failure;
   }
@@ -181,13 +179,14 @@ export class DataParallel {
 
   /** Frees the bucket buffers and unhooks SyncBatchNorm. */
   dispose(model: Module): void {
+    this.disposed = true;
     for (const bucket of this.buckets) bucket.flat.dispose();
     for (const [, m] of model.namedModules()) if (m instanceof BatchNorm2d) m.sync = undefined;
   }
 
   private gradReady(p: Tensor): void {
     const bucket = this.bucketOf.get(p);
-    if (!bucket) return;
+    if (!bucket || this.disposed) return;
     bucket.ready++;
     this.launchReady();
   }
@@ -204,7 +203,6 @@ export class DataParallel {
 
   private launch(bucket: Bucket): void {
     const { device } = this;
-    bucket.launched = true;
     bucket.params.forEach((p, i) => {
       const grad = p.grad as Tensor;
       device.copy(grad.buffer, 0, bucket.flat.buffer, (bucket.offsets[i] ?? 0) * 4, p.size * 4);
