@@ -1,18 +1,31 @@
 import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { SMALL_ALLREDUCE_BYTES } from '@segtrain/collective';
 import { LINK_RATES, simNetUnavailable } from '@segtrain/collective/simnet';
+import { loadConfig } from '@segtrain/config';
+import type { ComponentConfig } from '@segtrain/models';
 import { getDevice } from '@segtrain/tensor';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { allReduceMarkdown, type BenchLink, parseSize, runAllReduceBench } from './allreduce.js';
 import { runKernelBench } from './kernels.js';
 import { inputShape, NUM_CLASSES, runModelBench } from './models.js';
 import { writeReport, writeReportFiles } from './report.js';
+import { analyse, calibrate, runScaling, scalingMarkdown, writeScalingReport } from './scaling.js';
+import { STEP_PRESETS, splitStep } from './scaling-model.js';
 import { loadTfjs } from './tfjs.js';
 import { rate } from './timing.js';
 
 type Shape = [number, number, number, number];
 
-type BenchCommand = 'kernels' | 'models' | 'allreduce';
+/** PP-LiteSeg-T's Cityscapes config, the model PaddleSeg's scaling table starts with. */
+const DEFAULT_SCALING_CONFIG = fileURLToPath(
+  new URL(
+    '../../../configs/pp_liteseg/pp_liteseg_stdc1_cityscapes_1024x512_scale0.5_160k.yml',
+    import.meta.url,
+  ),
+);
+
+type BenchCommand = 'kernels' | 'models' | 'allreduce' | 'scaling';
 
 interface BenchOptions {
   readonly reps: number;
@@ -25,6 +38,11 @@ interface BenchOptions {
   readonly sizes?: readonly number[];
   /** allreduce: where ranks talk (loopback, or simulated nodes on shaped links). */
   readonly links?: readonly BenchLink[];
+  /** scaling: the config, node counts, one link, the per-step compute (ms or a preset name), timed steps. */
+  readonly config?: string;
+  readonly nodes?: readonly number[];
+  readonly stepMs?: string;
+  readonly steps?: number;
 }
 
 function list<T>(parse: (text: string) => T): (text: string) => T[] {
@@ -123,6 +141,49 @@ export function benchProgram(ran: (command: BenchCommand, options: BenchOptions)
       }>();
       ran('allreduce', { ...o, tfjs: false, out: resolve(o.out), ...(o.link ? { links: o.link } : {}) });
     });
+  program
+    .command('scaling')
+    .description(
+      "data-parallel step time and scaling ratio of a config's model on 1, 2, 4 simulated nodes, with a fitted model projecting 8–32 nodes",
+    )
+    .option('--config <FILE>', 'the PaddleSeg-style config whose model is measured', DEFAULT_SCALING_CONFIG)
+    .option('--nodes <N,...>', 'node counts (1 is the base)', list(positiveInt), [1, 2, 4])
+    .option(
+      '--link <L>',
+      `loopback, or simulated nodes on ${LINK_RATES.filter((l) => l !== 'none').join(', ')}`,
+      benchLink,
+      '10gbit',
+    )
+    .option(
+      '--step-ms <T>',
+      `per-rank compute of one step in ms, or a preset (${Object.keys(STEP_PRESETS).join(', ')}); default: measured here`,
+    )
+    .option('--input <NxCxHxW>', 'input of the calibration step', shape, [1, 3, 64, 128] as Shape)
+    .option('--steps <N>', 'timed steps per node count', positiveInt, 5)
+    .option('--out <DIR>', 'where the reports go', 'bench-results')
+    .action(function (this: Command) {
+      const o = this.opts<{
+        config: string;
+        nodes: number[];
+        link: BenchLink;
+        stepMs?: string;
+        input: Shape;
+        steps: number;
+        out: string;
+      }>();
+      ran('scaling', {
+        reps: o.steps,
+        quick: false,
+        tfjs: false,
+        input: o.input,
+        out: resolve(o.out),
+        config: resolve(o.config),
+        nodes: o.nodes,
+        links: [o.link],
+        steps: o.steps,
+        ...(o.stepMs ? { stepMs: o.stepMs } : {}),
+      });
+    });
   return program;
 }
 
@@ -143,6 +204,7 @@ export async function runBench(argv: string[]): Promise<number> {
   const tfjsOn = chosen.options.tfjs;
   const log = (line: string) => process.stdout.write(`${line}\n`);
   if (command === 'allreduce') return allReduceBench(chosen.options, log);
+  if (command === 'scaling') return scalingBench(chosen.options, log);
   const device = await getDevice();
   log(
     `adapter: ${device.adapterName}; subgroups: ${device.hasSubgroups ? `${device.subgroupMinSize}-${device.subgroupMaxSize}` : 'no'}`,
@@ -233,5 +295,75 @@ async function allReduceBench(o: BenchOptions, log: (line: string) => void): Pro
     },
   );
   log(`wrote ${files.join(', ')}`);
+  return 0;
+}
+
+/** The per-rank compute: `--step-ms` (ms or a preset), else what was measured here. */
+export function stepCompute(
+  stepMs: string | undefined,
+  measured: { forwardMs: number; backwardMs: number },
+): { forwardMs: number; backwardMs: number; source: string } {
+  if (stepMs === undefined) return { ...measured, source: 'measured here, one rank alone' };
+  const preset = STEP_PRESETS[stepMs];
+  if (preset)
+    return {
+      ...splitStep(preset.ms),
+      source: `--step-ms ${stepMs}: ${preset.ms} ms, ${preset.source}; split 1:2 forward:backward`,
+    };
+  const ms = Number(stepMs);
+  if (!(ms > 0))
+    throw new Error(
+      `--step-ms ${stepMs} is neither a positive number of ms nor a preset (${Object.keys(STEP_PRESETS).join(', ')})`,
+    );
+  return { ...splitStep(ms), source: `--step-ms ${ms}, split 1:2 forward:backward` };
+}
+
+async function scalingBench(o: BenchOptions, log: (line: string) => void): Promise<number> {
+  const link = o.links?.[0] ?? '10gbit';
+  const nodes = o.nodes ?? [1, 2, 4];
+  const unavailable = link === 'loopback' ? null : simNetUnavailable();
+  if (unavailable && nodes.some((n) => n > 1)) {
+    log(
+      `segtrain-bench scaling: skipped: simulated nodes cannot be made here (${unavailable}); --link loopback runs the ranks on this machine instead`,
+    );
+    return 0;
+  }
+  const config = loadConfig(o.config ?? DEFAULT_SCALING_CONFIG);
+  const { pretrained: _p, ...modelBlock } = config.model as unknown as ComponentConfig & {
+    pretrained?: unknown;
+  };
+  const device = await getDevice();
+  log(
+    `adapter: ${device.adapterName}; calibrating ${modelBlock.type} at ${(o.input ?? [1, 3, 64, 128]).join('x')}`,
+  );
+  const calibration = await calibrate(
+    device,
+    `${modelBlock.type} (${config.source.file})`,
+    modelBlock,
+    o.input ?? [1, 3, 64, 128],
+    3,
+  );
+  device.destroy();
+  const compute = stepCompute(o.stepMs, calibration);
+  log(
+    `compute: forward ${calibration.forwardMs.toFixed(1)} ms, backward ${calibration.backwardMs.toFixed(1)} ms measured; using ${(compute.forwardMs + compute.backwardMs).toFixed(1)} ms (${compute.source})`,
+  );
+  const profile = {
+    forwardMs: compute.forwardMs,
+    backwardMs: compute.backwardMs,
+    bucketBytes: calibration.bucketBytes,
+  };
+  const reports = await runScaling(profile, nodes, link, o.steps ?? 5, log);
+  const result = analyse(profile, link, reports);
+  const input = {
+    date: new Date().toISOString(),
+    calibration,
+    computeSource: compute.source,
+    result,
+    steps: o.steps ?? 5,
+  };
+  const markdown = scalingMarkdown(input);
+  log(markdown);
+  log(`wrote ${writeScalingReport(o.out, input).join(', ')}`);
   return 0;
 }
