@@ -1,4 +1,5 @@
-import { resolve } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SMALL_ALLREDUCE_BYTES } from '@segtrain/collective';
 import { LINK_RATES, simNetUnavailable } from '@segtrain/collective/simnet';
@@ -7,6 +8,7 @@ import type { ComponentConfig } from '@segtrain/models';
 import { getDevice } from '@segtrain/tensor';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { allReduceMarkdown, type BenchLink, parseSize, runAllReduceBench } from './allreduce.js';
+import { compareMarkdown, compareReports, readReport } from './compare.js';
 import { runKernelBench } from './kernels.js';
 import { inputShape, NUM_CLASSES, runModelBench } from './models.js';
 import { writeReport, writeReportFiles } from './report.js';
@@ -14,8 +16,16 @@ import { analyse, calibrate, runScaling, scalingMarkdown, writeScalingReport } f
 import { STEP_PRESETS, splitStep } from './scaling-model.js';
 import { loadTfjs } from './tfjs.js';
 import { rate } from './timing.js';
+import { benchTrainStep, type TrainBenchRow, trainBenchMarkdown, trainBenchSvg } from './train-bench.js';
 
 type Shape = [number, number, number, number];
+
+/** The three seed configs of the model zoo. */
+const SEED_CONFIGS = [
+  'pp_liteseg/pp_liteseg_stdc1_cityscapes_1024x512_scale0.5_160k.yml',
+  'ocrnet/ocrnet_hrnetw18_cityscapes_1024x512_160k.yml',
+  'segformer/segformer_b0_cityscapes_1024x1024_160k.yml',
+].map((f) => fileURLToPath(new URL(`../../../configs/${f}`, import.meta.url)));
 
 /** PP-LiteSeg-T's Cityscapes config, the model PaddleSeg's scaling table starts with. */
 const DEFAULT_SCALING_CONFIG = fileURLToPath(
@@ -25,7 +35,7 @@ const DEFAULT_SCALING_CONFIG = fileURLToPath(
   ),
 );
 
-type BenchCommand = 'kernels' | 'models' | 'allreduce' | 'scaling';
+type BenchCommand = 'kernels' | 'models' | 'allreduce' | 'scaling' | 'train' | 'compare';
 
 interface BenchOptions {
   readonly reps: number;
@@ -43,6 +53,9 @@ interface BenchOptions {
   readonly nodes?: readonly number[];
   readonly stepMs?: string;
   readonly steps?: number;
+  /** train: configs; compare: the two report files. */
+  readonly configs?: readonly string[];
+  readonly reports?: readonly [string, string];
 }
 
 function list<T>(parse: (text: string) => T): (text: string) => T[] {
@@ -184,6 +197,42 @@ export function benchProgram(ran: (command: BenchCommand, options: BenchOptions)
         ...(o.stepMs ? { stepMs: o.stepMs } : {}),
       });
     });
+  program
+    .command('train')
+    .description(
+      'the real training step of configs (model, loss, optimizer) in images/s, split into data, forward, backward, optimizer and communication, with GPU-pool bytes and RSS',
+    )
+    .option(
+      '--config <FILE,...>',
+      'configs (default: the three seed configs)',
+      list((t: string) => resolve(t)),
+    )
+    .option('--input <NxCxHxW>', 'the batch (default 2x3x64x128: reduced size)', shape, [
+      2, 3, 64, 128,
+    ] as Shape)
+    .option('--reps <N>', 'timed steps after one warm-up (the median is reported)', positiveInt, 3)
+    .option('--out <DIR>', 'where the reports go', 'bench-results')
+    .action(function (this: Command) {
+      const o = this.opts<{ config?: string[]; input: Shape; reps: number; out: string }>();
+      ran('train', {
+        reps: o.reps,
+        quick: false,
+        tfjs: false,
+        input: o.input,
+        out: resolve(o.out),
+        configs: o.config ?? SEED_CONFIGS,
+      });
+    });
+  program
+    .command('compare')
+    .description(
+      'the ratio table B / A between two reports of one suite (before/after a change, or two machines)',
+    )
+    .argument('<A.json>')
+    .argument('<B.json>')
+    .action((a: string, b: string) => {
+      ran('compare', { reps: 0, quick: false, tfjs: false, out: '', reports: [a, b] });
+    });
   return program;
 }
 
@@ -205,6 +254,11 @@ export async function runBench(argv: string[]): Promise<number> {
   const log = (line: string) => process.stdout.write(`${line}\n`);
   if (command === 'allreduce') return allReduceBench(chosen.options, log);
   if (command === 'scaling') return scalingBench(chosen.options, log);
+  if (command === 'compare') {
+    const [a, b] = chosen.options.reports ?? ['', ''];
+    log(compareMarkdown(a, b, compareReports(readReport(a), readReport(b))));
+    return 0;
+  }
   const device = await getDevice();
   log(
     `adapter: ${device.adapterName}; subgroups: ${device.hasSubgroups ? `${device.subgroupMinSize}-${device.subgroupMaxSize}` : 'no'}`,
@@ -214,6 +268,31 @@ export async function runBench(argv: string[]): Promise<number> {
     node: process.version,
     cpus: String((await import('node:os')).cpus().length),
   });
+  if (command === 'train') {
+    const rows: TrainBenchRow[] = [];
+    const shapeIn = input ?? [2, 3, 64, 128];
+    for (const file of chosen.options.configs ?? SEED_CONFIGS) {
+      const config = loadConfig(file);
+      const row = await benchTrainStep(device, basename(file, '.yml'), config, shapeIn, reps);
+      log(
+        `${row.name}: ${row.stepMs.toFixed(1)} ms/step, ${row.imagesPerSecond.toFixed(2)} img/s (data ${row.dataMs.toFixed(1)}, forward ${row.forwardMs.toFixed(1)}, backward ${row.backwardMs.toFixed(1)}, optimizer ${row.optimizerMs.toFixed(1)} ms)`,
+      );
+      rows.push(row);
+    }
+    const date = new Date().toISOString();
+    const facts = { ...(await machine()), cpu: (await import('node:os')).cpus()[0]?.model ?? 'unknown' };
+    const stamp = date.replace(/[:.]/g, '-');
+    const files = writeReportFiles(out, `train-${stamp}`, trainBenchMarkdown(rows, facts, date, reps), {
+      date,
+      machine: facts,
+      rows,
+    });
+    writeFileSync(join(out, `train-${stamp}.svg`), trainBenchSvg(rows));
+    log(trainBenchMarkdown(rows, facts, date, reps));
+    log(`wrote ${[...files, join(out, `train-${stamp}.svg`)].join(', ')}`);
+    device.destroy();
+    return 0;
+  }
   if (command === 'models') {
     const rows = await runModelBench(device, { reps, quick, ...(input ? { input } : {}) }, log);
     const name = input ? `models-${input.join('x')}` : quick ? 'models-quick' : 'models';

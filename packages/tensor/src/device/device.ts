@@ -281,6 +281,12 @@ export class Device {
     };
   }
 
+  /** Frees the pool's idle buffers (between phases or models with different shapes). */
+  trimPool(): void {
+    this.flush();
+    this.storage.trim();
+  }
+
   /** True while some recorded work waits behind a hold. */
   get holding(): boolean {
     return this.queued.length > 0;
