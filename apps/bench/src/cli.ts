@@ -1,5 +1,4 @@
-import { writeFileSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SMALL_ALLREDUCE_BYTES } from '@segtrain/collective';
 import { LINK_RATES, simNetUnavailable } from '@segtrain/collective/simnet';
@@ -11,7 +10,7 @@ import { allReduceMarkdown, type BenchLink, parseSize, runAllReduceBench } from 
 import { compareMarkdown, compareReports, readReport } from './compare.js';
 import { runKernelBench } from './kernels.js';
 import { inputShape, NUM_CLASSES, runModelBench } from './models.js';
-import { writeReport, writeReportFiles } from './report.js';
+import { barChartSvg, stampedName, writeReport, writeReportFiles } from './report.js';
 import { analyse, calibrate, runScaling, scalingMarkdown, writeScalingReport } from './scaling.js';
 import { STEP_PRESETS, splitStep } from './scaling-model.js';
 import { loadTfjs } from './tfjs.js';
@@ -263,11 +262,7 @@ export async function runBench(argv: string[]): Promise<number> {
   log(
     `adapter: ${device.adapterName}; subgroups: ${device.hasSubgroups ? `${device.subgroupMinSize}-${device.subgroupMaxSize}` : 'no'}`,
   );
-  const machine = async () => ({
-    adapter: device.adapterName,
-    node: process.version,
-    cpus: String((await import('node:os')).cpus().length),
-  });
+  const machine = async () => ({ adapter: device.adapterName, ...(await machineFacts()) });
   if (command === 'train') {
     const rows: TrainBenchRow[] = [];
     const shapeIn = input ?? [2, 3, 64, 128];
@@ -280,16 +275,16 @@ export async function runBench(argv: string[]): Promise<number> {
       rows.push(row);
     }
     const date = new Date().toISOString();
-    const facts = { ...(await machine()), cpu: (await import('node:os')).cpus()[0]?.model ?? 'unknown' };
-    const stamp = date.replace(/[:.]/g, '-');
-    const files = writeReportFiles(out, `train-${stamp}`, trainBenchMarkdown(rows, facts, date, reps), {
-      date,
-      machine: facts,
-      rows,
-    });
-    writeFileSync(join(out, `train-${stamp}.svg`), trainBenchSvg(rows));
+    const facts = await machine();
+    const files = writeReportFiles(
+      out,
+      stampedName('train', date),
+      trainBenchMarkdown(rows, facts, date, reps),
+      { date, machine: facts, rows },
+      trainBenchSvg(rows),
+    );
     log(trainBenchMarkdown(rows, facts, date, reps));
-    log(`wrote ${[...files, join(out, `train-${stamp}.svg`)].join(', ')}`);
+    log(`wrote ${files.join(', ')}`);
     device.destroy();
     return 0;
   }
@@ -364,14 +359,13 @@ async function allReduceBench(o: BenchOptions, log: (line: string) => void): Pro
   const header = `# segtrain all-reduce benchmark\n\nRun ${date}, Node ${process.version}.`;
   const files = writeReportFiles(
     o.out,
-    o.quick ? 'allreduce-quick' : 'allreduce',
+    stampedName(o.quick ? 'allreduce-quick' : 'allreduce', date),
     allReduceMarkdown(rows, notes, header),
-    {
-      date,
-      node: process.version,
-      rows,
-      notes,
-    },
+    { date, machine: await machineFacts(), rows, notes },
+    barChartSvg(
+      'all-reduce bus bandwidth (GB/s)',
+      rows.map((r) => ({ label: `${r.link} N=${r.ranks} ${r.bytes} B`, value: r.busbwGBs })),
+    ),
   );
   log(`wrote ${files.join(', ')}`);
   return 0;
@@ -445,4 +439,18 @@ async function scalingBench(o: BenchOptions, log: (line: string) => void): Promi
   log(markdown);
   log(`wrote ${writeScalingReport(o.out, input).join(', ')}`);
   return 0;
+}
+
+/** What every report records about the machine besides the adapter. */
+async function machineFacts(): Promise<Record<string, string>> {
+  const os = await import('node:os');
+  return {
+    node: process.version,
+    cpus: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown'}`,
+    os: `${os.platform()} ${os.release()}`,
+    'load average': os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' '),
+  };
 }

@@ -49,14 +49,54 @@ export function toMarkdown(r: Report): string {
   return lines.join('\n');
 }
 
-/** Writes `<dir>/<name>.md` and `.json` through temp files and renames. */
-export function writeReportFiles(dir: string, name: string, markdown: string, data: unknown): string[] {
+/** `<suite>-<ISO date with - for : and .>`: every run keeps its own files. */
+export function stampedName(suite: string, date: string): string {
+  return `${suite}-${date.replace(/[:.]/g, '-')}`;
+}
+
+export interface Bar {
+  readonly label: string;
+  readonly value: number;
+}
+
+/** A horizontal bar chart (the report's plot), one bar per case. */
+export function barChartSvg(title: string, bars: readonly Bar[]): string {
+  const W = 560;
+  const bar = 20;
+  const H = 40 + bars.length * (bar + 8);
+  const max = Math.max(...bars.map((b) => (Number.isFinite(b.value) ? b.value : 0)), 1e-9);
+  const esc = (t: string) => t.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="10" y="20">${esc(title)}</text>`,
+    ...bars.map((b, i) => {
+      const y = 32 + i * (bar + 8);
+      const value = Number.isFinite(b.value) ? b.value : 0;
+      const width = ((W - 290) * value) / max;
+      return `<text x="10" y="${y + 14}">${esc(b.label.slice(0, 34))}</text><rect x="230" y="${y}" width="${width.toFixed(1)}" height="${bar}" fill="#1f77b4"/><text x="${(235 + width).toFixed(1)}" y="${y + 14}">${value.toPrecision(3)}</text>`;
+    }),
+    '</svg>',
+    '',
+  ].join('\n');
+}
+
+/** Writes `<dir>/<name>.md`, `.json` (and `.svg` when given) through temp files and renames. */
+export function writeReportFiles(
+  dir: string,
+  name: string,
+  markdown: string,
+  data: unknown,
+  svg?: string,
+): string[] {
   mkdirSync(dir, { recursive: true });
   const out: string[] = [];
-  for (const [ext, text] of [
+  const files: Array<readonly [string, string]> = [
     ['md', markdown],
     ['json', `${JSON.stringify(data, null, 2)}\n`],
-  ] as const) {
+  ];
+  if (svg !== undefined) files.push(['svg', svg]);
+  for (const [ext, text] of files) {
     const path = join(dir, `${name}.${ext}`);
     writeFileSync(`${path}.tmp`, text);
     renameSync(`${path}.tmp`, path);
@@ -65,6 +105,15 @@ export function writeReportFiles(dir: string, name: string, markdown: string, da
   return out;
 }
 
-export function writeReport(dir: string, name: string, r: Report): string[] {
-  return writeReportFiles(dir, name, toMarkdown(r), r);
+/** `<dir>/<suite>-<stamp>.{md,json,svg}`: the table, the data, and each row's rate as a bar. */
+export function writeReport(dir: string, suite: string, r: Report): string[] {
+  const unit = r.rows.some((row) => row.images) ? 'img/s' : 'GFLOP/s';
+  const bars = r.rows.map((row) => ({ label: row.name, value: rate(row, row.oursMs) }));
+  return writeReportFiles(
+    dir,
+    stampedName(suite, r.date),
+    toMarkdown(r),
+    r,
+    barChartSvg(`${r.title} (${unit})`, bars),
+  );
 }

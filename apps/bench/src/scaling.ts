@@ -5,9 +5,7 @@
  * and the real collective. A latency-bandwidth model fitted to the measurements projects 8–32 nodes.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '@segtrain/collective';
 import { createSimNet, type LinkRate, linkBitsPerSecond, type SimNet } from '@segtrain/collective/simnet';
@@ -17,6 +15,7 @@ import * as T from '@segtrain/tensor';
 import { bucketLayout } from '@segtrain/trainer';
 import type { BenchLink } from './allreduce.js';
 import { NUM_CLASSES, randomImage, randomLabels } from './models.js';
+import { stampedName, writeReportFiles } from './report.js';
 import {
   type CommSample,
   fitLink,
@@ -35,6 +34,7 @@ export const PROJECTED_NODES = [8, 16, 32] as const;
 export const TCP_GOODPUT = 0.957;
 
 export interface Calibration {
+  readonly adapter: string;
   readonly model: string;
   readonly input: readonly number[];
   readonly params: number;
@@ -87,6 +87,7 @@ export async function calibrate(
     const sizes = params.map((p) => p.size);
     const bucketBytes = bucketLayout(sizes).map((b) => b.reduce((s, i) => s + (sizes[i] ?? 0) * 4, 0));
     return {
+      adapter: device.adapterName,
       model: name,
       input,
       params: sizes.reduce((a, b) => a + b, 0),
@@ -254,6 +255,7 @@ export function scalingMarkdown(r: ScalingReportInput): string {
       .map((l) => l.toFixed(2))
       .join(' ')}.`,
     '',
+    `- Adapter: ${c.adapter}.`,
     `- Model: ${c.model}, ${c.params.toLocaleString('en-US')} trainable parameters = ${f(gradMB)} MiB of gradients in ${profile.bucketBytes.length} buckets (${profile.bucketBytes.map((b) => f(b / 2 ** 20)).join(', ')} MiB, launch order).`,
     `- Compute measured here (${c.input.join('×')}, one rank alone): forward ${f(c.forwardMs, 1)} ms, backward ${f(c.backwardMs, 1)} ms.`,
     `- Per-rank compute used for the nodes: forward ${f(profile.forwardMs, 1)} ms + backward ${f(profile.backwardMs, 1)} ms (${r.computeSource}), replaced by waits of that length: this machine's 2 cores cannot compute for several ranks, and a wait costs no CPU, so the communication runs as it would beside a GPU.`,
@@ -345,19 +347,13 @@ export function scalingSvg(result: ScalingResult): string {
   ].join('\n');
 }
 
-/** Writes `<dir>/scaling-<stamp>.{md,json,svg}` through temp files and renames. */
+/** Writes `<dir>/scaling-<stamp>.{md,json,svg}`. */
 export function writeScalingReport(dir: string, input: ScalingReportInput): string[] {
-  mkdirSync(dir, { recursive: true });
-  const stamp = input.date.replace(/[:.]/g, '-');
-  const files: Array<[string, string]> = [
-    ['md', scalingMarkdown(input)],
-    ['json', `${JSON.stringify(input, null, 2)}\n`],
-    ['svg', scalingSvg(input.result)],
-  ];
-  return files.map(([ext, text]) => {
-    const path = join(dir, `scaling-${stamp}.${ext}`);
-    writeFileSync(`${path}.tmp`, text);
-    renameSync(`${path}.tmp`, path);
-    return path;
-  });
+  return writeReportFiles(
+    dir,
+    stampedName('scaling', input.date),
+    scalingMarkdown(input),
+    input,
+    scalingSvg(input.result),
+  );
 }

@@ -18,6 +18,7 @@ import {
 } from '@segtrain/nn';
 import * as T from '@segtrain/tensor';
 import { NUM_CLASSES, randomImage, randomLabels } from './models.js';
+import { barChartSvg } from './report.js';
 
 export interface TrainBenchRow {
   readonly name: string;
@@ -158,20 +159,8 @@ export function trainBenchMarkdown(
 
 /** Images per second, one bar per config. */
 export function trainBenchSvg(rows: readonly TrainBenchRow[]): string {
-  const W = 480;
-  const bar = 28;
-  const H = 40 + rows.length * (bar + 12);
-  const max = Math.max(...rows.map((r) => r.imagesPerSecond), 1e-9);
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
-    `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="10" y="20">training images/s</text>`,
-    ...rows.map((r, i) => {
-      const y = 32 + i * (bar + 12);
-      const width = ((W - 200) * r.imagesPerSecond) / max;
-      return `<text x="10" y="${y + 18}">${r.name.slice(0, 22)}</text><rect x="170" y="${y}" width="${width.toFixed(1)}" height="${bar}" fill="#1f77b4"/><text x="${(175 + width).toFixed(1)}" y="${y + 18}">${r.imagesPerSecond.toFixed(2)}</text>`;
-    }),
-    '</svg>',
-    '',
-  ].join('\n');
+  return barChartSvg(
+    'training images/s',
+    rows.map((r) => ({ label: r.name, value: r.imagesPerSecond })),
+  );
 }

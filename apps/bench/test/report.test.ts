@@ -28,11 +28,14 @@ describe('benchmark reports', () => {
     assert.match(md, /- n1/);
   });
 
-  it('writes Markdown and JSON through temp files', () => {
+  it('writes Markdown, JSON and an SVG plot under a stamped name through temp files', () => {
     const dir = mkdtempSync(join(tmpdir(), 'bench-'));
-    const files = writeReport(dir, 'kernels', { title: 't', date: 'd', machine: {}, rows, notes: [] });
-    assert.deepEqual(files, [join(dir, 'kernels.md'), join(dir, 'kernels.json')]);
-    assert.equal(JSON.parse(readFileSync(join(dir, 'kernels.json'), 'utf8')).rows.length, 2);
+    const date = '2026-12-04T10:20:30.456Z';
+    const files = writeReport(dir, 'kernels', { title: 't', date, machine: {}, rows, notes: [] });
+    const stem = join(dir, 'kernels-2026-12-04T10-20-30-456Z');
+    assert.deepEqual(files, [`${stem}.md`, `${stem}.json`, `${stem}.svg`]);
+    assert.equal(JSON.parse(readFileSync(`${stem}.json`, 'utf8')).rows.length, 2);
+    assert.equal(readFileSync(`${stem}.svg`, 'utf8').match(/<rect x="230"/g)?.length, 2);
   });
 
   it('medianMs runs warm-up plus reps and takes the median', async () => {

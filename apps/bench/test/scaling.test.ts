@@ -93,6 +93,7 @@ describe('scaling report', () => {
     const md = scalingMarkdown({
       date: '2026-12-04T00:00:00.000Z',
       calibration: {
+        adapter: 'lavapipe',
         model: 'M',
         input: [1, 3, 64, 128],
         params: 1310720,

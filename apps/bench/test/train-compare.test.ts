@@ -48,6 +48,6 @@ describe('segtrain-bench train', () => {
     assert.ok(Math.abs(row.imagesPerSecond - 1000 / row.stepMs) < 1e-9);
     const md = trainBenchMarkdown([row], { adapter: 'x' }, 'now', 1);
     assert.match(md, /\| pp_liteseg \| 1×3×32×64 \| 8,141,600 \|/);
-    assert.match(trainBenchSvg([row]), /<rect x="170"/);
+    assert.match(trainBenchSvg([row]), /<rect x="230"/);
   }, 120_000);
 });
