@@ -1,5 +1,6 @@
 import type { Device, KernelSource } from '../device/device.js';
 import type { Tensor } from '../tensor.js';
+import { depthwiseFits, depthwiseForward } from './depthwise.js';
 import { emptyTensor, gridFor, LINEAR_ID, launch, Uniforms } from './launch.js';
 
 /**
@@ -12,9 +13,10 @@ import { emptyTensor, gridFor, LINEAR_ID, launch, Uniforms } from './launch.js';
 const WG = 64;
 /**
  * Test hooks: `subgroups: false` exercises the plain weight-load path, `rowVariant: false` the
- * generic (any stride/dilation) forward and input-gradient kernels for stride-1 convolutions.
+ * generic (any stride/dilation) forward and input-gradient kernels for stride-1 convolutions,
+ * `depthwise: false` the grouped forward kernel for depthwise convolutions.
  */
-export const convConfig = { subgroups: true, rowVariant: true };
+export const convConfig = { subgroups: true, rowVariant: true, depthwise: true };
 /** Lanes a weight block is spread over before subgroupBroadcast shares it (needs subgroup size ≥ SB). */
 const SB = 8;
 
@@ -38,7 +40,7 @@ export interface ConvGeometry {
   readonly dw: number;
 }
 
-const UNIFORM_STRUCT = /* wgsl */ `
+export const UNIFORM_STRUCT = /* wgsl */ `
 struct U {
   n: u32, cin: u32, h: u32, w: u32,
   cout: u32, hout: u32, wout: u32, groups: u32,
@@ -50,7 +52,7 @@ struct U {
 @group(0) @binding(0) var<uniform> u: U;
 ${LINEAR_ID}`;
 
-interface Extra {
+export interface Extra {
   ocb: number;
   icb: number;
   xblocks: number;
@@ -59,7 +61,7 @@ interface Extra {
   chunk?: number;
 }
 
-function uniforms(g: ConvGeometry, e: Extra): Uniforms {
+export function uniforms(g: ConvGeometry, e: Extra): Uniforms {
   const cinPg = g.cin / g.groups;
   const coutPg = g.cout / g.groups;
   return new Uniforms()
@@ -349,6 +351,7 @@ export function conv2dForward(
   bias: Tensor | null,
   g: ConvGeometry,
 ): Tensor {
+  if (depthwiseFits(g) && convConfig.depthwise) return depthwiseForward(device, x, w, bias, g);
   const coutPg = g.cout / g.groups;
   const ocb = channelBlock(coutPg, FWD_BLOCK.oc);
   const fold = foldImages(g.n, g.hout * Math.ceil(g.wout / FWD_BLOCK.x));

@@ -1,0 +1,111 @@
+/**
+ * Depthwise convolution forward (groups = in = out channels, horizontal stride and dilation 1):
+ * one invocation computes XB consecutive outputs of one row of one channel. Per filter row it loads
+ * the XB + KW − 1 input values those outputs share once and reuses them for every tap, where the
+ * grouped kernel, built for dense channel blocks, reloads each input per tap and output.
+ */
+import type { Device, KernelSource } from '../device/device.js';
+import type { Tensor } from '../tensor.js';
+import { type ConvGeometry, UNIFORM_STRUCT, uniforms } from './conv.js';
+import { emptyTensor, gridFor } from './launch.js';
+
+// Measured on lavapipe (2×64×128×256, 3×3): x blocks of 16 in workgroups of 256 lanes were fastest
+// (18.7 ms; blocks of 8: 21 ms; a column-per-lane variant with vertical reuse: 28 ms).
+const WG = 256;
+/** The widest filter row kept in registers (wider ones take the grouped kernel). */
+export const MAX_DEPTHWISE_KW = 7;
+
+/** Whether the row-reuse depthwise kernel computes this convolution. */
+export function depthwiseFits(g: ConvGeometry): boolean {
+  return (
+    g.groups > 1 &&
+    g.groups === g.cin &&
+    g.cout === g.cin &&
+    g.sw === 1 &&
+    g.dw === 1 &&
+    g.kw <= MAX_DEPTHWISE_KW
+  );
+}
+
+const range = (k: number) => Array.from({ length: k }, (_, i) => i);
+
+function depthwiseSource(xb: number, kw: number, bias: boolean): KernelSource {
+  const win = xb + kw - 1;
+  return {
+    key: `conv2d/depthwise/x${xb}/kw${kw}/bias${bias ? 1 : 0}`,
+    bindings: bias ? ['read', 'read', 'read', 'rw'] : ['read', 'read', 'rw'],
+    workgroupSize: WG,
+    wgsl: () => /* wgsl */ `${UNIFORM_STRUCT}
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> wt: array<f32>;
+${
+  bias
+    ? `@group(0) @binding(3) var<storage, read> bs: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;`
+    : '@group(0) @binding(3) var<storage, read_write> out: array<f32>;'
+}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let t = linear_id(gid, groups, ${WG}u);
+  if (t >= u.total) { return; }
+  let xbk = t % u.xblocks;
+  let rest = t / u.xblocks;
+  let oy = rest % u.hout;
+  let plane = rest / u.hout;
+  let c = plane % u.cin;
+  let ox0 = xbk * ${xb}u;
+  let ix0 = i32(ox0) - u.pl;
+  let wi = i32(u.w);
+  let hi = i32(u.h);
+${range(xb)
+  .map((j) => `  var a${j} = 0.0;`)
+  .join('\n')}
+  for (var ky = 0u; ky < u.kh; ky++) {
+    let iy = i32(oy * u.sh + ky * u.dh) - u.pt;
+    if (iy < 0 || iy >= hi) { continue; }
+    let row = (plane * u.h + u32(iy)) * u.w;
+${range(win)
+  .map(
+    (i) => `    let ix${i} = ix0 + ${i};
+    let v${i} = select(0.0, x[row + u32(clamp(ix${i}, 0, wi - 1))], ix${i} >= 0 && ix${i} < wi);`,
+  )
+  .join('\n')}
+    let wrow = (c * u.kh + ky) * ${kw}u;
+${range(kw)
+  .map(
+    (k) => `    let w${k} = wt[wrow + ${k}u];
+${range(xb)
+  .map((j) => `    a${j} += v${j + k} * w${k};`)
+  .join('\n')}`,
+  )
+  .join('\n')}
+  }
+  let obase = (plane * u.hout + oy) * u.wout + ox0;
+${bias ? '  let b = bs[c];\n' : ''}${range(xb)
+  .map((j) => `  if (ox0 + ${j}u < u.wout) { out[obase + ${j}u] = a${j}${bias ? ' + b' : ''}; }`)
+  .join('\n')}
+}`,
+  };
+}
+
+export function depthwiseForward(
+  device: Device,
+  x: Tensor,
+  w: Tensor,
+  bias: Tensor | null,
+  g: ConvGeometry,
+): Tensor {
+  const xb = g.wout >= 16 ? 16 : g.wout >= 8 ? 8 : g.wout >= 4 ? 4 : 1;
+  const xblocks = Math.ceil(g.wout / xb);
+  const total = g.n * g.cin * g.hout * xblocks;
+  const out = emptyTensor(device, [g.n, g.cout, g.hout, g.wout]);
+  const source = depthwiseSource(xb, g.kw, bias !== null);
+  const buffers = bias ? [x.buffer, w.buffer, bias.buffer, out.buffer] : [x.buffer, w.buffer, out.buffer];
+  const [gx, gy] = gridFor(device, total, WG);
+  device.dispatch(device.kernel(source), buffers, uniforms(g, { ocb: 1, icb: 1, xblocks, total }).bytes(), [
+    gx,
+    gy,
+    1,
+  ]);
+  return out;
+}
