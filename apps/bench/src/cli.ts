@@ -9,7 +9,7 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { allReduceMarkdown, type BenchLink, parseSize, runAllReduceBench } from './allreduce.js';
 import { compareMarkdown, compareReports, readReport } from './compare.js';
 import { runKernelBench } from './kernels.js';
-import { inputShape, NUM_CLASSES, runModelBench } from './models.js';
+import { inputShape, NUM_CLASSES, runModelBench, selectModels } from './models.js';
 import { barChartSvg, stampedName, writeReport, writeReportFiles } from './report.js';
 import { analyse, calibrate, runScaling, scalingMarkdown, writeScalingReport } from './scaling.js';
 import { STEP_PRESETS, splitStep } from './scaling-model.js';
@@ -55,6 +55,9 @@ interface BenchOptions {
   /** train: configs; compare: the two report files. */
   readonly configs?: readonly string[];
   readonly reports?: readonly [string, string];
+  /** models: a name filter, and whether to profile. */
+  readonly modelNames?: readonly string[];
+  readonly profile?: boolean;
 }
 
 function list<T>(parse: (text: string) => T): (text: string) => T[] {
@@ -119,9 +122,28 @@ export function benchProgram(ran: (command: BenchCommand, options: BenchOptions)
       ),
   )
     .option('--input <NxCxHxW>', "another input shape, e.g. the demo's 4x3x64x128", shape)
+    .option(
+      '--models <NAME,...>',
+      'only the seed models whose names contain these (e.g. liteseg,segformer)',
+      list(String),
+    )
+    .option('--profile', 'also list the ten kernels with the most GPU time in one step', false)
     .action(function (this: Command) {
-      const o = this.opts<{ reps: number; quick: boolean; out: string; input?: Shape }>();
-      ran('models', { ...o, tfjs: false, out: resolve(o.out) });
+      const o = this.opts<{
+        reps: number;
+        quick: boolean;
+        out: string;
+        input?: Shape;
+        models?: string[];
+        profile: boolean;
+      }>();
+      ran('models', {
+        ...o,
+        tfjs: false,
+        out: resolve(o.out),
+        profile: o.profile,
+        ...(o.models ? { modelNames: o.models } : {}),
+      });
     });
   common(
     program
@@ -289,7 +311,17 @@ export async function runBench(argv: string[]): Promise<number> {
     return 0;
   }
   if (command === 'models') {
-    const rows = await runModelBench(device, { reps, quick, ...(input ? { input } : {}) }, log);
+    const rows = await runModelBench(
+      device,
+      {
+        reps,
+        quick,
+        ...(input ? { input } : {}),
+        ...(chosen.options.modelNames ? { models: selectModels(chosen.options.modelNames) } : {}),
+        ...(chosen.options.profile ? { profile: true } : {}),
+      },
+      log,
+    );
     const name = input ? `models-${input.join('x')}` : quick ? 'models-quick' : 'models';
     const files = writeReport(out, name, {
       title: 'segtrain model benchmark',

@@ -83,6 +83,22 @@ export interface ModelBenchOptions {
   readonly input?: readonly [number, number, number, number];
   /** Only these seed models (by name); all when absent. */
   readonly models?: readonly SeedModel[];
+  /** Also profile one more step: the ten kernels with the most GPU time (needs timestamp-query). */
+  readonly profile?: boolean;
+}
+
+/** Kernels listed per profiled step. */
+export const PROFILE_TOP = 10;
+
+/** The seed models whose name contains one of `filters` (case-insensitive); an error lists the names when none does. */
+export function selectModels(filters: readonly string[]): SeedModel[] {
+  const wanted = filters.map((f) => f.toLowerCase());
+  const chosen = SEED_MODELS.filter((m) => wanted.some((f) => m.name.toLowerCase().includes(f)));
+  if (chosen.length === 0)
+    throw new Error(
+      `--models ${filters.join(',')} matches none of: ${SEED_MODELS.map((m) => m.name).join(', ')}`,
+    );
+  return chosen;
 }
 
 /** Median ms of one n³ GEMM (inputs resident, waiting for the queue to drain). */
@@ -141,8 +157,14 @@ export async function runModelBench(
         await device.sync();
       };
       let ms: number;
+      let topKernels: Row['topKernels'];
       try {
         ms = await medianMs(step, o.reps);
+        if (o.profile) {
+          device.startProfile();
+          await step();
+          topKernels = (await device.stopProfile()).slice(0, PROFILE_TOP);
+        }
       } finally {
         model.dispose();
       }
@@ -154,6 +176,7 @@ export async function runModelBench(
         theirsMs: null,
         params: paramCount,
         gemmGflops,
+        ...(topKernels ? { topKernels } : {}),
       };
       log(
         `${seed.name}: ${ms.toFixed(1)} ms/step, ${((n * 1000) / ms).toFixed(2)} img/s, ` +

@@ -29,6 +29,21 @@ export function toMarkdown(r: Report): string {
       lines.push(
         `| ${row.name} | ${row.params === undefined ? '—' : row.params.toLocaleString('en-US')} | ${fmt(row.oursMs, 1)} | ${fmt(rate(row, row.oursMs))} | ${row.gemmGflops === undefined ? '—' : `${fmt(row.gemmGflops)} GFLOP/s`} |`,
       );
+    for (const row of r.rows) {
+      if (!row.topKernels) continue;
+      const total = row.topKernels.reduce((a, k) => a + k.ms, 0);
+      lines.push(
+        '',
+        `### ${row.name}: the ${row.topKernels.length} kernels with the most GPU time in one step (profiled)`,
+        '',
+        '| kernel | dispatches | GPU ms | share of these |',
+        '|---|---:|---:|---:|',
+        ...row.topKernels.map(
+          (k) =>
+            `| \`${k.kernel}\` | ${k.dispatches} | ${fmt(k.ms, 2)} | ${fmt((100 * k.ms) / total, 1)} % |`,
+        ),
+      );
+    }
     lines.push('', ...r.notes.map((n) => `- ${n}`), '');
     return lines.join('\n');
   }

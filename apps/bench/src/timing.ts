@@ -23,6 +23,12 @@ export interface Row {
   readonly params?: number;
   /** GEMM 1024³ GFLOP/s measured in the same run, just before this row (model rows). */
   readonly gemmGflops?: number;
+  /** With --profile: the kernels with the most GPU time in one step (model rows). */
+  readonly topKernels?: ReadonlyArray<{
+    readonly kernel: string;
+    readonly dispatches: number;
+    readonly ms: number;
+  }>;
 }
 
 export function rate(row: Row, ms: number): number {

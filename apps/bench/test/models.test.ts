@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict';
+import { testDevice } from '@segtrain/tensor/testing';
 import { describe, it } from 'vitest';
-import { gemmGflop, inputShape, NUM_CLASSES, randomLabels, SEED_MODELS } from '../src/models.js';
+import {
+  gemmGflop,
+  inputShape,
+  NUM_CLASSES,
+  randomLabels,
+  runModelBench,
+  SEED_MODELS,
+  selectModels,
+} from '../src/models.js';
 import { toMarkdown } from '../src/report.js';
 import type { Row } from '../src/timing.js';
 
@@ -47,4 +56,36 @@ describe('model benchmark', () => {
     assert.match(md, /\| PP-LiteSeg-T \(STDC1\) \| 8,141,600 \| 500\.0 \| 4\.00 \| 7\.50 GFLOP\/s \|/);
     assert.doesNotMatch(md, /tfjs/);
   });
+
+  it('--models picks seed models by name; --profile lists the kernels with the most GPU time', async () => {
+    assert.deepEqual(
+      selectModels(['liteseg', 'SEGFORMER']).map((m) => m.name),
+      ['PP-LiteSeg-T (STDC1)', 'SegFormer-B0'],
+    );
+    assert.throws(
+      () => selectModels(['unet']),
+      /--models unet matches none of: PP-LiteSeg-T \(STDC1\), OCRNet/,
+    );
+    const device = await testDevice();
+    if (!device.features.has('timestamp-query')) return;
+    const [row] = await runModelBench(
+      device,
+      { reps: 1, quick: false, input: [1, 3, 32, 64], models: selectModels(['liteseg']), profile: true },
+      () => undefined,
+    );
+    const top = row?.topKernels ?? [];
+    assert.equal(top.length, 10);
+    for (let i = 1; i < top.length; i++)
+      assert.ok((top[i - 1]?.ms ?? 0) >= (top[i]?.ms ?? 0), 'slowest first');
+    assert.ok(top.every((k) => k.dispatches > 0 && k.kernel.length > 0));
+    const md = toMarkdown({
+      title: 't',
+      date: 'd',
+      machine: {},
+      rows: row ? [row] : [],
+      notes: [],
+      table: 'models',
+    });
+    assert.match(md, /kernels with the most GPU time in one step/);
+  }, 120_000);
 });
