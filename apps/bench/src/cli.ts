@@ -137,12 +137,13 @@ export function benchProgram(ran: (command: BenchCommand, options: BenchOptions)
         models?: string[];
         profile: boolean;
       }>();
+      const { models, profile, ...common } = o;
       ran('models', {
-        ...o,
+        ...common,
         tfjs: false,
         out: resolve(o.out),
-        profile: o.profile,
-        ...(o.models ? { modelNames: o.models } : {}),
+        ...(profile ? { profile: true } : {}),
+        ...(models ? { modelNames: models } : {}),
       });
     });
   common(

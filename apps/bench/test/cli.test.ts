@@ -31,6 +31,24 @@ describe('segtrain-bench command line', () => {
       input: [4, 3, 64, 128],
       tfjs: false,
     });
+    assert.deepEqual(parse(['models', '--models', 'liteseg,segformer', '--profile']), {
+      command: 'models',
+      reps: 3,
+      quick: false,
+      out: resolve('bench-results'),
+      tfjs: false,
+      profile: true,
+      modelNames: ['liteseg', 'segformer'],
+    });
+    const scaling = parse(['scaling', '--nodes', '1,2', '--link', '1gbit', '--step-ms', 'h200']) as Record<
+      string,
+      unknown
+    >;
+    assert.deepEqual([scaling.nodes, scaling.links, scaling.stepMs], [[1, 2], ['1gbit'], 'h200']);
+    assert.deepEqual((parse(['compare', 'a.json', 'b.json']) as Record<string, unknown>).reports, [
+      'a.json',
+      'b.json',
+    ]);
     assert.deepEqual(parse(['kernels', '--quick', '--no-tfjs', '--out', 'r']), {
       command: 'kernels',
       reps: 3,
