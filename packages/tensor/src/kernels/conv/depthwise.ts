@@ -4,10 +4,10 @@
  * the XB + KW − 1 input values those outputs share once and reuses them for every tap, where the
  * grouped kernel, built for dense channel blocks, reloads each input per tap and output.
  */
-import type { Device, KernelSource } from '../device/device.js';
-import type { Tensor } from '../tensor.js';
-import { type ConvGeometry, UNIFORM_STRUCT, uniforms } from './conv.js';
-import { emptyTensor, gridFor } from './launch.js';
+import type { Device, KernelSource } from '../../device/device.js';
+import type { Tensor } from '../../tensor.js';
+import { emptyTensor, gridFor } from '../launch.js';
+import { type ConvGeometry, forwardAccess, forwardBindings, UNIFORM_STRUCT, uniforms } from './common.js';
 
 // Measured on lavapipe (2×64×128×256, 3×3): x blocks of 16 in workgroups of 256 lanes were fastest
 // (18.7 ms; blocks of 8: 21 ms; a column-per-lane variant with vertical reuse: 28 ms).
@@ -33,17 +33,10 @@ function depthwiseSource(xb: number, kw: number, bias: boolean): KernelSource {
   const win = xb + kw - 1;
   return {
     key: `conv2d/depthwise/x${xb}/kw${kw}/bias${bias ? 1 : 0}`,
-    bindings: bias ? ['read', 'read', 'read', 'rw'] : ['read', 'read', 'rw'],
+    bindings: forwardAccess(bias),
     workgroupSize: WG,
     wgsl: () => /* wgsl */ `${UNIFORM_STRUCT}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> wt: array<f32>;
-${
-  bias
-    ? `@group(0) @binding(3) var<storage, read> bs: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;`
-    : '@group(0) @binding(3) var<storage, read_write> out: array<f32>;'
-}
+${forwardBindings(bias)}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let t = linear_id(gid, groups, ${WG}u);

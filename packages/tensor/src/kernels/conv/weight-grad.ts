@@ -1,0 +1,238 @@
+import type { Device, KernelSource } from '../../device/device.js';
+import type { Tensor } from '../../tensor.js';
+import { emptyTensor } from '../launch.js';
+import {
+  type ConvGeometry,
+  channelBlock,
+  convConfig,
+  fold,
+  launchSliced,
+  MAX_ROW_KW,
+  range,
+  SB,
+  splitReduction,
+  UNIFORM_STRUCT,
+  uniforms,
+} from './common.js';
+
+// ---------------------------------------------------------------------------------------------
+// Weight gradient: lanes = (input channel, filter tap) of one group; one invocation accumulates
+// OCB output channels over one chunk of the (n, oy, ox) reduction. The chunk and the
+// output-channel block come from workgroup_id.z, so the reduction position is workgroup-uniform:
+// each lane gathers one x value per position, the OCB dY values are loaded once per subgroup and
+// shared by subgroupBroadcast. A fold pass adds the chunks' partial sums.
+
+/** Weight-gradient workgroup size: small, so (input-channel block × tap) lanes waste few slots. */
+const DW_WG = 16;
+
+function weightGradSource(ocb: number, icb: number, sub: boolean, rowKw = 0): KernelSource {
+  // Row variant (stride 1, dilation 1 along x, kernel width rowKw baked in): lanes are
+  // (input-channel block, ky) and each invocation holds all rowKw taps of its row; along an output
+  // row the x values form a sliding window, so one new x value per channel is loaded per position.
+  const taps = Math.max(rowKw, 1);
+  const acc = (o: number, i: number, kx: number) => `a${o}_${i}_${kx}`;
+  // Window slot kx of channel i: the x value tap kx reads at the current output position.
+  const xv = (i: number, kx: number) => (rowKw > 0 ? `x${i}_${kx}` : `x${i}`);
+  const step = (broadcast: boolean) => `    ${
+    broadcast
+      ? `${range(Math.ceil(ocb / SB))
+          .map((k) => `let dv${k} = dy[dyo + dyl${k}];`)
+          .join('\n    ')}\n${range(ocb)
+          .map((o) => `    let d${o} = subgroupBroadcast(dv${Math.floor(o / SB)}, ${o % SB}u);`)
+          .join('\n')}`
+      : range(ocb)
+          .map((o) => `let d${o} = dy[dyo + dyc${o}];`)
+          .join('\n    ')
+  }
+${range(ocb)
+  .flatMap((o) =>
+    range(icb).flatMap((i) =>
+      range(taps).map((kx) => `    ${acc(o, i, kx)} = fma(d${o}, ${xv(i, kx)}, ${acc(o, i, kx)});`),
+    ),
+  )
+  .join('\n')}`;
+  const stepBlock = () =>
+    (sub
+      ? `    if (ss >= ${Math.min(ocb, SB)}u) {\n${step(true)}\n    } else {\n${step(false)}\n    }`
+      : step(false)
+    )
+      .split('\n')
+      .map((line) => `  ${line}`)
+      .join('\n');
+  const genericRow = () => `    var ix = i32(ox * u.sw) + offx;
+    var dyo = dyn + oy * u.wout + ox;
+    for (var k = 0u; k < cnt; k++) {
+      let xo = xrow + u32(clamp(ix, 0, wi - 1));
+      let m = rowok && ix >= 0 && ix < wi;
+${range(icb)
+  .map((i) => `      let x${i} = select(0.0, x[xo + xc${i}], m);`)
+  .join('\n')}
+${stepBlock()}
+      ix += swi;
+      dyo++;
+    }`;
+  const windowRow = () => `    var ix = i32(ox) + offx;
+    var dyo = dyn + oy * u.wout + ox;
+${range(rowKw - 1)
+  .map(
+    (kx) => `    let xo${kx} = xrow + u32(clamp(ix + ${kx}, 0, wi - 1));
+    let m${kx} = rowok && ix + ${kx} >= 0 && ix + ${kx} < wi;
+${range(icb)
+  .map((i) => `    var ${xv(i, kx)} = select(0.0, x[xo${kx} + xc${i}], m${kx});`)
+  .join('\n')}`,
+  )
+  .join('\n')}
+${range(icb)
+  .map((i) => `    var ${xv(i, rowKw - 1)} = 0.0;`)
+  .join('\n')}
+    for (var k = 0u; k < cnt; k++) {
+      let jx = ix + ${rowKw - 1};
+      let xo = xrow + u32(clamp(jx, 0, wi - 1));
+      let m = rowok && jx >= 0 && jx < wi;
+${range(icb)
+  .map((i) => `      ${xv(i, rowKw - 1)} = select(0.0, x[xo + xc${i}], m);`)
+  .join('\n')}
+${stepBlock()}
+${range(icb)
+  .flatMap((i) => range(rowKw - 1).map((kx) => `      ${xv(i, kx)} = ${xv(i, kx + 1)};`))
+  .join('\n')}
+      ix++;
+      dyo++;
+    }`;
+  return {
+    key: `conv2d/dw/oc${ocb}/ic${icb}/row${rowKw}/sg${sub ? 1 : 0}`,
+    bindings: ['read', 'read', 'rw'],
+    workgroupSize: DW_WG,
+    wgsl: () => /* wgsl */ `${sub ? 'enable subgroups;' : ''}
+${UNIFORM_STRUCT}
+@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> partial: array<f32>;
+@compute @workgroup_size(${DW_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(workgroup_id) wid: vec3<u32>${
+          sub ? ',\n        @builtin(subgroup_invocation_id) sl: u32, @builtin(subgroup_size) ss: u32' : ''
+        }) {
+  let t = linear_id(gid, groups, ${DW_WG}u);
+  let valid = t < u.total;
+  let tt = min(t, u.total - 1u);
+  let khw = u.kh * u.kw;
+${
+  rowKw > 0
+    ? `  let ky = tt % u.kh;
+  let icl0 = (tt / u.kh) * ${icb}u;
+  let kx = 0u;
+  let tap = ky * u.kw;`
+    : `  let tap = tt % khw;
+  let icl0 = (tt / khw) * ${icb}u;
+  let ky = tap / u.kw;
+  let kx = tap % u.kw;`
+}
+  let p = wid.z % u.parts;
+  let ob = wid.z / u.parts;
+  let g = ob / u.ocb_pg;
+  let ocl0 = (ob % u.ocb_pg) * ${ocb}u;
+  let plane = u.hout * u.wout;
+  let hw = u.h * u.w;
+${range(icb)
+  .map((i) => `  let xc${i} = (g * u.cin_pg + min(icl0 + ${i}u, u.cin_pg - 1u)) * hw;`)
+  .join('\n')}
+${range(ocb)
+  .map((o) => `  let dyc${o} = (g * u.cout_pg + min(ocl0 + ${o}u, u.cout_pg - 1u)) * plane;`)
+  .join('\n')}
+${
+  sub
+    ? range(Math.ceil(ocb / SB))
+        .map(
+          (k) =>
+            `  let dyl${k} = (g * u.cout_pg + min(ocl0 + ${k * SB}u + sl % ${SB}u, u.cout_pg - 1u)) * plane;`,
+        )
+        .join('\n')
+    : ''
+}
+${range(ocb)
+  .flatMap((o) => range(icb).flatMap((i) => range(taps).map((kx) => `  var ${acc(o, i, kx)} = 0.0;`)))
+  .join('\n')}
+  let offy = i32(ky * u.dh) - u.pt;
+  let offx = i32(kx * u.dw) - u.pl;
+  let hi = i32(u.h);
+  let wi = i32(u.w);
+  let start = p * u.chunk;
+  let end = min(start + u.chunk, u.n * plane);
+  let nn = start / plane;
+  let s = start % plane;
+  var oy = s / u.wout;
+  var ox = s % u.wout;
+  var xn = nn * u.cin * hw;
+  var dyn = nn * u.cout * plane;
+  var r = start;
+  let swi = i32(u.sw);
+  // Row by row (uniform), then along the row with incremental offsets.
+  loop {
+    if (r >= end) { break; }
+    let iy = i32(oy * u.sh) + offy;
+    let rowok = iy >= 0 && iy < hi;
+    let xrow = xn + u32(clamp(iy, 0, hi - 1)) * u.w;
+    let cnt = min(end - r, u.wout - ox);
+${rowKw > 0 ? windowRow() : genericRow()}
+    r += cnt;
+    ox = 0u;
+    oy++;
+    if (oy == u.hout) {
+      oy = 0u;
+      xn += u.cin * hw;
+      dyn += u.cout * plane;
+    }
+  }
+  if (!valid) { return; }
+${range(ocb)
+  .flatMap((o) =>
+    range(icb).map(
+      (i) => `  if (ocl0 + ${o}u < u.cout_pg && icl0 + ${i}u < u.cin_pg) {
+    let at${o}_${i} = (((g * u.cout_pg + ocl0 + ${o}u) * u.cin_pg + icl0 + ${i}u) * khw + tap) * u.parts + p;
+${range(taps)
+  .map((kx) => `    partial[at${o}_${i} + ${kx}u * u.parts] = ${acc(o, i, kx)};`)
+  .join('\n')}
+  }`,
+    ),
+  )
+  .join('\n')}
+}`,
+  };
+}
+
+/** Weight-gradient register block: output channels × input channels per invocation (per filter tap). */
+const DW_BLOCK = { oc: 16, ic: 4 };
+/** Row-variant block (each with kernel-width accumulators); tuned for 3×3 on lavapipe. */
+const DW_ROW_BLOCK = { oc: 8, ic: 2 };
+
+export function conv2dWeightGrad(device: Device, dy: Tensor, x: Tensor, g: ConvGeometry): Tensor {
+  const cinPg = g.cin / g.groups;
+  const coutPg = g.cout / g.groups;
+  const rowKw =
+    g.sw === 1 && g.dw === 1 && g.kw > 1 && g.kw <= MAX_ROW_KW && convConfig.rowVariant ? g.kw : 0;
+  const block = rowKw > 0 ? DW_ROW_BLOCK : DW_BLOCK;
+  const ocb = channelBlock(coutPg, block.oc);
+  // Row variant: ocb × icb × kw accumulators; keep them near 64 for wide kernels.
+  const icb = channelBlock(cinPg, rowKw > 3 ? 1 : block.ic);
+  const lanes = Math.ceil(cinPg / icb) * g.kh * (rowKw > 0 ? 1 : g.kw);
+  const shape = [g.cout, cinPg, g.kh, g.kw];
+  const outputs = g.cout * cinPg * g.kh * g.kw;
+  const rsize = g.n * g.hout * g.wout;
+  const blocks = g.groups * Math.ceil(coutPg / ocb);
+  const maxZ = device.limits.maxComputeWorkgroupsPerDimension;
+  if (blocks > maxZ)
+    throw new Error(`conv2d weight grad: ${blocks} channel blocks exceed maxComputeWorkgroupsPerDimension`);
+  const { parts, chunk } = splitReduction(
+    device,
+    rsize,
+    blocks * Math.ceil(lanes / DW_WG),
+    outputs,
+    Math.floor(maxZ / blocks),
+  );
+  const partial = emptyTensor(device, parts === 1 ? shape : [outputs, parts]);
+  const u = uniforms(g, { ocb, icb, xblocks: 1, total: lanes, parts, chunk });
+  const source = weightGradSource(ocb, icb, device.hasSubgroups && convConfig.subgroups, rowKw);
+  launchSliced(device, source, [dy.buffer, x.buffer, partial.buffer], u, lanes, blocks * parts);
+  return parts === 1 ? partial : fold(device, partial, g, shape, parts);
+}
