@@ -6,6 +6,7 @@
 import { connect, createServer, type Socket } from 'node:net';
 import { allReduceAlgorithm, ProcessGroup } from '@segtrain/collective';
 import { Dealer, Router } from 'zeromq';
+import { median } from './timing.js';
 
 export interface SizeResult {
   readonly bytes: number;
@@ -25,8 +26,6 @@ export interface WorkerReport {
   /** Median 64-byte ZeroMQ round trip between ranks 0 and 1 (null with one rank). */
   readonly zmqRoundTripMs: number | null;
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
 
 /** This rank's address and every rank's, as the driver placed them (loopback unless simulated nodes). */
 const addresses = (process.env.BENCH_ADDRESSES ?? '').split(',').filter(Boolean);

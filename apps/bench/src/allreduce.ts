@@ -3,15 +3,12 @@
  * nccl-tests' bandwidths, beside raw TCP between the same processes and a ZeroMQ round trip, all
  * measured in the same run.
  */
-import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { freePort } from '@segtrain/collective';
-import { createSimNet, type LinkRate, type SimNet } from '@segtrain/collective/simnet';
 import type { WorkerReport } from './allreduce-worker.js';
+import { type BenchLink, runBenchJob } from './job.js';
 
-/** Where the ranks talk: loopback on this machine, or one simulated node each on links of a rate. */
-export type BenchLink = 'loopback' | LinkRate;
+export type { BenchLink } from './job.js';
 
 export interface AllReduceRow {
   readonly ranks: number;
@@ -45,49 +42,6 @@ export function parseSize(text: string): number {
   return Math.round(Number(m[1]) * scale);
 }
 
-/** Runs one job of `ranks` processes (each on its own simulated node unless `link` is loopback); kills them all if any fails. */
-async function runJob(
-  ranks: number,
-  link: BenchLink,
-  sizes: readonly number[],
-  reps: number,
-): Promise<WorkerReport> {
-  const net: SimNet | null = link === 'loopback' ? null : createSimNet(ranks, link);
-  const addresses = net?.addresses ?? Array.from({ length: ranks }, () => '127.0.0.1');
-  const port = String(net ? 29500 : await freePort());
-  const children = Array.from({ length: ranks }, (_, rank) => {
-    const [command, args] = net?.wrap(rank, process.execPath, [WORKER]) ?? [process.execPath, [WORKER]];
-    return spawn(command, args, {
-      env: {
-        ...process.env,
-        RANK: String(rank),
-        WORLD_SIZE: String(ranks),
-        MASTER_ADDR: addresses[0],
-        MASTER_PORT: port,
-        BENCH_ADDRESSES: addresses.join(','),
-        SIZES: sizes.join(','),
-        REPS: String(reps),
-      },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-  });
-  let out = '';
-  children[0]?.stdout?.on('data', (chunk: Buffer) => {
-    out += chunk.toString();
-  });
-  try {
-    const codes = await Promise.all(
-      children.map((child) => new Promise<number | null>((resolve) => child.on('close', resolve))),
-    );
-    if (codes.some((c) => c !== 0))
-      throw new Error(`allreduce bench with ${ranks} ranks failed: exit codes ${codes.join(', ')}`);
-  } finally {
-    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
-    net?.close();
-  }
-  return JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as WorkerReport;
-}
-
 export async function runAllReduceBench(
   ranksList: readonly number[],
   links: readonly BenchLink[],
@@ -99,7 +53,10 @@ export async function runAllReduceBench(
   const cores = availableParallelism();
   for (const link of links)
     for (const ranks of ranksList) {
-      const report = await runJob(ranks, link, sizes, reps);
+      const report = await runBenchJob<WorkerReport>('allreduce bench', WORKER, ranks, link, {
+        SIZES: sizes.join(','),
+        REPS: String(reps),
+      });
       for (const s of report.sizes) {
         const factor = ranks > 1 ? (2 * (ranks - 1)) / ranks : 1;
         const algbw = s.bytes / (s.oursMs / 1000) / 1e9;

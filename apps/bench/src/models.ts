@@ -76,6 +76,14 @@ export function randomLabels(size: number, classes: number, seed: number): Int32
   return Int32Array.from({ length: size }, () => Math.min(classes - 1, Math.floor(next() * classes)));
 }
 
+/** The training batch every model benchmark uses: a seeded random image and labels over NUM_CLASSES. */
+export function syntheticBatch([n, c, h, w]: readonly number[]): { image: Float32Array; labels: Int32Array } {
+  return {
+    image: randomImage((n ?? 1) * (c ?? 1) * (h ?? 1) * (w ?? 1), 7),
+    labels: randomLabels((n ?? 1) * (h ?? 1) * (w ?? 1), NUM_CLASSES, 8),
+  };
+}
+
 export interface ModelBenchOptions {
   readonly reps: number;
   readonly quick: boolean;
@@ -130,8 +138,9 @@ export async function runModelBench(
   log: (line: string) => void,
 ): Promise<Row[]> {
   const [n, c, h, w] = o.input ?? inputShape(o.quick);
-  const x = T.tensor(device, randomImage(n * c * h * w, 7), [n, c, h, w]);
-  const y = T.tensor(device, randomLabels(n * h * w, NUM_CLASSES, 8), [n, h, w], 'i32');
+  const batch = syntheticBatch([n, c, h, w]);
+  const x = T.tensor(device, batch.image, [n, c, h, w]);
+  const y = T.tensor(device, batch.labels, [n, h, w], 'i32');
   const rows: Row[] = [];
   try {
     for (const seed of o.models ?? SEED_MODELS) {

@@ -7,6 +7,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ProcessGroup } from '@segtrain/collective';
+import { median } from './timing.js';
 
 export interface ScalingWorkerReport {
   readonly nodes: number;
@@ -16,9 +17,6 @@ export interface ScalingWorkerReport {
   /** Median time of each bucket's all-reduce alone, back to back after a barrier (ms). */
   readonly bucketMs: readonly number[];
 }
-
-const median = (xs: readonly number[]) =>
-  [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
 
 const numbers = (name: string) => (process.env[name] ?? '').split(',').filter(Boolean).map(Number);
 

@@ -4,17 +4,15 @@
  * replaced by a wait of the same length (2 cores cannot compute for 4 ranks), the real bucket layout
  * and the real collective. A latency-bandwidth model fitted to the measurements projects 8–32 nodes.
  */
-import { spawn } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { freePort } from '@segtrain/collective';
-import { createSimNet, type LinkRate, linkBitsPerSecond, type SimNet } from '@segtrain/collective/simnet';
+import { linkBitsPerSecond } from '@segtrain/collective/simnet';
 import { buildModel, type ComponentConfig } from '@segtrain/models';
 import { seedInitializers } from '@segtrain/nn';
 import * as T from '@segtrain/tensor';
 import { bucketLayout } from '@segtrain/trainer';
-import type { BenchLink } from './allreduce.js';
-import { NUM_CLASSES, randomImage, randomLabels } from './models.js';
+import { type BenchLink, runBenchJob } from './job.js';
+import { syntheticBatch } from './models.js';
 import { stampedName, writeReportFiles } from './report.js';
 import {
   type CommSample,
@@ -27,6 +25,7 @@ import {
   scalingPoint,
 } from './scaling-model.js';
 import type { ScalingWorkerReport } from './scaling-worker.js';
+import { median } from './timing.js';
 
 const WORKER = fileURLToPath(new URL('../dist/scaling-worker.js', import.meta.url));
 export const PROJECTED_NODES = [8, 16, 32] as const;
@@ -52,8 +51,9 @@ export async function calibrate(
   reps: number,
 ): Promise<Calibration> {
   const [n, c, h, w] = input;
-  const x = T.tensor(device, randomImage(n * c * h * w, 7), [n, c, h, w]);
-  const y = T.tensor(device, randomLabels(n * h * w, NUM_CLASSES, 8), [n, h, w], 'i32');
+  const batch = syntheticBatch(input);
+  const x = T.tensor(device, batch.image, [n, c, h, w]);
+  const y = T.tensor(device, batch.labels, [n, h, w], 'i32');
   seedInitializers(1);
   const model = buildModel(device, modelConfig);
   model.train();
@@ -100,54 +100,6 @@ export async function calibrate(
     x.dispose();
     y.dispose();
   }
-}
-
-function median(xs: readonly number[]): number {
-  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
-}
-
-/** One job of `nodes` ranks (one simulated node each unless loopback) running the worker. */
-async function runNodes(
-  nodes: number,
-  link: BenchLink,
-  profile: StepProfile,
-  steps: number,
-): Promise<ScalingWorkerReport> {
-  const net: SimNet | null =
-    link === 'loopback' || nodes === 1 ? null : createSimNet(nodes, link as LinkRate);
-  const port = String(net ? 29500 : await freePort());
-  const children = Array.from({ length: nodes }, (_, rank) => {
-    const [command, args] = net?.wrap(rank, process.execPath, [WORKER]) ?? [process.execPath, [WORKER]];
-    return spawn(command, args, {
-      env: {
-        ...process.env,
-        RANK: String(rank),
-        WORLD_SIZE: String(nodes),
-        MASTER_ADDR: net?.addresses[0] ?? '127.0.0.1',
-        MASTER_PORT: port,
-        FORWARD_MS: String(profile.forwardMs),
-        BACKWARD_MS: String(profile.backwardMs),
-        BUCKET_BYTES: profile.bucketBytes.join(','),
-        STEPS: String(steps),
-      },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-  });
-  let out = '';
-  children[0]?.stdout?.on('data', (chunk: Buffer) => {
-    out += chunk.toString();
-  });
-  try {
-    const codes = await Promise.all(
-      children.map((child) => new Promise<number | null>((resolve) => child.on('close', resolve))),
-    );
-    if (codes.some((code) => code !== 0))
-      throw new Error(`scaling job with ${nodes} node(s) failed: exit codes ${codes.join(', ')}`);
-  } finally {
-    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
-    net?.close();
-  }
-  return JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as ScalingWorkerReport;
 }
 
 export interface MeasuredRow extends ScalingPoint {
@@ -224,7 +176,19 @@ export async function runScaling(
 ): Promise<ScalingWorkerReport[]> {
   const reports: ScalingWorkerReport[] = [];
   for (const n of nodes) {
-    const report = await runNodes(n, link, profile, steps);
+    // One node needs no link.
+    const report = await runBenchJob<ScalingWorkerReport>(
+      'scaling job',
+      WORKER,
+      n,
+      n === 1 ? 'loopback' : link,
+      {
+        FORWARD_MS: String(profile.forwardMs),
+        BACKWARD_MS: String(profile.backwardMs),
+        BUCKET_BYTES: profile.bucketBytes.join(','),
+        STEPS: String(steps),
+      },
+    );
     log(
       `${n} node(s) on ${n === 1 ? 'no link' : link}: step ${report.stepMs.toFixed(1)} ms (compute ${(profile.forwardMs + profile.backwardMs).toFixed(1)} ms), buckets alone ${report.bucketMs.reduce((a, b) => a + b, 0).toFixed(1)} ms`,
     );

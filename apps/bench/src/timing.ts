@@ -7,8 +7,12 @@ export async function medianMs(run: () => Promise<void>, reps: number, warmup = 
     await run();
     times.push(performance.now() - t0);
   }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)] ?? Number.NaN;
+  return median(times);
+}
+
+/** The middle value (the upper one of an even count); NaN for none. */
+export function median(xs: readonly number[]): number {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
 }
 
 export interface Row {

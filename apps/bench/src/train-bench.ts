@@ -17,8 +17,9 @@ import {
   seedInitializers,
 } from '@segtrain/nn';
 import * as T from '@segtrain/tensor';
-import { NUM_CLASSES, randomImage, randomLabels } from './models.js';
+import { NUM_CLASSES, syntheticBatch } from './models.js';
 import { barChartSvg } from './report.js';
+import { median } from './timing.js';
 
 export interface TrainBenchRow {
   readonly name: string;
@@ -37,9 +38,6 @@ export interface TrainBenchRow {
   readonly rssBytes: number;
 }
 
-const median = (xs: readonly number[]) =>
-  [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
-
 /** Times `reps` training steps after one warm-up, each phase waiting for the GPU so it is measured alone. */
 export async function benchTrainStep(
   device: T.Device,
@@ -49,8 +47,7 @@ export async function benchTrainStep(
   reps: number,
 ): Promise<TrainBenchRow> {
   const [n, c, h, w] = input;
-  const image = randomImage(n * c * h * w, 7);
-  const labels = randomLabels(n * h * w, NUM_CLASSES, 8);
+  const { image, labels } = syntheticBatch(input);
   const { pretrained: _drop, ...modelBlock } = config.model as unknown as ComponentConfig & {
     pretrained?: unknown;
   };

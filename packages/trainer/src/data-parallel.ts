@@ -54,8 +54,6 @@ export async function broadcastJson<T>(group: ProcessGroup, value: T): Promise<T
 }
 
 export class DataParallel {
-  readonly rank: number;
-  readonly worldSize: number;
   private readonly buckets: Bucket[];
   private readonly bucketOf = new Map<Tensor, Bucket>();
   private nextBucket = 0;
@@ -72,8 +70,6 @@ export class DataParallel {
     model: Module,
     layout: { firstBucketBytes?: number; bucketBytes?: number } = {},
   ) {
-    this.rank = group.rank;
-    this.worldSize = group.worldSize;
     const params = model.parameters();
     this.buckets = bucketLayout(
       params.map((p) => p.size),
@@ -103,7 +99,15 @@ export class DataParallel {
     for (const [, m] of model.namedModules()) if (m instanceof BatchNorm2d) m.sync = sync;
   }
 
-  /** Bucket sizes in bytes, in launch order (for the log and the benchmark). */
+  get rank(): number {
+    return this.group.rank;
+  }
+
+  get worldSize(): number {
+    return this.group.worldSize;
+  }
+
+  /** Bucket sizes in bytes, in launch order (for the start-up log). */
   get bucketBytes(): number[] {
     return this.buckets.map((b) => b.flat.size * 4);
   }
@@ -168,8 +172,8 @@ export class DataParallel {
     if (this.failure) throw this.failure;
   }
 
-  /** Waits for every collective issued so far (the trainer's own ones go after these). */
-  async drained(): Promise<void> {
+  /** Waits for every collective issued so far. */
+  private async drained(): Promise<void> {
     await this.issued;
     const flights = this.inFlight;
     this.inFlight = [];

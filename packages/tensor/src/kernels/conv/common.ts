@@ -215,6 +215,11 @@ export function forwardBindings(bias: boolean): string {
   ].join('\n');
 }
 
+/** The buffers `forwardBindings` declares, in order. */
+export function forwardBuffers(x: Tensor, w: Tensor, bias: Tensor | null, out: Tensor): GPUBuffer[] {
+  return bias ? [x.buffer, w.buffer, bias.buffer, out.buffer] : [x.buffer, w.buffer, out.buffer];
+}
+
 export function forwardAccess(bias: boolean): Access[] {
   return bias ? ['read', 'read', 'read', 'rw'] : ['read', 'read', 'rw'];
 }

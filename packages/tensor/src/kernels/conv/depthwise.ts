@@ -7,7 +7,14 @@
 import type { Device, KernelSource } from '../../device/device.js';
 import type { Tensor } from '../../tensor.js';
 import { emptyTensor, gridFor } from '../launch.js';
-import { type ConvGeometry, forwardAccess, forwardBindings, UNIFORM_STRUCT, uniforms } from './common.js';
+import {
+  type ConvGeometry,
+  forwardAccess,
+  forwardBindings,
+  forwardBuffers,
+  UNIFORM_STRUCT,
+  uniforms,
+} from './common.js';
 
 // Measured on lavapipe (2×64×128×256, 3×3): x blocks of 16 in workgroups of 256 lanes were fastest
 // (18.7 ms; blocks of 8: 21 ms; a column-per-lane variant with vertical reuse: 28 ms).
@@ -93,7 +100,7 @@ export function depthwiseForward(
   const total = g.n * g.cin * g.hout * xblocks;
   const out = emptyTensor(device, [g.n, g.cout, g.hout, g.wout]);
   const source = depthwiseSource(xb, g.kw, bias !== null);
-  const buffers = bias ? [x.buffer, w.buffer, bias.buffer, out.buffer] : [x.buffer, w.buffer, out.buffer];
+  const buffers = forwardBuffers(x, w, bias, out);
   const [gx, gy] = gridFor(device, total, WG);
   device.dispatch(device.kernel(source), buffers, uniforms(g, { ocb: 1, icb: 1, xblocks, total }).bytes(), [
     gx,

@@ -8,6 +8,7 @@ import {
   foldImages,
   forwardAccess,
   forwardBindings,
+  forwardBuffers,
   launchSliced,
   MAX_ROW_KW,
   range,
@@ -205,6 +206,7 @@ ${bias ? `    let b${o} = bs[oc0 + ${o}u];\n` : ''}${range(xb)
 
 /** Forward register block: output channels × output x positions per invocation (tuned on lavapipe). */
 const FWD_BLOCK = { oc: 16, x: 4 };
+
 export function conv2dForward(
   device: Device,
   x: Tensor,
@@ -223,7 +225,7 @@ export function conv2dForward(
   const slices = (fold ? 1 : g.n) * g.groups * Math.ceil(coutPg / ocb);
   const out = emptyTensor(device, [g.n, g.cout, g.hout, g.wout]);
   const u = uniforms(g, { ocb, icb: 1, xblocks, total: positions });
-  const buffers = bias ? [x.buffer, w.buffer, bias.buffer, out.buffer] : [x.buffer, w.buffer, out.buffer];
+  const buffers = forwardBuffers(x, w, bias, out);
   const rowKw = g.sw === 1 && g.dw === 1 && g.kw <= MAX_ROW_KW && convConfig.rowVariant ? g.kw : 0;
   launchSliced(
     device,
