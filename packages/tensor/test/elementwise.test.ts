@@ -33,9 +33,18 @@ function broadcastRef(f: (a: number, b: number) => number, sa: number[], sb: num
   };
 }
 
-describe('unary ops: forward vs float64, backward vs finite differences', () => {
-  const shape = [2, 3, 5, 7];
-  const positive = rand(210, 5, 0.2, 2);
+// [2, 3, 5, 7]: one float per element; [3, 5, 8, 20] (a multiple of 4, over one workgroup's 1024
+// vec4s with a partial tail): the vec4 path.
+describe.each([
+  [2, 3, 5, 7],
+  [3, 5, 8, 20],
+])('unary ops: forward vs float64, backward vs finite differences (%i×%i×%i×%i)', (...shape) => {
+  const positive = rand(
+    shape.reduce((a, b) => a * b, 1),
+    5,
+    0.2,
+    2,
+  );
   const cases: Array<[string, (x: T.Tensor) => T.Tensor, (x: number) => number, ArrayLike<number>?]> = [
     ['neg', T.neg, (x) => -x],
     ['relu', T.relu, (x) => Math.max(x, 0)],

@@ -83,7 +83,7 @@ describe('batchNorm2d', () => {
     [1, 4, 1, 7],
     [5, 3, 2],
     [2, 32, 4, 8],
-    [2, 2, 24, 24], // 1152 values per channel: more than one chunk, so the partials are folded
+    [2, 2, 24, 24], // 1152 values per channel: more than one chunk, so the partials are folded; 576 vec4s
   ];
   for (const shape of trainingShapes) {
     const c = shape[1] ?? 1;

@@ -3,9 +3,11 @@ import * as T from '../src/index.js';
 import { adamUpdate, momentumUpdate } from '../src/kernels/optimizer.js';
 import { assertClose, rand, testDevice } from '../src/testing/index.js';
 
-const N = 37;
+// 37: the one-float-per-element path; 4100 (a multiple of 4, over one workgroup's 1024 vec4s
+// with a partial tail): the vec4 path.
+const SIZES = [37, 4100];
 
-describe('fused optimizer updates match Paddle update rules in float64', () => {
+describe.each(SIZES)('fused optimizer updates match Paddle update rules in float64 (%i values)', (N) => {
   it('Momentum with L2 on every parameter, 3 steps', async () => {
     const device = await testDevice();
     const p0 = rand(N, 1);

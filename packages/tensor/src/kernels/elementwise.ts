@@ -1,6 +1,6 @@
 import type { Device, KernelSource } from '../device/device.js';
 import { type Shape, shapeSize, type Tensor } from '../tensor.js';
-import { emptyTensor, LINEAR_ID, launch, Uniforms } from './launch.js';
+import { emptyTensor, LINEAR_ID, launch, launchVec4, Uniforms, vec4Main } from './launch.js';
 
 const WG = 256;
 export const MAX_RANK = 6;
@@ -36,29 +36,52 @@ fn safe_tanh(x: f32) -> f32 { let e = exp(-2.0 * abs(x)); return sign(x) * (1.0 
 /**
  * `out[i] = expr(a[i], b[i], c[i], s0..s3)` over same-shape inputs: unary ops, their backward,
  * optimizer updates. `expr` is WGSL in terms of a, b, c (f32) and s0..s3 (uniform f32).
+ * `vec4`: the buffers are read as vec4s (the element count must be a multiple of 4) and `expr`
+ * is applied per component.
  */
-export function mapSource(expr: string, arity: number): KernelSource {
+export function mapSource(expr: string, arity: number, vec4 = false): KernelSource {
   const inputs = ['a', 'b', 'c'].slice(0, arity);
+  const element = vec4 ? 'vec4<f32>' : 'f32';
+  const params = inputs.map((name) => `${name}: f32`).join(', ');
+  const call = (component: string) => `op(${inputs.map((name) => `in_${name}[i]${component}`).join(', ')})`;
   return {
-    key: `map/${arity}/${expr}`,
+    key: `map${vec4 ? '4' : ''}/${arity}/${expr}`,
     bindings: [...inputs.map(() => 'read' as const), 'rw'],
     workgroupSize: WG,
     wgsl: () => /* wgsl */ `
 struct U { n: u32, s0: f32, s1: f32, s2: f32, s3: f32 }
 @group(0) @binding(0) var<uniform> u: U;
-${inputs.map((name, i) => `@group(0) @binding(${i + 1}) var<storage, read> in_${name}: array<f32>;`).join('\n')}
-@group(0) @binding(${arity + 1}) var<storage, read_write> out: array<f32>;
+${inputs.map((name, i) => `@group(0) @binding(${i + 1}) var<storage, read> in_${name}: array<${element}>;`).join('\n')}
+@group(0) @binding(${arity + 1}) var<storage, read_write> out: array<${element}>;
 ${MATH}
-${LINEAR_ID}
+fn op(${params}) -> f32 {
+  let s0 = u.s0; let s1 = u.s1; let s2 = u.s2; let s3 = u.s3;
+  return ${expr};
+}
+${
+  vec4
+    ? vec4Main(WG, 'u.n / 4u', `    out[i] = vec4<f32>(${['.x', '.y', '.z', '.w'].map(call).join(', ')});`)
+    : `${LINEAR_ID}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let i = linear_id(gid, groups, ${WG}u);
   if (i >= u.n) { return; }
-  let s0 = u.s0; let s1 = u.s1; let s2 = u.s2; let s3 = u.s3;
-${inputs.map((name) => `  let ${name} = in_${name}[i];`).join('\n')}
-  out[i] = ${expr};
+  out[i] = ${call('')};
+}`
 }`,
   };
+}
+
+/** Launches `source` (built with `vec4` when the count allows) over `n` elements. */
+function launchElementwise(
+  device: Device,
+  source: (vec4: boolean) => KernelSource,
+  buffers: readonly GPUBuffer[],
+  u: Uniforms,
+  n: number,
+): void {
+  if (n % 4 === 0) launchVec4(device, source(true), buffers, u, n / 4);
+  else launch(device, source(false), buffers, u, n);
 }
 
 export function mapKernel(
@@ -73,9 +96,9 @@ export function mapKernel(
   const result = out ?? emptyTensor(device, first.shape);
   const u = new Uniforms().u32(first.size);
   for (let i = 0; i < 4; i++) u.f32(scalars[i] ?? 0);
-  launch(
+  launchElementwise(
     device,
-    mapSource(expr, inputs.length),
+    (vec4) => mapSource(expr, inputs.length, vec4),
     [...inputs.map((t) => t.buffer), result.buffer],
     u,
     first.size,
@@ -87,7 +110,7 @@ export function mapKernel(
 export function fill(device: Device, shape: Shape, value: number): Tensor {
   const out = emptyTensor(device, shape);
   const u = new Uniforms().u32(shapeSize(shape)).f32(value).f32(0).f32(0).f32(0);
-  launch(device, mapSource('s0', 0), [out.buffer], u, out.size);
+  launchElementwise(device, (vec4) => mapSource('s0', 0, vec4), [out.buffer], u, out.size);
   return out;
 }
 
@@ -183,27 +206,34 @@ export function broadcastKernel(
   return out;
 }
 
-const accumulateSource: KernelSource = {
-  key: 'accumulate',
-  bindings: ['read', 'rw'],
-  workgroupSize: WG,
-  wgsl: () => /* wgsl */ `
+function accumulateSource(vec4: boolean): KernelSource {
+  const element = vec4 ? 'vec4<f32>' : 'f32';
+  return {
+    key: `accumulate${vec4 ? '4' : ''}`,
+    bindings: ['read', 'rw'],
+    workgroupSize: WG,
+    wgsl: () => /* wgsl */ `
 struct U { n: u32 }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> addend: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
-${LINEAR_ID}
+@group(0) @binding(1) var<storage, read> addend: array<${element}>;
+@group(0) @binding(2) var<storage, read_write> dst: array<${element}>;
+${
+  vec4
+    ? vec4Main(WG, 'u.n / 4u', '    dst[i] = dst[i] + addend[i];')
+    : `${LINEAR_ID}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let i = linear_id(gid, groups, ${WG}u);
   if (i < u.n) { dst[i] = dst[i] + addend[i]; }
+}`
 }`,
-};
+  };
+}
 
 /** target += addend, in place (a buffer may not be bound both read-only and read-write). */
 export function accumulate(device: Device, target: Tensor, addend: Tensor): void {
   if (target.size !== addend.size) throw new Error(`accumulate: ${target.size} vs ${addend.size} elements`);
-  launch(
+  launchElementwise(
     device,
     accumulateSource,
     [addend.buffer, target.buffer],

@@ -1,6 +1,6 @@
 import type { Device, KernelSource } from '../device/device.js';
 import type { Tensor } from '../tensor.js';
-import { emptyTensor, LINEAR_ID, launch, Uniforms } from './launch.js';
+import { emptyTensor, LINEAR_ID, launch, launchVec4, Uniforms, vec4Main } from './launch.js';
 import { reduceTo } from './reduce.js';
 
 /** Invocations per workgroup for the looping (reduction) kernels. */
@@ -105,26 +105,50 @@ ${MAIN(WG)}
 }`,
 };
 
+/**
+ * An NCHW one-pass kernel: `body` runs per element index `t` (per vec4 index when `vec4`: the
+ * spatial size is a multiple of 4, so a vec4 never straddles two channels); `ch` is its channel.
+ */
+function perChannelMain(vec4: boolean, body: string): string {
+  return vec4
+    ? vec4Main(EWG, 'u.total / 4u', `    let t = i;\n    let ch = (t * 4u / u.hw) % u.c;\n${body}`)
+    : `${MAIN(EWG)}\n  if (t >= u.total) { return; }\n  let ch = (t / u.hw) % u.c;\n${body}\n}`;
+}
+
+/** Launches a `perChannelMain` kernel over an NCHW tensor's elements. */
+function launchPerChannel(
+  device: Device,
+  source: (vec4: boolean) => KernelSource,
+  buffers: readonly GPUBuffer[],
+  u: Uniforms,
+  total: number,
+  hw: number,
+): void {
+  if (hw % 4 === 0) launchVec4(device, source(true), buffers, u, total / 4);
+  else launch(device, source(false), buffers, u, total);
+}
+
+const elementType = (vec4: boolean) => (vec4 ? 'vec4<f32>' : 'f32');
+
 /** y = (x − mean[c]) / sqrt(var[c] + eps) · w[c] + b[c]. */
-const bnApplySource: KernelSource = {
-  key: 'norm/bn-apply',
+const bnApplySource = (vec4: boolean): KernelSource => ({
+  key: `norm/bn-apply${vec4 ? '4' : ''}`,
   bindings: ['read', 'read', 'read', 'read', 'rw'],
   workgroupSize: EWG,
   wgsl: () => /* wgsl */ `
 struct U { total: u32, c: u32, hw: u32, eps: f32 }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<${elementType(vec4)}>;
 @group(0) @binding(2) var<storage, read> stats: array<f32>;
 @group(0) @binding(3) var<storage, read> w: array<f32>;
 @group(0) @binding(4) var<storage, read> b: array<f32>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
-${MAIN(EWG)}
-  if (t >= u.total) { return; }
-  let ch = (t / u.hw) % u.c;
-  let inv = 1.0 / sqrt(stats[u.c + ch] + u.eps);
-  y[t] = (x[t] - stats[ch]) * inv * w[ch] + b[ch];
-}`,
-};
+@group(0) @binding(5) var<storage, read_write> y: array<${elementType(vec4)}>;
+${perChannelMain(
+  vec4,
+  `  let inv = 1.0 / sqrt(stats[u.c + ch] + u.eps);
+  y[t] = (x[t] - stats[ch]) * inv * w[ch] + b[ch];`,
+)}`,
+});
 
 /** Backward partials per (channel, chunk): Σ g to row ch, Σ g·x̂ to row C+ch of [2C, parts]. */
 const bnGradPartialSource: KernelSource = {
@@ -155,31 +179,30 @@ ${channelChunkFold(
  * dX. Training (batch statistics): w·inv·(g − Σg/n − x̂·Σ(g·x̂)/n). Eval (running statistics,
  * constants): w·inv·g.
  */
-const bnGradInputSource: KernelSource = {
-  key: 'norm/bn-grad-input',
+const bnGradInputSource = (vec4: boolean): KernelSource => ({
+  key: `norm/bn-grad-input${vec4 ? '4' : ''}`,
   bindings: ['read', 'read', 'read', 'read', 'read', 'rw'],
   workgroupSize: EWG,
   wgsl: () => /* wgsl */ `
 struct U { total: u32, c: u32, hw: u32, training: u32, eps: f32, count: f32 }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> g: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<${elementType(vec4)}>;
+@group(0) @binding(2) var<storage, read> g: array<${elementType(vec4)}>;
 @group(0) @binding(3) var<storage, read> stats: array<f32>;
 @group(0) @binding(4) var<storage, read> w: array<f32>;
 @group(0) @binding(5) var<storage, read> gsums: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dx: array<f32>;
-${MAIN(EWG)}
-  if (t >= u.total) { return; }
-  let ch = (t / u.hw) % u.c;
-  let inv = 1.0 / sqrt(stats[u.c + ch] + u.eps);
+@group(0) @binding(6) var<storage, read_write> dx: array<${elementType(vec4)}>;
+${perChannelMain(
+  vec4,
+  `  let inv = 1.0 / sqrt(stats[u.c + ch] + u.eps);
   var d = g[t];
   if (u.training != 0u) {
     let xhat = (x[t] - stats[ch]) * inv;
     d = d - gsums[ch] / u.count - xhat * gsums[u.c + ch] / u.count;
   }
-  dx[t] = w[ch] * inv * d;
-}`,
-};
+  dx[t] = w[ch] * inv * d;`,
+)}`,
+});
 
 /** Folds a [rows, parts] partial buffer to a [rows] tensor (parallel over rows, chunked over parts). */
 function foldPartials(device: Device, partial: Tensor, rows: number, parts: number): Tensor {
@@ -261,7 +284,14 @@ export function bnApply(
   const [, c, hw] = nchw(x, 'batchNorm2d');
   const y = emptyTensor(device, x.shape);
   const u = new Uniforms().u32(x.size).u32(c).u32(hw).f32(eps);
-  launch(device, bnApplySource, [x.buffer, stats.buffer, weight.buffer, bias.buffer, y.buffer], u, x.size);
+  launchPerChannel(
+    device,
+    bnApplySource,
+    [x.buffer, stats.buffer, weight.buffer, bias.buffer, y.buffer],
+    u,
+    x.size,
+    hw,
+  );
   return y;
 }
 
@@ -294,12 +324,13 @@ export function bnGradInput(
     .u32(training ? 1 : 0)
     .f32(eps)
     .f32(n * hw);
-  launch(
+  launchPerChannel(
     device,
     bnGradInputSource,
     [x.buffer, g.buffer, stats.buffer, weight.buffer, gsums.buffer, dx.buffer],
     u,
     x.size,
+    hw,
   );
   return dx;
 }

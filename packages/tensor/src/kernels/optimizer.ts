@@ -1,31 +1,37 @@
 import type { Device, KernelSource } from '../device/device.js';
 import type { Tensor } from '../tensor.js';
-import { LINEAR_ID, launch, Uniforms } from './launch.js';
+import { launchVec4, Uniforms, vec4Main } from './launch.js';
 
 const WG = 256;
 
-function updateSource(name: string, state: readonly string[], body: string): KernelSource {
-  return {
-    key: `optimizer/${name}`,
-    bindings: ['read', 'rw', ...state.map(() => 'rw' as const)],
-    workgroupSize: WG,
-    wgsl: () => /* wgsl */ `
+function updateSource(name: string, state: readonly string[], body: string) {
+  return (vec4: boolean): KernelSource => {
+    const element = vec4 ? 'vec4<f32>' : 'f32';
+    return {
+      key: `optimizer/${name}${vec4 ? '4' : ''}`,
+      bindings: ['read', 'rw', ...state.map(() => 'rw' as const)],
+      workgroupSize: WG,
+      wgsl: () => /* wgsl */ `
 struct U { n: u32, lr: f32, wd: f32, s0: f32, s1: f32, s2: f32, s3: f32, s4: f32, s5: f32 }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> grad: array<f32>;
-@group(0) @binding(2) var<storage, read_write> param: array<f32>;
-${state.map((s, i) => `@group(0) @binding(${i + 3}) var<storage, read_write> ${s}: array<f32>;`).join('\n')}
-${LINEAR_ID}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let i = linear_id(gid, groups, ${WG}u);
-  if (i >= u.n) { return; }
-  var p = param[i];
-  var g = grad[i];
-${body}
-  param[i] = p;
-}`,
+@group(0) @binding(1) var<storage, read> grad: array<${element}>;
+@group(0) @binding(2) var<storage, read_write> param: array<${element}>;
+${state.map((s, i) => `@group(0) @binding(${i + 3}) var<storage, read_write> ${s}: array<${element}>;`).join('\n')}
+${vec4Main(WG, vec4 ? 'u.n / 4u' : 'u.n', `    var p = param[i];\n    var g = grad[i];\n${body}\n    param[i] = p;`)}`,
+    };
   };
+}
+
+/** Launches an update over `n` elements, as vec4s when n allows (every parameter but odd-sized ones). */
+function launchUpdate(
+  device: Device,
+  source: (vec4: boolean) => KernelSource,
+  buffers: readonly GPUBuffer[],
+  u: Uniforms,
+  n: number,
+): void {
+  const vec4 = n % 4 === 0;
+  launchVec4(device, source(vec4), buffers, u, vec4 ? n / 4 : n);
 }
 
 // Paddle's Momentum: L2 decay joins the gradient; v ← μv + g; p ← p − lr·v (Nesterov: p ← p − lr·(g + μv)).
@@ -75,7 +81,7 @@ export function momentumUpdate(
     .f32(o.momentum)
     .f32(o.nesterov ? 1 : 0);
   for (let i = 0; i < 4; i++) u.f32(0);
-  launch(device, momentum, [grad.buffer, param.buffer, velocity.buffer], u, param.size);
+  launchUpdate(device, momentum, [grad.buffer, param.buffer, velocity.buffer], u, param.size);
 }
 
 export interface AdamOptions {
@@ -113,5 +119,5 @@ export function adamUpdate(
     .f32(o.decoupled ? 1 : 0)
     .f32(lrT)
     .f32(o.epsilon * c2);
-  launch(device, adam, [grad.buffer, param.buffer, m.buffer, v.buffer], u, param.size);
+  launchUpdate(device, adam, [grad.buffer, param.buffer, m.buffer, v.buffer], u, param.size);
 }
