@@ -31,7 +31,6 @@ export {
 export {
   type BCELossOptions,
   bceLoss,
-  bceWithLogits,
   buildLoss,
   type CrossEntropyLossOptions,
   crossEntropyLoss,
@@ -46,14 +45,12 @@ export {
   type LossFn,
   type LossResult,
   type LovaszSoftmaxLossOptions,
-  labelMap,
   lossFromConfig,
   lovaszCoefficients,
   lovaszSoftmaxLoss,
   MixedLoss,
   type OhemCrossEntropyLossOptions,
   ohemCrossEntropyLoss,
-  pixelCrossEntropy,
 } from './losses/index.js';
 export {
   type HostTensor,

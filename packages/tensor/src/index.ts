@@ -36,7 +36,7 @@ export {
   conv2dGeometry,
   resolvePadding,
 } from './ops/conv.js';
-export { full, ones, parameter, persistent, tensor, zeros } from './ops/create.js';
+export { cachedConstant, full, ones, parameter, persistent, tensor, zeros } from './ops/create.js';
 export {
   add,
   affine,
@@ -56,6 +56,7 @@ export {
   tanh,
   where,
 } from './ops/elementwise.js';
+export { bceWithLogits, type LabelMapKind, labelMap, mapNoGrad } from './ops/loss.js';
 export { type LinearOptions, linear, matmul } from './ops/matmul.js';
 export { type BatchNormOptions, type BatchNormSync, batchNorm2d, layerNorm } from './ops/norm.js';
 export { adaptiveAvgPool2d, argmax, avgPool2d, maxPool2d, type PoolOptions } from './ops/pool.js';
@@ -72,7 +73,14 @@ export {
 export { max, mean, sum } from './ops/reduce.js';
 export { type ResizeBilinearOptions, resizeBilinear, resizeNearest } from './ops/resize.js';
 export { concat, reshape, slice, split, transpose } from './ops/shape.js';
-export { type CrossEntropyOptions, pixelTrueProb, softmax, softmaxCrossEntropy } from './ops/softmax.js';
+export {
+  type CrossEntropyOptions,
+  type PixelCrossEntropyOptions,
+  pixelCrossEntropy,
+  pixelTrueProb,
+  softmax,
+  softmaxCrossEntropy,
+} from './ops/softmax.js';
 export { Rng } from './rng.js';
 export {
   type DType,

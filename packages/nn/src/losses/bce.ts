@@ -1,8 +1,12 @@
 import {
   add,
   affine,
+  bceWithLogits,
+  cachedConstant,
   div,
   full,
+  labelMap,
+  mapNoGrad,
   mean,
   mul,
   ones as onesTensor,
@@ -10,7 +14,6 @@ import {
   sum,
   type Tensor,
 } from '@segtrain/tensor';
-import { bceWithLogits, cachedConstant, labelMap, mapNoGrad } from './kernels.js';
 
 export interface BCELossOptions {
   /** Per-channel weights (length C, broadcast over N, H, W), 'dynamic', or null. */

@@ -2,15 +2,17 @@ import {
   affine,
   div,
   kthSmallest,
+  labelMap,
+  mapNoGrad,
   mean,
   mul,
   noGrad,
+  pixelCrossEntropy,
   pixelTrueProb,
   softmaxCrossEntropy,
   sum,
   type Tensor,
 } from '@segtrain/tensor';
-import { labelMap, mapNoGrad, pixelCrossEntropy } from './kernels.js';
 
 export interface CrossEntropyLossOptions {
   /** Per-class weights (length C) or null. */
@@ -69,7 +71,7 @@ export async function crossEntropyLossAsync(
     );
   if (topK === 1.0) return crossEntropyLoss(logits, labels, options);
   const ignore = options.ignore_index ?? 255;
-  const loss = pixelCrossEntropy(logits, labels, ignore, weight);
+  const loss = pixelCrossEntropy(logits, labels, { ignoreIndex: ignore, classWeights: weight });
   const total = loss.size;
   const k = Math.trunc(topK * total);
   if (k < 1) throw new Error(`CrossEntropyLoss: top_k_percent_pixels ${topK} keeps no pixel of ${total}`);
@@ -145,7 +147,7 @@ export async function ohemCrossEntropyLoss(
       : mapNoGrad('select(0.0, 1.0, a < s0)', [p], [threshold]),
   );
   p.dispose();
-  const ce = pixelCrossEntropy(logits, labels, ignore);
+  const ce = pixelCrossEntropy(logits, labels, { ignoreIndex: ignore });
   const numerator = mean(mul(ce, kept));
   const denom = noGrad(() => affine(mean(kept), 1, 1e-5));
   return div(numerator, denom);

@@ -1,8 +1,12 @@
 import {
   add,
   affine,
+  bceWithLogits,
+  cachedConstant,
   conv2d,
   div,
+  labelMap,
+  mapNoGrad,
   mean,
   mul,
   noGrad,
@@ -14,7 +18,6 @@ import {
   sum,
   type Tensor,
 } from '@segtrain/tensor';
-import { bceWithLogits, cachedConstant, labelMap, mapNoGrad } from './kernels.js';
 
 export interface DetailAggregateLossOptions {
   /** Stored only: PaddleSeg's DetailAggregateLoss does not use it (ignored labels make boundaries). */

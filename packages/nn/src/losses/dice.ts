@@ -1,5 +1,16 @@
-import { add, affine, div, mean, mul, reshape, softmax, sum, type Tensor } from '@segtrain/tensor';
-import { cachedConstant, labelMap } from './kernels.js';
+import {
+  add,
+  affine,
+  cachedConstant,
+  div,
+  labelMap,
+  mean,
+  mul,
+  reshape,
+  softmax,
+  sum,
+  type Tensor,
+} from '@segtrain/tensor';
 
 export interface DiceLossOptions {
   /** Per-class weights (length C) or null. */

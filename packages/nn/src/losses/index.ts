@@ -8,7 +8,6 @@ export {
 } from './cross_entropy.js';
 export { type DetailAggregateLossOptions, detailAggregateLoss, detailBoundaryTarget } from './detail.js';
 export { type DiceLossOptions, diceLoss } from './dice.js';
-export { bceWithLogits, labelMap, pixelCrossEntropy } from './kernels.js';
 export { type LovaszSoftmaxLossOptions, lovaszCoefficients, lovaszSoftmaxLoss } from './lovasz.js';
 export {
   buildLoss,

@@ -1,5 +1,4 @@
-import { add, affine, mul, softmax, sum, type Tensor } from '@segtrain/tensor';
-import { constant, labelMap } from './kernels.js';
+import { add, affine, labelMap, mul, softmax, sum, type Tensor, tensor } from '@segtrain/tensor';
 
 export interface LovaszSoftmaxLossOptions {
   readonly ignore_index?: number;
@@ -107,7 +106,7 @@ export async function lovaszSoftmaxLoss(
   const errors = add(onehot, mul(probs, affine(onehot, -2, 1)));
   const [errData, labelData] = await Promise.all([errors.data(), labels.data()]);
   const { coef, count } = lovaszCoefficients(errData, labelData, logits.shape, ignore, classes);
-  const coefT = constant(logits.device, coef, logits.shape);
+  const coefT = tensor(logits.device, coef, logits.shape);
   const loss = sum(mul(errors, coefT));
   // No valid pixel: Paddle returns probas·0.
   if (!Array.from(labelData).some((l) => l !== ignore)) return affine(loss, 0);

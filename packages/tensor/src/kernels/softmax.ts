@@ -144,6 +144,49 @@ ${MAIN(EWG)}
 }`,
 };
 
+/** Per pixel: w·(lse − logit[label]) at valid pixels, 0 at ignored ones (reduction 'none'). */
+const pixelCeForwardSource: KernelSource = {
+  key: 'softmax/pixel-ce-forward',
+  bindings: ['read', 'read', 'read', 'rw'],
+  workgroupSize: WG,
+  wgsl: () => /* wgsl */ `${PIXEL}
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+${MAIN(WG)}
+  if (t >= u.pixels) { return; }
+  let label = labels[t];
+  if (!is_valid(label)) { out[t] = 0.0; return; }
+  let base = pixel_base(t);
+  out[t] = class_weight(label) * (log_sum_exp(base) - logits[base + u32(label) * u.hw]);
+}`,
+};
+
+// One invocation per pixel: the log-sum-exp once, then all C gradients (one invocation per logit
+// recomputed it C times).
+/** d/d logit of the per-pixel loss: g·w·(softmax − onehot) at valid pixels, 0 at ignored ones. */
+const pixelCeBackwardSource: KernelSource = {
+  key: 'softmax/pixel-ce-backward',
+  bindings: ['read', 'read', 'read', 'read', 'rw'],
+  workgroupSize: WG,
+  wgsl: () => /* wgsl */ `${PIXEL}
+@group(0) @binding(4) var<storage, read> g: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dx: array<f32>;
+${MAIN(WG)}
+  if (t >= u.pixels) { return; }
+  let base = pixel_base(t);
+  let label = labels[t];
+  if (!is_valid(label)) {
+    for (var k = 0u; k < u.c; k++) { dx[base + k * u.hw] = 0.0; }
+    return;
+  }
+  let m = log_sum_exp(base);
+  let s = g[t] * class_weight(label);
+  for (var k = 0u; k < u.c; k++) {
+    let at = base + k * u.hw;
+    dx[at] = s * (exp(logits[at] - m) - select(0.0, 1.0, u32(label) == k));
+  }
+}`,
+};
+
 /** Softmax probability of the ground-truth class per pixel; ignored pixels get 2.0 (sort last for OHEM). */
 const trueProbSource: KernelSource = {
   key: 'softmax/true-prob',
@@ -258,4 +301,19 @@ export function trueClassProb(device: Device, a: PixelArgs): Tensor {
   const out = emptyTensor(device, a.labels.shape);
   launch(device, trueProbSource, [...pixelBuffers(a), out.buffer], pixelUniforms(a), pixels);
   return out;
+}
+
+/** Per-pixel (class-weighted) cross-entropy, [N, ...spatial]. */
+export function pixelCrossEntropyForward(device: Device, a: PixelArgs): Tensor {
+  const [pixels] = pixelGeometry(a.logits);
+  const out = emptyTensor(device, a.labels.shape);
+  launch(device, pixelCeForwardSource, [...pixelBuffers(a), out.buffer], pixelUniforms(a), pixels);
+  return out;
+}
+
+export function pixelCrossEntropyBackward(device: Device, a: PixelArgs, g: Tensor): Tensor {
+  const [pixels] = pixelGeometry(a.logits);
+  const dx = emptyTensor(device, a.logits.shape);
+  launch(device, pixelCeBackwardSource, [...pixelBuffers(a), g.buffer, dx.buffer], pixelUniforms(a), pixels);
+  return dx;
 }

@@ -47,3 +47,24 @@ export function ones(device: Device, shape: Shape): Tensor {
 export function full(device: Device, shape: Shape, value: number): Tensor {
   return fill(device, shape, value);
 }
+
+const constantCache = new WeakMap<Device, Map<string, Tensor>>();
+
+/**
+ * A small persistent constant (class weights, fixed filters), uploaded once per device and values,
+ * not every step (an upload flushes the recorded work). Shared: never dispose the result.
+ */
+export function cachedConstant(device: Device, values: readonly number[], shape: Shape): Tensor {
+  let byKey = constantCache.get(device);
+  if (!byKey) {
+    byKey = new Map();
+    constantCache.set(device, byKey);
+  }
+  const key = `${shape.join('x')}:${values.join(',')}`;
+  let t = byKey.get(key);
+  if (!t || t.isDisposed) {
+    t = persistent(device, values, shape, 'constant');
+    byKey.set(key, t);
+  }
+  return t;
+}

@@ -1,15 +1,16 @@
 import { record } from '../autograd/engine.js';
-import type { Device } from '../device/device.js';
 import {
   crossEntropyBackward,
   crossEntropyForward,
   type PixelArgs,
+  pixelCrossEntropyBackward,
+  pixelCrossEntropyForward,
   softmaxBackward,
   softmaxForward,
   trueClassProb,
 } from '../kernels/softmax.js';
 import { formatShape, type Tensor } from '../tensor.js';
-import { persistent } from './create.js';
+import { cachedConstant } from './create.js';
 
 /** Softmax along `axis` (negative counts from the end). */
 export function softmax(x: Tensor, axis = -1): Tensor {
@@ -31,24 +32,6 @@ export interface CrossEntropyOptions {
    * (PaddleSeg's mask of ones).
    */
   readonly avgNonIgnore?: boolean;
-}
-
-/** Class-weight tensors by device and values: uploaded once, not every step. */
-const weightCache = new WeakMap<Device, Map<string, Tensor>>();
-
-function classWeightTensor(device: Device, weights: readonly number[]): Tensor {
-  let byKey = weightCache.get(device);
-  if (!byKey) {
-    byKey = new Map();
-    weightCache.set(device, byKey);
-  }
-  const key = weights.join(',');
-  let t = byKey.get(key);
-  if (!t || t.isDisposed) {
-    t = persistent(device, weights, [weights.length], 'class-weights');
-    byKey.set(key, t);
-  }
-  return t;
 }
 
 function pixelArgs(
@@ -74,7 +57,7 @@ function pixelArgs(
   return {
     logits,
     labels,
-    weights: classWeights ? classWeightTensor(logits.device, classWeights) : null,
+    weights: classWeights ? cachedConstant(logits.device, classWeights, [c]) : null,
     ignoreIndex,
     avgNonIgnore,
   };
@@ -127,4 +110,36 @@ export function pixelTrueProb(logits: Tensor, labels: Tensor, ignoreIndex = 255)
     logits.device,
     pixelArgs('pixelTrueProb', logits, labels, ignoreIndex, undefined, true),
   );
+}
+
+export interface PixelCrossEntropyOptions {
+  /** Pixels with this label get 0 loss and 0 gradient (PaddleSeg default 255). */
+  readonly ignoreIndex?: number;
+  /** Per-class weights (length C), applied to each pixel by its label. */
+  readonly classWeights?: readonly number[] | null;
+}
+
+/**
+ * Per-pixel (optionally class-weighted) cross-entropy [N, ...spatial] from logits [N, C, ...] and
+ * i32 labels: w[label]·(logsumexp − logit[label]) at valid pixels, 0 at ignored ones — Paddle's
+ * F.cross_entropy(..., weight, ignore_index, reduction='none'). Gradient g·w·(softmax − onehot).
+ */
+export function pixelCrossEntropy(
+  logits: Tensor,
+  labels: Tensor,
+  options: PixelCrossEntropyOptions = {},
+): Tensor {
+  const args = pixelArgs(
+    'pixelCrossEntropy',
+    logits,
+    labels,
+    options.ignoreIndex ?? 255,
+    options.classWeights ?? undefined,
+    true,
+  );
+  const device = logits.device;
+  const out = pixelCrossEntropyForward(device, args);
+  return record(out, 'pixelCrossEntropy', [logits], [logits, labels], (g) => [
+    pixelCrossEntropyBackward(device, args, g),
+  ]);
 }

@@ -1,0 +1,111 @@
+import type { Device, KernelSource } from '../device/device.js';
+import type { Tensor } from '../tensor.js';
+import { emptyTensor, LINEAR_ID, launch, Uniforms } from './launch.js';
+
+const WG = 256;
+
+const MAIN = `${LINEAR_ID}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let t = linear_id(gid, groups, ${WG}u);`;
+
+export type LabelMapKind = 'valid' | 'onehot' | 'weight' | 'float';
+
+const LABEL_BODY: Record<LabelMapKind, string> = {
+  valid: `  if (t >= u.n) { return; }
+  out[t] = select(0.0, 1.0, valid(labels[t]));`,
+  onehot: `  if (t >= u.n * u.c) { return; }
+  let k = (t / u.hw) % u.c;
+  let l = labels[(t / (u.hw * u.c)) * u.hw + t % u.hw];
+  out[t] = select(0.0, 1.0, valid(l) && u32(l) == k);`,
+  weight: `  if (t >= u.n) { return; }
+  let l = labels[t];
+  out[t] = select(0.0, w[max(l, 0)], valid(l));`,
+  float: `  if (t >= u.n) { return; }
+  out[t] = f32(labels[t]);`,
+};
+
+const labelMapSource = (kind: LabelMapKind): KernelSource => ({
+  key: `loss/label-${kind}`,
+  bindings: ['read', 'read', 'rw'],
+  workgroupSize: WG,
+  wgsl: () => /* wgsl */ `
+struct U { n: u32, c: u32, hw: u32, ignore: i32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> labels: array<i32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+/** The tensor engine's rule: neither ignore_index nor outside [0, C). */
+fn valid(l: i32) -> bool { return l != u.ignore && l >= 0 && l < i32(u.c); }
+${MAIN}
+${LABEL_BODY[kind]}
+}`,
+});
+
+/**
+ * A label-derived f32 map of i32 labels [N, ...]: `weights` ([C]) is read by 'weight' only (the
+ * labels buffer stands in otherwise). The output is [N, C, ...] for 'onehot', [N, ...] else.
+ */
+export function labelMapKernel(
+  device: Device,
+  labels: Tensor,
+  kind: LabelMapKind,
+  c: number,
+  ignoreIndex: number,
+  weights: Tensor | null,
+): Tensor {
+  const n = labels.shape[0] ?? 1;
+  const hw = labels.size / n;
+  const out = emptyTensor(device, kind === 'onehot' ? [n, c, ...labels.shape.slice(1)] : labels.shape);
+  const u = new Uniforms().u32(labels.size).u32(c).u32(hw).i32(ignoreIndex);
+  launch(device, labelMapSource(kind), [labels.buffer, (weights ?? labels).buffer, out.buffer], u, out.size);
+  return out;
+}
+
+const bceSource = (backward: boolean): KernelSource => ({
+  key: `loss/bce-${backward ? 'backward' : 'forward'}`,
+  bindings: backward
+    ? ['read', 'read', 'read', 'read', 'read', 'rw']
+    : ['read', 'read', 'read', 'read', 'rw'],
+  workgroupSize: WG,
+  wgsl: () => /* wgsl */ `
+struct U { n: u32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> y: array<f32>;
+@group(0) @binding(3) var<storage, read> w: array<f32>;
+@group(0) @binding(4) var<storage, read> pw: array<f32>;
+${
+  backward
+    ? '@group(0) @binding(5) var<storage, read> g: array<f32>;\n@group(0) @binding(6) var<storage, read_write> out: array<f32>;'
+    : '@group(0) @binding(5) var<storage, read_write> out: array<f32>;'
+}
+fn softplus_neg_abs(v: f32) -> f32 { return log(1.0 + exp(-abs(v))); }
+fn sig(v: f32) -> f32 { return select(exp(v) / (1.0 + exp(v)), 1.0 / (1.0 + exp(-v)), v >= 0.0); }
+${MAIN}
+  if (t >= u.n) { return; }
+  let xv = x[t];
+  let yv = y[t];
+  let lw = 1.0 + (pw[0] - 1.0) * yv;
+  ${
+    backward
+      ? 'out[t] = g[t] * w[t] * ((1.0 - yv) - lw * sig(-xv));'
+      : 'out[t] = w[t] * ((1.0 - yv) * xv + lw * (softplus_neg_abs(xv) + max(-xv, 0.0)));'
+  }
+}`,
+});
+
+/** Elementwise BCE with logits (forward), or its gradient wrt x given the upstream `g`. */
+export function bceKernel(
+  device: Device,
+  x: Tensor,
+  y: Tensor,
+  w: Tensor,
+  pw: Tensor,
+  g: Tensor | null,
+): Tensor {
+  const out = emptyTensor(device, x.shape);
+  const buffers = [x.buffer, y.buffer, w.buffer, pw.buffer, ...(g ? [g.buffer] : []), out.buffer];
+  launch(device, bceSource(g !== null), buffers, new Uniforms().u32(x.size), x.size);
+  return out;
+}
