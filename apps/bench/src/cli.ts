@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SMALL_ALLREDUCE_BYTES } from '@segtrain/collective';
@@ -250,10 +251,18 @@ export function benchProgram(ran: (command: BenchCommand, options: BenchOptions)
     .description(
       'the ratio table B / A between two reports of one suite (before/after a change, or two machines)',
     )
-    .argument('<A.json>')
-    .argument('<B.json>')
-    .action((a: string, b: string) => {
-      ran('compare', { reps: 0, quick: false, tfjs: false, out: '', reports: [a, b] });
+    .argument('<A.json[,A2.json...]>', 'report(s) of side A (several runs are averaged)')
+    .argument('<B.json[,B2.json...]>', 'report(s) of side B')
+    .option('--out <FILE>', 'also write the table to this Markdown file')
+    .action(function (this: Command, a: string, b: string) {
+      const o = this.opts<{ out?: string }>();
+      ran('compare', {
+        reps: 0,
+        quick: false,
+        tfjs: false,
+        out: o.out ? resolve(o.out) : '',
+        reports: [a, b],
+      });
     });
   return program;
 }
@@ -277,8 +286,11 @@ export async function runBench(argv: string[]): Promise<number> {
   if (command === 'allreduce') return allReduceBench(chosen.options, log);
   if (command === 'scaling') return scalingBench(chosen.options, log);
   if (command === 'compare') {
-    const [a, b] = chosen.options.reports ?? ['', ''];
-    log(compareMarkdown(a, b, compareReports(readReport(a), readReport(b))));
+    const [a = '', b = ''] = chosen.options.reports ?? [];
+    const side = (paths: string) => paths.split(',').filter((p) => p !== '');
+    const markdown = compareMarkdown(a, b, compareReports(side(a).map(readReport), side(b).map(readReport)));
+    if (out) writeFileSync(out, `${markdown}\n`);
+    log(markdown);
     return 0;
   }
   const device = await getDevice();

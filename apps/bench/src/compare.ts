@@ -1,7 +1,8 @@
 /**
- * `segtrain-bench compare A.json B.json`: the ratio B / A of every number two reports of one suite
- * share, row by row (rows matched by their name, or by link, ranks and size, or by node count):
- * before/after a change, or two machines.
+ * `segtrain-bench compare A.json[,A2.json…] B.json[,B2.json…]`: the ratio B / A of every number two
+ * reports of one suite share, row by row (rows matched by their name, or by link, ranks and size, or
+ * by node count): before/after a change, or two machines. Several runs per side are averaged
+ * (interleaved runs of two builds even out a shared machine's drift).
  */
 import { readFileSync } from 'node:fs';
 
@@ -38,9 +39,29 @@ export interface ComparedValue {
   readonly ratio: number;
 }
 
-export function compareReports(a: Json, b: Json): ComparedValue[] {
-  const rowsA = reportRows(a);
-  const rowsB = reportRows(b);
+/** Every case's values averaged over several runs of one suite (a value missing from a run is averaged over the rest). */
+export function meanRows(reports: readonly Json[]): Map<string, Record<string, number>> {
+  const sums = new Map<string, Record<string, [number, number]>>();
+  for (const report of reports)
+    for (const [row, numbers] of reportRows(report)) {
+      const acc = sums.get(row) ?? {};
+      for (const [field, v] of Object.entries(numbers)) {
+        const [total, count] = acc[field] ?? [0, 0];
+        acc[field] = [total + v, count + 1];
+      }
+      sums.set(row, acc);
+    }
+  const out = new Map<string, Record<string, number>>();
+  for (const [row, acc] of sums)
+    out.set(row, Object.fromEntries(Object.entries(acc).map(([f, [total, count]]) => [f, total / count])));
+  return out;
+}
+
+/** B / A for every case and value both sides share; each side is one report or several runs (averaged). */
+export function compareReports(a: Json | readonly Json[], b: Json | readonly Json[]): ComparedValue[] {
+  const runs = (x: Json | readonly Json[]): readonly Json[] => (Array.isArray(x) ? x : [x as Json]);
+  const rowsA = meanRows(runs(a));
+  const rowsB = meanRows(runs(b));
   const out: ComparedValue[] = [];
   for (const [row, numbersA] of rowsA) {
     const numbersB = rowsB.get(row);
@@ -57,7 +78,15 @@ export function compareReports(a: Json, b: Json): ComparedValue[] {
 export function compareMarkdown(pathA: string, pathB: string, values: readonly ComparedValue[]): string {
   const g = (n: number) => (Math.abs(n) >= 100 ? n.toFixed(1) : n.toPrecision(4));
   return [
-    `# ${pathB} against ${pathA}`,
+    '# B / A',
+    '',
+    ...[
+      ['A', pathA],
+      ['B', pathB],
+    ].map(([side, paths = '']) => {
+      const runs = paths.split(',');
+      return `- ${side}: ${runs.map((p) => `\`${p}\``).join(', ')}${runs.length > 1 ? ` (mean of ${runs.length} runs)` : ''}`;
+    }),
     '',
     '| case | value | A | B | B / A |',
     '|---|---|---:|---:|---:|',

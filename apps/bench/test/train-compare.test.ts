@@ -24,6 +24,16 @@ describe('segtrain-bench compare', () => {
     const md = compareMarkdown('a.json', 'b.json', values);
     assert.match(md, /\| gemm \| oursMs \| 10\.00 \| 5\.000 \| 0\.500× \|/);
     assert.match(compareMarkdown('a', 'b', []), /same suite/);
+    // Several runs per side: each side's values are averaged before dividing.
+    const a2: Json = { rows: [{ name: 'gemm', oursMs: 20, gflop: 2 }] };
+    const b2: Json = { rows: [{ name: 'gemm', oursMs: 7, gflop: 2 }] };
+    assert.deepEqual(compareReports([a, a2], [b, b2]), [
+      { row: 'gemm', field: 'oursMs', a: 15, b: 6, ratio: 0.4 },
+    ]);
+    assert.match(
+      compareMarkdown('a1.json,a2.json', 'b.json', []),
+      /- A: `a1\.json`, `a2\.json` \(mean of 2 runs\)/,
+    );
   });
 });
 
