@@ -9,6 +9,7 @@ import {
   UsageError,
 } from './args.js';
 import { CONFIG_SHOW } from './commands/config.js';
+import { CONVERT } from './commands/convert.js';
 import { DATA_DEMO } from './commands/data.js';
 import { DOCTOR } from './commands/doctor.js';
 import { LAUNCH } from './commands/launch.js';
@@ -28,6 +29,7 @@ const TREE: ReadonlyArray<CommandSpec | CommandGroup> = [
   VAL,
   PREDICT,
   LAUNCH,
+  CONVERT,
   { name: 'data', description: 'datasets: generate the embedded demo street scenes', commands: [DATA_DEMO] },
   { name: 'config', description: 'print a resolved PaddleSeg-style config', commands: [CONFIG_SHOW] },
   {

@@ -10,11 +10,13 @@ export { PPLiteSeg, type PPLiteSegOptions, STDCNet, type StdcInit } from './pp_l
 export {
   buildModelWithPretrained,
   cachedPretrainedPath,
+  cachedPretrainedPaths,
   isUrl,
   loadPretrained,
   type PretrainedOptions,
   type PretrainedReport,
   pretrainedCacheDir,
+  withoutPretrained,
 } from './pretrained.js';
 export {
   type Backbone,

@@ -1,14 +1,14 @@
 /**
- * PaddleSeg's `pretrained:` keys: a local safetensors file loads into the module; a URL loads from
- * the local cache only (nothing is downloaded at run time), else one warning and the module keeps
- * its initialisers. Loading follows PaddleSeg's `load_pretrained_model`: keys the file lacks are
+ * PaddleSeg's `pretrained:` keys: a local safetensors file, `.pdparams` file or `.tar.gz` archive of
+ * one (PaddleSeg's released backbones) loads into the module; a URL loads from the local cache only
+ * (nothing is downloaded at run time), else one warning and the module keeps its initialisers. Loading follows PaddleSeg's `load_pretrained_model`: keys the file lacks are
  * warned about, shape mismatches are skipped with `[SKIP]`, and it ends with
  * "There are K/N variables loaded into <Class>.".
  */
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, join } from 'node:path';
-import { type HostTensor, type Module, readSafetensors } from '@segtrain/nn';
+import { type HostTensor, isPaddleWeights, type Module, readPdparams, readSafetensors } from '@segtrain/nn';
 import type { Device } from '@segtrain/tensor';
 import { buildModel, type ComponentConfig, type SegModel } from './registry.js';
 
@@ -44,20 +44,31 @@ export function pretrainedCacheDir(): string {
 }
 
 /**
- * The cached file for a URL: the URL's basename with `.tar.gz` / `.pdparams` replaced by
- * `.safetensors` (`.../PP_STDCNet1.tar.gz` → `<cache>/PP_STDCNet1.safetensors`).
+ * The cached files a URL may have, in the order they are tried: the converted
+ * `<cache>/<name>.safetensors`, the download itself (`<cache>/PP_STDCNet1.tar.gz`, or
+ * `<cache>/x.pdparams`), and PaddleSeg's unpacked layout `<cache>/<name>/model.pdparams`.
  */
-export function cachedPretrainedPath(url: string, cacheDir = pretrainedCacheDir()): string {
+export function cachedPretrainedPaths(url: string, cacheDir = pretrainedCacheDir()): string[] {
   let pathname: string;
   try {
     pathname = new URL(url).pathname;
   } catch {
     pathname = url;
   }
-  let name = decodeURIComponent(basename(pathname));
-  name = name.replace(/\.tar\.gz$|\.tgz$|\.pdparams$|\.zip$/i, '');
-  if (!name.endsWith('.safetensors')) name += '.safetensors';
-  return join(cacheDir, name);
+  const file = decodeURIComponent(basename(pathname));
+  const name = file.replace(/\.tar\.gz$|\.tgz$|\.tar$|\.pdparams$|\.zip$|\.safetensors$/i, '');
+  const candidates = [
+    join(cacheDir, `${name}.safetensors`),
+    join(cacheDir, file),
+    join(cacheDir, name, 'model.pdparams'),
+  ];
+  return [...new Set(candidates)];
+}
+
+/** The first cached file of `cachedPretrainedPaths` (the converted safetensors one when none exists). */
+export function cachedPretrainedPath(url: string, cacheDir = pretrainedCacheDir()): string {
+  const candidates = cachedPretrainedPaths(url, cacheDir);
+  return candidates.find((c) => existsSync(c)) ?? (candidates[0] as string);
 }
 
 const sameShape = (a: readonly number[], b: readonly number[]) =>
@@ -80,16 +91,20 @@ export async function loadPretrained(
     file = cachedPretrainedPath(pathOrUrl, options.cacheDir);
     if (!existsSync(file)) {
       log(
-        `[WARNING] pretrained weights ${pathOrUrl} for ${className} are not in the local cache (${file}); ` +
+        `[WARNING] pretrained weights ${pathOrUrl} for ${className} are not in the local cache ` +
+          `(looked for ${cachedPretrainedPaths(pathOrUrl, options.cacheDir).join(', ')}); ` +
           `nothing is downloaded at run time, so ${className} starts from its initialisers. ` +
-          `Convert the weights to safetensors and put them at that path (or set SEGTRAIN_CACHE) to use them.`,
+          `Put the downloaded file (or its safetensors conversion) at one of those paths (or set SEGTRAIN_CACHE) to use it.`,
       );
       return { status: 'not-cached', file, loaded: [], missing: [], unexpected: [], skipped: [] };
     }
   } else if (!existsSync(file)) {
     throw new Error(`The pretrained model file is not found: ${file}`);
   }
-  const { tensors } = await readSafetensors(file);
+  log(`Loading pretrained model from ${file}`);
+  const tensors = isPaddleWeights(file)
+    ? (await readPdparams(file)).tensors
+    : (await readSafetensors(file)).tensors;
   const own = module.stateDict();
   const values = new Map<string, HostTensor>();
   const missing: string[] = [];
@@ -123,6 +138,18 @@ export async function loadPretrained(
   const { loaded } = module.loadStateDict(values);
   log(`There are ${loaded.length}/${own.size} variables loaded into ${className}.`);
   return { status: 'loaded', file, loaded, missing, unexpected, skipped };
+}
+
+/**
+ * A model block with its own and its backbone's `pretrained` removed: the architecture alone, for
+ * benchmarks and tools that build a model without loading (or downloading) weights.
+ */
+export function withoutPretrained(block: ComponentConfig): ComponentConfig {
+  const { pretrained: _model, ...rest } = block as ComponentConfig & { pretrained?: unknown };
+  const backbone = rest.backbone as (ComponentConfig & { pretrained?: unknown }) | undefined;
+  if (!backbone) return rest as ComponentConfig;
+  const { pretrained: _backbone, ...backboneRest } = backbone;
+  return { ...rest, backbone: backboneRest } as ComponentConfig;
 }
 
 /** The `backbone` child of a model, if it has one. */

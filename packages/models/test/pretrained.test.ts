@@ -16,6 +16,7 @@ import {
   type Backbone,
   buildModelWithPretrained,
   cachedPretrainedPath,
+  cachedPretrainedPaths,
   loadPretrained,
   registerModel,
   type SegModel,
@@ -160,6 +161,11 @@ describe('loadPretrained', () => {
     const cacheDir = tmp();
     const url = 'https://example.com/models/mit_b0.pdparams';
     assert.equal(cachedPretrainedPath(url, cacheDir), join(cacheDir, 'mit_b0.safetensors'));
+    assert.deepEqual(cachedPretrainedPaths(url, cacheDir), [
+      join(cacheDir, 'mit_b0.safetensors'),
+      join(cacheDir, 'mit_b0.pdparams'),
+      join(cacheDir, 'mit_b0', 'model.pdparams'),
+    ]);
     await writeState(
       join(cacheDir, 'mit_b0.safetensors'),
       Object.fromEntries(
@@ -172,7 +178,10 @@ describe('loadPretrained', () => {
       const { log, lines } = capture();
       const report = await loadPretrained(backbone, url, { log });
       assert.equal(report.status, 'loaded');
-      assert.deepEqual(lines, ['There are 5/5 variables loaded into TinyBackbone.']);
+      assert.deepEqual(lines, [
+        `Loading pretrained model from ${join(cacheDir, 'mit_b0.safetensors')}`,
+        'There are 5/5 variables loaded into TinyBackbone.',
+      ]);
       for (const [, v] of await values(backbone)) assert.ok(v.every((x) => x === 9));
     } finally {
       if (previous === undefined) delete process.env.SEGTRAIN_CACHE;

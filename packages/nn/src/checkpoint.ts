@@ -1,27 +1,62 @@
 /**
- * Module checkpoints as safetensors files: every state-dict entry (parameters and BN statistics,
- * Paddle's structured names) as F32, plus optional string metadata.
+ * Module checkpoints: every state-dict entry (parameters and BN statistics, Paddle's structured
+ * names) as float32, in safetensors (segtrain's own, with string metadata) or PaddlePaddle's
+ * `.pdparams` (read from a file or a `.tar.gz` archive; written as paddle.save would).
  */
 import { type HostTensor, type LoadReport, type Module, StateDictError } from './module.js';
-import { readSafetensors, type SafetensorsEntry, SafetensorsError, writeSafetensors } from './safetensors.js';
+import { encodePdparams, isWeightsArchive, PdparamsError, readPdparams } from './pdparams.js';
+import {
+  readSafetensors,
+  type SafetensorsEntry,
+  SafetensorsError,
+  writeFileAtomic,
+  writeSafetensors,
+} from './safetensors.js';
 
-/** Writes `values` (a state dict, or optimizer `stateValues()`) as an F32 safetensors file, atomically. */
+/** Whether a weights path is PaddlePaddle's format (`.pdparams`, `.pdopt`, or an archive of them). */
+export function isPaddleWeights(path: string): boolean {
+  return /\.(pdparams|pdopt)$/i.test(path) || isWeightsArchive(path);
+}
+
+/**
+ * Writes `values` (a state dict, or optimizer `stateValues()`) atomically: as F32 safetensors, or
+ * as a `.pdparams` pickle when the path ends so (metadata is not kept there).
+ */
 export async function saveStateFile(
   path: string,
   values: ReadonlyMap<string, HostTensor>,
   metadata?: Readonly<Record<string, string>>,
 ): Promise<void> {
+  if (/\.(pdparams|pdopt)$/i.test(path)) {
+    await writeFileAtomic(path, encodePdparams(values));
+    return;
+  }
   const tensors = new Map<string, SafetensorsEntry>();
   for (const [name, v] of values) tensors.set(name, { dtype: 'F32', shape: v.shape, data: v.data });
   await writeSafetensors(path, tensors, metadata);
 }
 
-/** Reads an F32 safetensors file back as host tensors (other dtypes are an error naming the key). */
+/**
+ * Reads a weights file back as float32 host tensors: safetensors (F32 only), or `.pdparams`
+ * (float64/float16 arrays converted; Paddle's name table and non-array entries left out). Any
+ * other dtype is an error naming the key.
+ */
 export async function loadStateFile(
   path: string,
 ): Promise<{ values: Map<string, HostTensor>; metadata: Record<string, string> }> {
-  const file = await readSafetensors(path);
   const values = new Map<string, HostTensor>();
+  if (isPaddleWeights(path)) {
+    const file = await readPdparams(path);
+    for (const [name, t] of file.tensors) {
+      if (!(t.data instanceof Float32Array))
+        throw new PdparamsError(
+          `${path}: array '${name}': dtype ${t.dtype} cannot be loaded as float32 state`,
+        );
+      values.set(name, { shape: t.shape, data: t.data });
+    }
+    return { values, metadata: {} };
+  }
+  const file = await readSafetensors(path);
   for (const [name, t] of file.tensors) {
     if (!(t.data instanceof Float32Array))
       throw new SafetensorsError(

@@ -1,4 +1,4 @@
-export { loadModule, loadStateFile, saveModule, saveStateFile } from './checkpoint.js';
+export { isPaddleWeights, loadModule, loadStateFile, saveModule, saveStateFile } from './checkpoint.js';
 export {
   constant,
   currentRng,
@@ -70,6 +70,17 @@ export {
   type ParamGroup,
   type ParamGroupConfig,
 } from './optimizer.js';
+export {
+  decodePdparams,
+  encodePdparams,
+  type PdArray,
+  type PdDType,
+  PdparamsError,
+  type PdparamsFile,
+  pdparamsFromArchive,
+  readPdparams,
+  unpickle,
+} from './pdparams.js';
 export {
   type DecodedTensor,
   decodeSafetensors,

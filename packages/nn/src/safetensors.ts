@@ -310,16 +310,20 @@ export function decodeSafetensors(bytes: Uint8Array, source = '<buffer>'): Safet
   return { tensors, metadata };
 }
 
-/**
- * Writes a safetensors file atomically: to `path + '.tmp-<pid>'`, flushed, then renamed over `path`
- * (the temporary is removed if anything fails, so no half-written file is left).
- */
+/** Writes a safetensors file atomically (see writeFileAtomic). */
 export async function writeSafetensors(
   path: string,
   tensors: ReadonlyMap<string, SafetensorsEntry>,
   metadata?: Readonly<Record<string, string>>,
 ): Promise<void> {
-  const bytes = encodeSafetensors(tensors, metadata);
+  await writeFileAtomic(path, encodeSafetensors(tensors, metadata));
+}
+
+/**
+ * Writes `bytes` to `path` atomically: to `path + '.tmp-<pid>'`, flushed, then renamed over `path`
+ * (the temporary is removed if anything fails, so no half-written file is left).
+ */
+export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}`;
   try {
     const fh = await open(tmp, 'w');

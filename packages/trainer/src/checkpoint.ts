@@ -13,7 +13,17 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { SegModel } from '@segtrain/models';
-import { loadModule, loadStateFile, type Optimizer, saveModule, saveStateFile } from '@segtrain/nn';
+import {
+  type HostTensor,
+  isPaddleWeights,
+  loadModule,
+  loadStateFile,
+  type Optimizer,
+  type PdparamsFile,
+  readPdparams,
+  saveModule,
+  saveStateFile,
+} from '@segtrain/nn';
 import { z } from 'zod';
 import type { TrainingHistory } from './plot.js';
 import { crashPoint, fsyncDirectory } from './save-dir.js';
@@ -196,23 +206,28 @@ export async function removeCheckpoints(saveDir: string, names: readonly string[
   if (names.length) fsyncDirectory(saveDir);
 }
 
+/** PaddleSeg's weights file in its checkpoint directories (iter_N, best_model). */
+export const PADDLE_MODEL_FILE = 'model.pdparams';
+
 /**
- * The weights file a `--model_path` names: a .safetensors file, or a checkpoint directory
- * (iter_N or best_model) holding model.safetensors.
+ * The weights file a `--model_path` names: a .safetensors or .pdparams file, a .tar.gz archive
+ * holding model.pdparams, or a checkpoint directory (segtrain's or PaddleSeg's iter_N or
+ * best_model) holding model.safetensors or model.pdparams.
  */
 export function resolveWeights(modelPath: string): string {
   const path = resolve(modelPath);
   if (!existsSync(path))
     throw new CheckpointError(
-      `model_path '${modelPath}' does not exist: pass a model.safetensors file or a checkpoint directory (save_dir/best_model or save_dir/iter_N)`,
+      `model_path '${modelPath}' does not exist: pass a .safetensors or .pdparams file or a checkpoint directory (save_dir/best_model or save_dir/iter_N)`,
     );
-  if (path.endsWith('.safetensors')) return path;
-  const inDir = join(path, MODEL_FILE);
-  if (!existsSync(inDir))
-    throw new CheckpointError(
-      `model_path '${modelPath}' holds no ${MODEL_FILE}: pass a checkpoint directory written by segtrain train, or the .safetensors file itself`,
-    );
-  return inDir;
+  if (path.endsWith('.safetensors') || isPaddleWeights(path)) return path;
+  for (const file of [MODEL_FILE, PADDLE_MODEL_FILE]) {
+    const inDir = join(path, file);
+    if (existsSync(inDir)) return inDir;
+  }
+  throw new CheckpointError(
+    `model_path '${modelPath}' holds no ${MODEL_FILE} or ${PADDLE_MODEL_FILE}: pass a checkpoint directory written by segtrain train or PaddleSeg, or the weights file itself`,
+  );
 }
 
 /** Loads weights for val/predict; shape mismatches name the key, missing keys are listed. */
@@ -231,12 +246,58 @@ export async function loadWeights(model: SegModel, modelPath: string): Promise<s
   return notes;
 }
 
-/** Reads and checks the training state of `--resume_model DIR` (before anything is built). */
+/** PaddleSeg's optimizer state in its iter_N directories. */
+export const PADDLE_OPTIMIZER_FILE = 'model.pdopt';
+
+/** Whether `dir` is a PaddleSeg checkpoint (model.pdparams + model.pdopt, no segtrain training state). */
+export function isPaddleCheckpoint(dir: string): boolean {
+  const path = resolve(dir);
+  return !existsSync(join(path, STATE_FILE)) && existsSync(join(path, PADDLE_MODEL_FILE));
+}
+
+/**
+ * The training state to resume a PaddleSeg `iter_N` directory with: PaddleSeg keeps only the
+ * weights and optimizer there and takes the iteration from the directory's name, as here; the data
+ * order starts afresh from `seed` (PaddleSeg's sampler state is not saved either).
+ */
+function paddleTrainState(dir: string, seed: number): TrainState {
+  const path = resolve(dir);
+  if (!existsSync(join(path, PADDLE_OPTIMIZER_FILE)))
+    throw new CheckpointError(
+      `resume_model '${dir}' has ${PADDLE_MODEL_FILE} but no ${PADDLE_OPTIMIZER_FILE}: PaddleSeg writes both to save_dir/iter_N; a weights-only file goes to --model_path or pretrained instead`,
+    );
+  const named = /_(\d+)$/.exec(basename(path));
+  if (!named)
+    throw new CheckpointError(
+      `resume_model '${dir}': a PaddleSeg checkpoint's iteration comes from its directory name (iter_N), and '${basename(path)}' has none`,
+    );
+  return {
+    version: 1,
+    iter: Number(named[1]),
+    seed,
+    randomState: seed,
+    bestMiou: -1,
+    bestIter: -1,
+    staleEvals: 0,
+    checkpoints: [],
+    history: { iters: [], loss: [], lr: [], evals: [] },
+  };
+}
+
+/**
+ * Reads and checks the training state of `--resume_model DIR` (before anything is built): a
+ * segtrain iter_N directory, or PaddleSeg's (model.pdparams + model.pdopt; `seed` starts its data order).
+ */
+export function readResumeState(dir: string, seed: number): TrainState {
+  return isPaddleCheckpoint(dir) ? paddleTrainState(dir, seed) : readTrainState(dir);
+}
+
+/** Reads and checks the training state of a segtrain `--resume_model DIR` (before anything is built). */
 export function readTrainState(dir: string): TrainState {
   const path = resolve(dir);
   if (!existsSync(path))
     throw new CheckpointError(
-      `resume_model '${dir}' does not exist: pass a save_dir/iter_N directory written by segtrain train`,
+      `resume_model '${dir}' does not exist: pass a save_dir/iter_N directory written by segtrain train (or PaddleSeg)`,
     );
   for (const file of [MODEL_FILE, OPTIMIZER_FILE, STATE_FILE])
     if (!existsSync(join(path, file)))
@@ -272,7 +333,68 @@ export function readTrainState(dir: string): TrainState {
 /** Restores model weights and optimizer state from `--resume_model DIR` (strict: every key). */
 export async function loadIterCheckpoint(dir: string, model: SegModel, optimizer: Optimizer): Promise<void> {
   const path = resolve(dir);
+  if (isPaddleCheckpoint(path)) {
+    await loadModule(model, join(path, PADDLE_MODEL_FILE), { strict: true });
+    const { nameTable } = await readPdparams(join(path, PADDLE_MODEL_FILE));
+    const pdopt = await readPdparams(join(path, PADDLE_OPTIMIZER_FILE));
+    const iter = Number(/_(\d+)$/.exec(basename(path))?.[1] ?? 0);
+    try {
+      optimizer.loadStateValues(paddleOptimizerState(pdopt, nameTable, optimizer.beta1, iter), {
+        strict: true,
+      });
+    } catch (error) {
+      throw new CheckpointError(
+        `resume_model '${dir}': ${join(path, PADDLE_OPTIMIZER_FILE)}: ${(error as Error).message}`,
+      );
+    }
+    return;
+  }
   await loadModule(model, join(path, MODEL_FILE), { strict: true });
   const { values } = await loadStateFile(join(path, OPTIMIZER_FILE));
   optimizer.loadStateValues(values, { strict: true });
+}
+
+/** Paddle's accumulator suffixes (`<internal name><suffix>` in a .pdopt) → segtrain's optimizer slots. */
+const PADDLE_ACCUMULATORS: ReadonlyArray<[string, string]> = [
+  ['_velocity_0', 'velocity'],
+  ['_moment1_0', 'moment1'],
+  ['_moment2_0', 'moment2'],
+];
+
+/**
+ * A PaddleSeg `.pdopt` as segtrain optimizer state: accumulators are named by Paddle's internal
+ * parameter names (`conv2d_0.w_0_moment1_0`), matched to structured names through model.pdparams'
+ * `StructuredToParameterName@@` table. Adam's step count comes from `_beta1_pow_acc_0`, which Paddle
+ * starts at β1 and multiplies by β1 after each step (β1^(t+1) after t steps).
+ */
+export function paddleOptimizerState(
+  pdopt: PdparamsFile,
+  nameTable: ReadonlyMap<string, string>,
+  beta1: number,
+  iter: number,
+): Map<string, HostTensor> {
+  if (nameTable.size === 0)
+    throw new Error(
+      'model.pdparams has no StructuredToParameterName@@ table, so the accumulators cannot be matched to parameters',
+    );
+  const values = new Map<string, HostTensor>();
+  const floats = (name: string) => {
+    const t = pdopt.tensors.get(name);
+    if (t && !(t.data instanceof Float32Array)) throw new Error(`'${name}' is ${t.dtype}, not a float array`);
+    return t as { shape: number[]; data: Float32Array } | undefined;
+  };
+  for (const [structured, internal] of nameTable) {
+    for (const [suffix, slot] of PADDLE_ACCUMULATORS) {
+      const t = floats(`${internal}${suffix}`);
+      if (t) values.set(`${structured}.${slot}`, { shape: t.shape, data: t.data });
+    }
+    const pow = floats(`${internal}_beta1_pow_acc_0`)?.data[0];
+    if (pow !== undefined && pow > 0)
+      values.set(`${structured}.step`, {
+        shape: [1],
+        data: Float32Array.of(Math.round(Math.log(pow) / Math.log(beta1)) - 1),
+      });
+  }
+  values.set('@step', { shape: [1], data: Float32Array.of(iter) });
+  return values;
 }

@@ -31,7 +31,7 @@ import {
 import {
   type EvalRecord,
   loadIterCheckpoint,
-  readTrainState,
+  readResumeState,
   recordEvaluation,
   removeCheckpoints,
   retained,
@@ -177,12 +177,13 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
   const writer = rank === 0;
 
   // ---- start ---------------------------------------------------------------------------------
-  let resumed = o.resumeModel && writer ? readTrainState(o.resumeModel) : null;
+  const chosenSeed = o.seed ?? Math.floor(Math.random() * 2 ** 31);
+  let resumed = o.resumeModel && writer ? readResumeState(o.resumeModel, chosenSeed) : null;
   if (resumed && o.seed !== null && o.seed !== resumed.seed)
     o.log(
       `Resuming with the checkpoint's seed ${resumed.seed} (--seed ${o.seed} ignored) so the data order is unchanged`,
     );
-  let seed = resumed?.seed ?? o.seed ?? Math.floor(Math.random() * 2 ** 31);
+  let seed = resumed?.seed ?? chosenSeed;
   let resumeModel = o.resumeModel;
   // Every rank starts from what rank 0 read: the same seed, state and (below) weights.
   const agreed = group ? await broadcastJson(group, { resumed, seed, resumeModel }) : null;

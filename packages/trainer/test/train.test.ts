@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { encodePdparams, type HostTensor, loadStateFile } from '@segtrain/nn';
 import { type Device, getDevice, liveTensorCount } from '@segtrain/tensor';
 import { describe, it } from 'vitest';
 import { EvaluationError, NonFiniteLossError, readEvents, type TrainOptions, train } from '../src/index.js';
@@ -90,6 +91,35 @@ describe('train (tiny demo data, lavapipe)', () => {
       assert.ok(scalars.includes(tag), `${tag} in ${scalars.join(' ')}`);
     const html = readFileSync(join(o.saveDir, 'training.html'), 'utf8');
     assert.equal((html.match(/<svg/g) ?? []).length, 3);
+  });
+
+  it("resumes from PaddleSeg's iter_N (model.pdparams + model.pdopt) to the same weights", async () => {
+    const full = await uninterrupted();
+    const run = await tinyRun();
+    // PaddleSeg's layout: accumulators by internal name, matched through the name table.
+    const paddleDir = join(run.dir, 'paddle-ckpt', 'iter_2');
+    mkdirSync(paddleDir, { recursive: true });
+    const weights = (await loadStateFile(join(full, 'iter_2', 'model.safetensors'))).values;
+    const optimizer = (await loadStateFile(join(full, 'iter_2', 'optimizer.safetensors'))).values;
+    const nameTable = new Map([...weights.keys()].map((k, i) => [k, `param_${i}.w_0`]));
+    writeFileSync(join(paddleDir, 'model.pdparams'), encodePdparams(weights, { nameTable }));
+    const pdopt = new Map<string, HostTensor>();
+    for (const [structured, internal] of nameTable) {
+      const m1 = optimizer.get(`${structured}.moment1`);
+      if (!m1) continue;
+      pdopt.set(`${internal}_moment1_0`, m1);
+      pdopt.set(`${internal}_moment2_0`, optimizer.get(`${structured}.moment2`) as HostTensor);
+      const t = optimizer.get(`${structured}.step`)?.data[0] ?? 0;
+      pdopt.set(`${internal}_beta1_pow_acc_0`, { shape: [1], data: Float32Array.of(0.9 ** (t + 1)) });
+    }
+    writeFileSync(join(paddleDir, 'model.pdopt'), encodePdparams(pdopt));
+    const lines: string[] = [];
+    const resumed = await options('run-from-paddle', { resumeModel: paddleDir, log: (l) => lines.push(l) });
+    (await train(resumed)).model.dispose();
+    assert.ok(lines.some((l) => l.startsWith(`Resume model from ${paddleDir}, continuing after iter 2`)));
+    // Same seed and iteration: the same batches, so the same weights and optimizer state at iter 4.
+    for (const file of ['model.safetensors', 'optimizer.safetensors'])
+      assert.ok(fileAt(full, 4, file).equals(fileAt(resumed.saveDir, 4, file)), file);
   });
 
   it('resumes from iter_2 to bit-identical weights, optimizer state and best mIoU', async () => {
