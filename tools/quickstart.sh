@@ -355,7 +355,7 @@ run_demo() {
   rm -rf "$DEMO_OUT"
   step "training PP-LiteSeg-T from scratch: ${DEMO_CONFIG}"
   "${segtrain[@]}" train --config "$DEMO_CONFIG" --do_eval --use_vdl --save_dir "$DEMO_OUT" \
-    --save_interval "${SEGTRAIN_DEMO_SAVE_INTERVAL:-180}" --log_iters 10 --num_workers 1 --seed 1
+    --save_interval "${SEGTRAIN_DEMO_SAVE_INTERVAL:-250}" --log_iters 10 --num_workers 1 --seed 1
   step "predicting masks for the validation images"
   "${segtrain[@]}" predict --config "$DEMO_CONFIG" --model_path "$DEMO_OUT/best_model" \
     --image_path "$DEMO_DATA/leftImg8bit/val" --save_dir "$DEMO_OUT/predict"

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { SMALL_ALLREDUCE_BYTES } from '@segtrain/collective';
 import { LINK_RATES, simNetUnavailable } from '@segtrain/collective/simnet';
 import { loadConfig } from '@segtrain/config';
-import type { ComponentConfig } from '@segtrain/models';
+import { type ComponentConfig, withoutPretrained } from '@segtrain/models';
 import { getDevice } from '@segtrain/tensor';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { allReduceMarkdown, type BenchLink, parseSize, runAllReduceBench } from './allreduce.js';
@@ -59,6 +59,8 @@ interface BenchOptions {
   /** models: a name filter, and whether to profile. */
   readonly modelNames?: readonly string[];
   readonly profile?: boolean;
+  /** kernels: GEMM sizes. */
+  readonly gemmSizes?: readonly number[];
 }
 
 function list<T>(parse: (text: string) => T): (text: string) => T[] {
@@ -111,9 +113,16 @@ export function benchProgram(ran: (command: BenchCommand, options: BenchOptions)
       ),
   )
     .option('--no-tfjs', 'skip the tfjs baseline')
+    .option('--gemm <N,...>', 'GEMM sizes n of the n³ cases (default 1024,2048)', list(positiveInt))
     .action(function (this: Command) {
-      const o = this.opts<{ reps: number; quick: boolean; out: string; tfjs: boolean }>();
-      ran('kernels', { ...o, out: resolve(o.out) });
+      const { gemm, ...o } = this.opts<{
+        reps: number;
+        quick: boolean;
+        out: string;
+        tfjs: boolean;
+        gemm?: number[];
+      }>();
+      ran('kernels', { ...o, out: resolve(o.out), ...(gemm ? { gemmSizes: gemm } : {}) });
     });
   common(
     program
@@ -355,7 +364,12 @@ export async function runBench(argv: string[]): Promise<number> {
     return 0;
   }
   const tfjs = tfjsOn ? await loadTfjs() : null;
-  const rows = await runKernelBench(device, tfjs, { reps, quick }, log);
+  const rows = await runKernelBench(
+    device,
+    tfjs,
+    { reps, quick, ...(chosen.options.gemmSizes ? { gemmSizes: chosen.options.gemmSizes } : {}) },
+    log,
+  );
   const gemm = rows[0];
   const notes = [
     'Each time is the median of the runs after one warm-up; both libraries wait for the GPU queue to drain.',
@@ -447,9 +461,7 @@ async function scalingBench(o: BenchOptions, log: (line: string) => void): Promi
     return 0;
   }
   const config = loadConfig(o.config ?? DEFAULT_SCALING_CONFIG);
-  const { pretrained: _p, ...modelBlock } = config.model as unknown as ComponentConfig & {
-    pretrained?: unknown;
-  };
+  const modelBlock = withoutPretrained(config.model as unknown as ComponentConfig);
   const device = await getDevice();
   log(
     `adapter: ${device.adapterName}; calibrating ${modelBlock.type} at ${(o.input ?? [1, 3, 64, 128]).join('x')}`,

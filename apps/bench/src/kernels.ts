@@ -19,6 +19,8 @@ function randomData(size: number, seed: number): Float32Array {
 export interface KernelBenchOptions {
   readonly reps: number;
   readonly quick: boolean;
+  /** GEMM sizes n (n³ products); default 1024 and 2048 (--quick: 1024). */
+  readonly gemmSizes?: readonly number[];
 }
 
 interface Case {
@@ -262,8 +264,7 @@ export async function runKernelBench(
   log: (line: string) => void,
 ): Promise<Row[]> {
   const cases: Case[] = [
-    gemmCase(device, 1024),
-    ...(o.quick ? [] : [gemmCase(device, 2048)]),
+    ...(o.gemmSizes ?? (o.quick ? [1024] : [1024, 2048])).map((n) => gemmCase(device, n)),
     ...convCases(device),
     trainStepCase(device, o.quick),
   ];

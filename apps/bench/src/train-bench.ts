@@ -5,7 +5,7 @@
  */
 import { memoryUsage } from 'node:process';
 import type { ResolvedConfig } from '@segtrain/config';
-import { buildModel, type ComponentConfig } from '@segtrain/models';
+import { buildModel, type ComponentConfig, withoutPretrained } from '@segtrain/models';
 import {
   buildLrSchedule,
   createOptimizer,
@@ -48,14 +48,7 @@ export async function benchTrainStep(
 ): Promise<TrainBenchRow> {
   const [n, c, h, w] = input;
   const { image, labels } = syntheticBatch(input);
-  const { pretrained: _drop, ...modelBlock } = config.model as unknown as ComponentConfig & {
-    pretrained?: unknown;
-  };
-  const backbone = modelBlock.backbone as (ComponentConfig & { pretrained?: unknown }) | undefined;
-  if (backbone) {
-    const { pretrained: _none, ...rest } = backbone;
-    (modelBlock as Record<string, unknown>).backbone = rest;
-  }
+  const modelBlock = withoutPretrained(config.model as unknown as ComponentConfig);
   // Each config's peak pool size starts from an empty pool.
   await device.sync();
   device.trimPool();

@@ -49,6 +49,10 @@ describe('segtrain-bench command line', () => {
       'a.json',
       'b.json',
     ]);
+    assert.deepEqual(
+      (parse(['kernels', '--gemm', '512,4096']) as Record<string, unknown>).gemmSizes,
+      [512, 4096],
+    );
     assert.deepEqual(parse(['kernels', '--quick', '--no-tfjs', '--out', 'r']), {
       command: 'kernels',
       reps: 3,
