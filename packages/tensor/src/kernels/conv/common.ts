@@ -205,13 +205,17 @@ export function fold(
   return out;
 }
 
-/** A forward pass's buffers after the uniforms: x, weights, the bias when bound, the output. */
-export function forwardBindings(bias: boolean): string {
+/**
+ * A forward pass's buffers after the uniforms: x, weights, the bias when bound, the output (x and
+ * the output as `array<vec4<f32>>` with `vec4`).
+ */
+export function forwardBindings(bias: boolean, vec4 = false): string {
+  const element = vec4 ? 'vec4<f32>' : 'f32';
   return [
-    '@group(0) @binding(1) var<storage, read> x: array<f32>;',
+    `@group(0) @binding(1) var<storage, read> x: array<${element}>;`,
     '@group(0) @binding(2) var<storage, read> wt: array<f32>;',
     ...(bias ? ['@group(0) @binding(3) var<storage, read> bs: array<f32>;'] : []),
-    `@group(0) @binding(${bias ? 4 : 3}) var<storage, read_write> out: array<f32>;`,
+    `@group(0) @binding(${bias ? 4 : 3}) var<storage, read_write> out: array<${element}>;`,
   ].join('\n');
 }
 
