@@ -16,12 +16,13 @@ const GPU_PACKAGES = new Set([
   'packages/nn',
   'packages/models',
   'packages/trainer',
+  'packages/onnx',
   'apps/cli',
   'apps/bench',
 ]);
 
 const PACKAGES: ReadonlyArray<{ dir: string; include: string }> = [
-  ...['config', 'data', 'tensor', 'nn', 'models', 'trainer', 'collective'].map((name) => ({
+  ...['config', 'data', 'tensor', 'nn', 'models', 'trainer', 'collective', 'onnx'].map((name) => ({
     dir: `packages/${name}`,
     include: 'test/**/*.test.ts',
   })),

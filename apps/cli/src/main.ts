@@ -12,6 +12,7 @@ import { CONFIG_SHOW } from './commands/config.js';
 import { CONVERT } from './commands/convert.js';
 import { DATA_DEMO } from './commands/data.js';
 import { DOCTOR } from './commands/doctor.js';
+import { EXPORT } from './commands/export.js';
 import { LAUNCH } from './commands/launch.js';
 import { MODEL_RUN, MODEL_SUMMARY } from './commands/model.js';
 import { PREDICT, TRAIN, VAL } from './commands/train.js';
@@ -29,6 +30,7 @@ const TREE: ReadonlyArray<CommandSpec | CommandGroup> = [
   VAL,
   PREDICT,
   LAUNCH,
+  EXPORT,
   CONVERT,
   { name: 'data', description: 'datasets: generate the embedded demo street scenes', commands: [DATA_DEMO] },
   { name: 'config', description: 'print a resolved PaddleSeg-style config', commands: [CONFIG_SHOW] },

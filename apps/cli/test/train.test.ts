@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readLabel } from '@segtrain/data';
 import { beforeAll, describe, it } from 'vitest';
@@ -94,6 +94,69 @@ describe('segtrain data demo → train → val → predict (tiny, lavapipe)', ()
     assert.deepEqual([mask.height, mask.width], [32, 64]);
     assert.ok(mask.data.every((v) => v < 19));
     assert.ok(existsSync(join(dir, 'pred', 'added_prediction', city, image)));
+
+    // The same weights exported to ONNX and run on onnxruntime give the same masks.
+    const exportDir = join(dir, 'exported');
+    const exported = await run([
+      'export',
+      '--config',
+      config,
+      '--model_path',
+      join(out, 'best_model'),
+      '--save_dir',
+      exportDir,
+      '--input_shape',
+      '1',
+      '3',
+      '32',
+      '64',
+    ]);
+    assert.equal(exported.code, 0, exported.err);
+    assert.match(exported.out, /Exported PPLiteSeg to .*model\.onnx .*input \[1, 3, 32, 64\], output argmax/);
+    const deploy = readFileSync(join(exportDir, 'deploy.yaml'), 'utf8');
+    assert.match(
+      deploy,
+      /^Deploy:\n {2}input_shape: \[1, 3, 32, 64\]\n {2}model: model\.onnx\n {2}output_dtype: int32\n {2}output_op: argmax\n {2}transforms:\n/,
+    );
+    // No --config: the transforms come from the deploy.yaml beside model.onnx.
+    const viaOnnx = await run([
+      'predict',
+      '--model_path',
+      join(exportDir, 'model.onnx'),
+      '--image_path',
+      join(data, 'leftImg8bit', 'val'),
+      '--save_dir',
+      join(dir, 'pred-onnx'),
+    ]);
+    assert.equal(viaOnnx.code, 0, viaOnnx.err);
+    assert.match(viaOnnx.out, /Running .*model\.onnx on onnxruntime \(CPU\), input \[1, 3, 32, 64\]/);
+    for (const name of readdirSync(join(data, 'leftImg8bit', 'val', city))) {
+      const ours = await readLabel(join(dir, 'pred', 'pseudo_color_prediction', city, name));
+      const theirs = await readLabel(join(dir, 'pred-onnx', 'pseudo_color_prediction', city, name));
+      assert.deepEqual(theirs.data, ours.data, name);
+    }
+    const badOp = await run([
+      'export',
+      '--config',
+      config,
+      '--model_path',
+      join(out, 'best_model'),
+      '--output_op',
+      'max',
+    ]);
+    assert.equal(badOp.code, 2);
+    assert.match(badOp.err, /--output_op must be argmax, softmax or none, got 'max'/);
+    const noModel = await run([
+      'predict',
+      '--config',
+      config,
+      '--model_path',
+      join(dir, 'nope.onnx'),
+      '--image_path',
+      join(data, 'leftImg8bit', 'val'),
+    ]);
+    assert.equal(noModel.code, 1);
+    assert.match(noModel.err, /model_path '.*nope\.onnx' does not exist/);
   });
 
   it('names the missing dataset root, the missing checkpoint and the missing image path', async () => {

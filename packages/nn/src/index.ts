@@ -91,6 +91,7 @@ export {
   type SafetensorsEntry,
   SafetensorsError,
   type SafetensorsFile,
+  writeFileAtomic,
   writeSafetensors,
 } from './safetensors.js';
 export {

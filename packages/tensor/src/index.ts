@@ -1,4 +1,13 @@
-export { type BackwardOptions, backward, isGradEnabled, noGrad, record } from './autograd/engine.js';
+export {
+  type BackwardOptions,
+  backward,
+  isGradEnabled,
+  noGrad,
+  record,
+  type TracedOp,
+  traceAttrs,
+  traceOps,
+} from './autograd/engine.js';
 export {
   ADAPTER_ENV,
   type AdapterListing,

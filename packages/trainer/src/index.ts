@@ -34,6 +34,8 @@ export {
   PredictInputError,
   type PredictOptions,
   predict,
+  predictWith,
+  type Segmenter,
 } from './predict.js';
 export {
   describeFileError,

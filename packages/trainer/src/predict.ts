@@ -9,6 +9,7 @@ import { dirname, extname, join, relative, resolve } from 'node:path';
 import type { TransformConfig } from '@segtrain/config';
 import {
   applyTransforms,
+  type Batch,
   buildTransforms,
   collate,
   readImage,
@@ -80,7 +81,6 @@ export interface PredictOptions {
   readonly saveDir: string;
   readonly transforms: readonly TransformConfig[];
   readonly imgChannels: 1 | 3;
-  readonly inference: InferenceOptions;
   /** Colour of each class index (index → [r, g, b]). */
   readonly palette: readonly (readonly number[])[];
   readonly log: (line: string) => void;
@@ -104,12 +104,24 @@ function overlay(
   return out;
 }
 
-/** Predicts every image; returns the written mask paths. */
-export async function predict(device: Device, model: SegModel, o: PredictOptions): Promise<string[]> {
+/** Class per pixel of one collated image, at its size before the transforms. */
+export type Segmenter = (batch: Batch) => Promise<{ pred: Int32Array; height: number; width: number }>;
+
+/** Predicts every image with the model on the device; returns the written mask paths. */
+export async function predict(
+  device: Device,
+  model: SegModel,
+  o: PredictOptions & { readonly inference: InferenceOptions },
+): Promise<string[]> {
+  model.eval();
+  return predictWith((batch) => predictBatch(device, model, batch, o.inference), o);
+}
+
+/** Predicts every image with `segment` (segtrain's model, or an exported one); returns the mask paths. */
+export async function predictWith(segment: Segmenter, o: PredictOptions): Promise<string[]> {
   const transforms = buildTransforms(o.transforms);
   const maskDir = join(o.saveDir, 'pseudo_color_prediction');
   const addedDir = join(o.saveDir, 'added_prediction');
-  model.eval();
   const written: string[] = [];
   for (const input of o.images) {
     const decoded = await readImage(input.path, o.imgChannels);
@@ -127,7 +139,7 @@ export async function predict(device: Device, model: SegModel, o: PredictOptions
     // Val transforms are deterministic; the random source is only there to satisfy the interface.
     const transformed = applyTransforms(sample, transforms, new SeededRandom(0));
     const batch = collate([transformed], [0], [input.path]);
-    const { pred, height: ph, width: pw } = await predictBatch(device, model, batch, o.inference);
+    const { pred, height: ph, width: pw } = await segment(batch);
     const stem = input.rel.slice(0, input.rel.length - extname(input.rel).length);
     const maskPath = join(maskDir, `${stem}.png`);
     const addedPath = join(addedDir, input.rel);

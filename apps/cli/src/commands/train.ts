@@ -3,12 +3,21 @@
  * (spec b.1–b.3) over @segtrain/trainer.
  */
 import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { arch, cpus, platform, release } from 'node:os';
+import { dirname, join } from 'node:path';
 import { CollectiveError, launchInfoFromEnv, ProcessGroup } from '@segtrain/collective';
-import { type ConfigOverrides, loadConfig, printableConfig, type ResolvedConfig } from '@segtrain/config';
+import {
+  type ConfigOverrides,
+  loadConfig,
+  printableConfig,
+  type ResolvedConfig,
+  type TransformConfig,
+} from '@segtrain/config';
 import { cityscapesPalette, colorMap, createDataset, DatasetError } from '@segtrain/data';
 import { buildModel, type ComponentConfig, type SegModel } from '@segtrain/models';
-import { SafetensorsError, StateDictError } from '@segtrain/nn';
+import { PdparamsError, SafetensorsError, StateDictError } from '@segtrain/nn';
+import { OnnxExportError, onnxSegmenter, openOnnx } from '@segtrain/onnx';
 import { type Device, DeviceLimitError, getDevice } from '@segtrain/tensor';
 import {
   CheckpointError,
@@ -23,9 +32,11 @@ import {
   NonFiniteLossError,
   PredictInputError,
   predict,
+  predictWith,
   SaveDirError,
   train,
 } from '@segtrain/trainer';
+import { parse as parseYaml } from 'yaml';
 import { type CommandSpec, type FlagSpec, type ParsedArgs, UsageError } from '../args.js';
 import type { Io } from '../io.js';
 import { VERSION } from '../version.js';
@@ -110,7 +121,11 @@ const VAL_FLAGS: Readonly<Record<string, FlagSpec>> = {
 };
 
 const PREDICT_FLAGS: Readonly<Record<string, FlagSpec>> = {
-  config: TRAIN_FLAGS.config as FlagSpec,
+  config: {
+    ...(TRAIN_FLAGS.config as FlagSpec),
+    required: false,
+    help: 'the PaddleSeg-style config (optional with an exported model.onnx: its deploy.yaml names the transforms)',
+  },
   model_path: VAL_FLAGS.model_path as FlagSpec,
   image_path: {
     kind: 'string',
@@ -216,6 +231,8 @@ function userError(error: unknown): string | null {
     error instanceof SaveDirError ||
     error instanceof EvaluationError ||
     error instanceof SafetensorsError ||
+    error instanceof PdparamsError ||
+    error instanceof OnnxExportError ||
     error instanceof StateDictError ||
     error instanceof DeviceLimitError ||
     error instanceof CollectiveError ||
@@ -225,7 +242,7 @@ function userError(error: unknown): string | null {
   return describeFileError(error);
 }
 
-async function guarded(io: Io, command: string, body: () => Promise<number>): Promise<number> {
+export async function guarded(io: Io, command: string, body: () => Promise<number>): Promise<number> {
   try {
     return await body();
   } catch (error) {
@@ -236,8 +253,8 @@ async function guarded(io: Io, command: string, body: () => Promise<number>): Pr
   }
 }
 
-/** The config's model with the weights `--model_path` names (val, predict); what loading found is logged. */
-async function modelWithWeights(
+/** The config's model with the weights `--model_path` names (val, predict, export); what loading found is logged. */
+export async function modelWithWeights(
   device: Device,
   config: ResolvedConfig,
   modelPath: string,
@@ -248,8 +265,8 @@ async function modelWithWeights(
   return model;
 }
 
-/** The common start of train/val/predict: the device choice, the resolved config. */
-function prepare(args: ParsedArgs): ResolvedConfig {
+/** The common start of train/val/predict/export: the device choice, the resolved config. */
+export function prepare(args: ParsedArgs): ResolvedConfig {
   selectDevice(args);
   return loadWithOverrides(args);
 }
@@ -395,9 +412,9 @@ async function valRun(args: ParsedArgs, io: Io): Promise<number> {
   });
 }
 
-function paletteFor(config: ResolvedConfig, args: ParsedArgs): number[][] {
+function paletteFor(config: ResolvedConfig | null, args: ParsedArgs): number[][] {
   const custom = args.flags.custom_color as string[] | undefined;
-  const base = config.train_dataset.type === 'Cityscapes' ? cityscapesPalette() : colorMap(256);
+  const base = config?.train_dataset.type === 'Cityscapes' ? cityscapesPalette() : colorMap(256);
   if (!custom) return base;
   const values = custom.map(Number);
   if (values.length % 3 !== 0 || !values.every((v) => Number.isInteger(v) && v >= 0 && v <= 255))
@@ -407,32 +424,71 @@ function paletteFor(config: ResolvedConfig, args: ParsedArgs): number[][] {
   return palette;
 }
 
+/** The val transforms an exported model's deploy.yaml names (PaddleSeg's Deploy.transforms). */
+function deployTransforms(modelPath: string): TransformConfig[] {
+  const path = join(dirname(modelPath), 'deploy.yaml');
+  if (!existsSync(path))
+    throw new PredictInputError(
+      `no --config and no deploy.yaml beside ${modelPath}: pass the config, or keep the deploy.yaml segtrain export wrote`,
+    );
+  const deploy = parseYaml(readFileSync(path, 'utf8')) as { Deploy?: { transforms?: unknown } } | null;
+  const transforms = deploy?.Deploy?.transforms;
+  if (!Array.isArray(transforms))
+    throw new PredictInputError(`${path}: Deploy.transforms is missing or not a list`);
+  return transforms as TransformConfig[];
+}
+
 async function predictRun(args: ParsedArgs, io: Io): Promise<number> {
-  const config = prepare(args);
   const modelPath = requiredString(args, 'model_path');
   const imagePath = requiredString(args, 'image_path');
+  const onnxModel = /\.onnx$/i.test(modelPath);
+  if (!onnxModel && args.flags.config === undefined)
+    throw new UsageError(
+      'segtrain predict: --config is required (it may be left out only for an exported model.onnx, whose deploy.yaml names the transforms)',
+    );
+  const config = args.flags.config === undefined ? null : prepare(args);
   const saveDir = (args.flags.save_dir as string | undefined) ?? 'output/result';
   const palette = paletteFor(config, args);
   return guarded(io, 'predict', async () => {
     const images = collectImages(imagePath);
-    const device = await getDevice();
     const log = logger(io);
-    const model = await modelWithWeights(device, config, modelPath, log);
-    const dataset = config.val_dataset ?? config.train_dataset;
-    const channels = 'img_channels' in dataset ? dataset.img_channels : 3;
-    const written = await predict(device, model, {
+    const dataset = config ? (config.val_dataset ?? config.train_dataset) : null;
+    const common = {
       images,
       saveDir,
-      transforms: config.val_dataset?.transforms ?? [{ type: 'Normalize', mean: [0.5], std: [0.5] }],
-      imgChannels: channels,
-      inference: inferenceFrom(config, args),
       palette,
       log,
-    });
+      imgChannels: dataset && 'img_channels' in dataset ? dataset.img_channels : 3,
+    } as const;
+    let written: string[];
+    if (onnxModel) {
+      // An exported model runs on onnxruntime (CPU): no WebGPU device, no model code.
+      if (!existsSync(modelPath))
+        throw new PredictInputError(
+          `model_path '${modelPath}' does not exist: pass the model.onnx segtrain export wrote`,
+        );
+      const transforms = config?.val_dataset?.transforms ?? deployTransforms(modelPath);
+      const session = await openOnnx(modelPath);
+      log(`Running ${modelPath} on onnxruntime (CPU), input [${session.inputShape.join(', ')}]`);
+      try {
+        written = await predictWith(onnxSegmenter(session), { ...common, transforms });
+      } finally {
+        await session.close();
+      }
+    } else {
+      const resolved = config as ResolvedConfig;
+      const device = await getDevice();
+      const model = await modelWithWeights(device, resolved, modelPath, log);
+      written = await predict(device, model, {
+        ...common,
+        transforms: resolved.val_dataset?.transforms ?? [{ type: 'Normalize', mean: [0.5], std: [0.5] }],
+        inference: inferenceFrom(resolved, args),
+      });
+      model.dispose();
+    }
     log(
       `Predicted ${written.length} image(s): masks in ${saveDir}/pseudo_color_prediction, overlays in ${saveDir}/added_prediction`,
     );
-    model.dispose();
     return 0;
   });
 }

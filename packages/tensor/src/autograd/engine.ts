@@ -19,6 +19,39 @@ export function isGradEnabled(): boolean {
 }
 
 /**
+ * One op call as `traceOps` saw it: the op's name, its tensor inputs, its output and the
+ * attributes (stride, axis, eps, …) an exporter needs to rebuild it. Ops called inside another op
+ * are recorded too, before it; walking back from the outputs skips them (the outer op's inputs are
+ * not their outputs).
+ */
+export interface TracedOp {
+  readonly op: string;
+  readonly inputs: readonly Tensor[];
+  readonly output: Tensor;
+  readonly attrs: Readonly<Record<string, unknown>>;
+}
+
+let tracing: TracedOp[] | null = null;
+const pendingAttrs = new WeakMap<Tensor, Readonly<Record<string, unknown>>>();
+
+/** Attaches an op's attributes to its output before `record` (a no-op unless tracing). */
+export function traceAttrs(output: Tensor, attrs: Readonly<Record<string, unknown>>): void {
+  if (tracing) pendingAttrs.set(output, attrs);
+}
+
+/** Runs `fn`, recording every op it calls (graph export: ONNX). Not reentrant. */
+export function traceOps<T>(fn: () => T): { result: T; ops: TracedOp[] } {
+  if (tracing) throw new Error('traceOps: already tracing');
+  const ops: TracedOp[] = [];
+  tracing = ops;
+  try {
+    return { result: fn(), ops };
+  } finally {
+    tracing = null;
+  }
+}
+
+/**
  * Attaches a node to `output` when grad mode is on and an input needs a gradient. `backward`
  * maps the output gradient to one gradient per input (null for none).
  */
@@ -29,6 +62,7 @@ export function record(
   saved: readonly Tensor[],
   backward: (grad: Tensor) => Array<Tensor | null>,
 ): Tensor {
+  tracing?.push({ op: name, inputs, output, attrs: pendingAttrs.get(output) ?? {} });
   if (!gradEnabled || !inputs.some((t) => t.requiresGrad)) return output;
   const depth = 1 + Math.max(0, ...inputs.map((t) => t.gradFn?.depth ?? 0));
   output.requiresGrad = true;

@@ -1,4 +1,4 @@
-import { record } from '../autograd/engine.js';
+import { record, traceAttrs } from '../autograd/engine.js';
 import {
   type ConvGeometry,
   conv2dBiasGrad,
@@ -129,6 +129,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null, options: 
   const device = x.device;
   const out = conv2dForward(device, x, weight, bias, geometry);
   const inputs = bias ? [x, weight, bias] : [x, weight];
+  traceAttrs(out, { geometry });
   return record(out, 'conv2d', inputs, [x, weight], (g) => {
     const dx = x.requiresGrad ? conv2dInputGrad(device, g, weight, geometry) : null;
     const dw = weight.requiresGrad ? conv2dWeightGrad(device, g, x, geometry) : null;

@@ -1,4 +1,4 @@
-import { record } from '../autograd/engine.js';
+import { record, traceAttrs } from '../autograd/engine.js';
 import { broadcastKernel, mapKernel } from '../kernels/elementwise.js';
 import { reduceTo } from '../kernels/reduce.js';
 import { sameShape, type Tensor } from '../tensor.js';
@@ -94,6 +94,7 @@ function unary(
   needs: 'x' | 'y' | 'xy' | 'none' = 'x',
 ): Tensor {
   const y = mapKernel(x.device, forward, [x], scalars);
+  traceAttrs(y, { scalars });
   const saved = needs === 'none' ? [] : needs === 'x' ? [x] : needs === 'y' ? [y] : [x, y];
   return record(y, name, [x], saved, (g) => {
     const inputs = [g, needs.includes('x') ? x : g, needs.includes('y') ? y : g];

@@ -1,4 +1,4 @@
-import { isGradEnabled, record } from '../autograd/engine.js';
+import { isGradEnabled, record, traceAttrs } from '../autograd/engine.js';
 import { mapKernel } from '../kernels/elementwise.js';
 import { emptyTensor, reshapeInto } from '../kernels/launch.js';
 import { type Activation, gemm, gemmBiasActivation } from '../kernels/matmul.js';
@@ -107,6 +107,7 @@ export function linear(x: Tensor, w: Tensor, bias: Tensor | null, options: Linea
   const flat = gemmBiasActivation(device, x, w, bias, m, k, n, activation, pre);
   const out = reshapeInto(flat, [...x.shape.slice(0, -1), n]);
   const inputs = bias ? [x, w, bias] : [x, w];
+  traceAttrs(out, { activation });
   const result = record(out, 'linear', inputs, pre ? [x, w, pre] : [x, w, out], (g) => {
     // Gradient through the activation, then the GEMM's two transposed products and the bias sum.
     const gv =

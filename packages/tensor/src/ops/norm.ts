@@ -1,4 +1,4 @@
-import { record } from '../autograd/engine.js';
+import { record, traceAttrs } from '../autograd/engine.js';
 import { fill, mapKernel } from '../kernels/elementwise.js';
 import { emptyTensor } from '../kernels/launch.js';
 import {
@@ -117,6 +117,7 @@ export function batchNorm2d(
   }
 
   const y = bnApply(device, x, stats, weight, bias, eps);
+  traceAttrs(y, { runningMean, runningVar, eps, training });
   const out = record(y, op, [x, weight, bias], [x, weight], (g) => {
     const gsums = bnGradSums(device, x, g, stats, eps);
     let dx: Tensor | null = null;
@@ -147,6 +148,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
     );
   const device = x.device;
   const { y, rowstats } = lnForward(device, x, weight, bias, eps);
+  traceAttrs(y, { eps });
   const out = record(y, op, [x, weight, bias], [x, weight], (g) => {
     const dx = x.requiresGrad ? lnGradInput(device, x, g, weight, rowstats) : null;
     let dWeight: Tensor | null = null;

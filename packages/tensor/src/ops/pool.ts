@@ -1,4 +1,4 @@
-import { record } from '../autograd/engine.js';
+import { record, traceAttrs } from '../autograd/engine.js';
 import {
   adaptiveAvgPoolBackward,
   adaptiveAvgPoolForward,
@@ -45,12 +45,14 @@ export function avgPool2d(x: Tensor, options: PoolOptions): Tensor {
   const g = geometry('avg_pool2d', x, options);
   const exclusive = options.exclusive ?? true;
   const out = avgPoolForward(x.device, x, g, exclusive);
+  traceAttrs(out, { geometry: g, exclusive });
   return record(out, 'avg_pool2d', [x], [], (grad) => [avgPoolBackward(x.device, grad, g, exclusive)]);
 }
 
 export function maxPool2d(x: Tensor, options: PoolOptions): Tensor {
   const g = geometry('max_pool2d', x, options);
   const { out, argmax } = maxPoolForward(x.device, x, g);
+  traceAttrs(out, { geometry: g });
   const result = record(out, 'max_pool2d', [x], [argmax], (grad) => [
     maxPoolBackward(x.device, grad, argmax, g),
   ]);
@@ -65,6 +67,7 @@ export function adaptiveAvgPool2d(x: Tensor, size: number | readonly [number, nu
   const [outH, outW] = pair(size);
   const g: PoolGeometry = { n, c, h, w, outH, outW, kh: 1, kw: 1, sh: 1, sw: 1, padTop: 0, padLeft: 0 };
   const out = adaptiveAvgPoolForward(x.device, x, g);
+  traceAttrs(out, { geometry: g });
   return record(out, 'adaptive_avg_pool2d', [x], [], (grad) => [adaptiveAvgPoolBackward(x.device, grad, g)]);
 }
 

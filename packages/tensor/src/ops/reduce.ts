@@ -1,4 +1,4 @@
-import { record } from '../autograd/engine.js';
+import { record, traceAttrs } from '../autograd/engine.js';
 import { broadcastKernel, mapKernel } from '../kernels/elementwise.js';
 import { emptyTensor, reshapeInto } from '../kernels/launch.js';
 import { reduceTo } from '../kernels/reduce.js';
@@ -37,6 +37,7 @@ export function sum(x: Tensor, axes?: number | readonly number[], keepDims = fal
   const list = normaliseAxes(x, axes, 'sum');
   const kept = keptShape(x, list);
   const out = reshapeInto(reduceTo(x.device, x, kept, 'sum'), finalShape(x, list, keepDims));
+  traceAttrs(out, { axes: list, keepDims });
   return record(out, 'sum', [x], [], (g) => [expand(g, x, kept, 1)]);
 }
 
@@ -48,6 +49,7 @@ export function mean(x: Tensor, axes?: number | readonly number[], keepDims = fa
   const scaled = mapKernel(x.device, 'a * s0', [summed], [1 / count]);
   summed.dispose();
   const out = reshapeInto(scaled, finalShape(x, list, keepDims));
+  traceAttrs(out, { axes: list, keepDims });
   return record(out, 'mean', [x], [], (g) => [expand(g, x, kept, 1 / count)]);
 }
 
@@ -59,6 +61,7 @@ export function max(x: Tensor, axes?: number | readonly number[], keepDims = fal
   const keptMax = emptyTensor(x.device, kept);
   x.device.copy(reduced.buffer, 0, keptMax.buffer, 0, reduced.bytes);
   const out = reshapeInto(reduced, finalShape(x, list, keepDims));
+  traceAttrs(out, { axes: list, keepDims });
   const result = record(out, 'max', [x], [x, keptMax], (g) => {
     const gk = emptyTensor(g.device, kept);
     g.device.copy(g.buffer, 0, gk.buffer, 0, g.bytes);

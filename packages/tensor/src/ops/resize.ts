@@ -1,4 +1,4 @@
-import { record } from '../autograd/engine.js';
+import { record, traceAttrs } from '../autograd/engine.js';
 import { type ResizeMode, resizeBackward, resizeForward } from '../kernels/resize.js';
 import { formatShape, type Tensor } from '../tensor.js';
 
@@ -19,6 +19,7 @@ function resize(x: Tensor, size: readonly [number, number], mode: ResizeMode, al
     throw new Error(`${op}: output size [${size.join(', ')}] must be positive integers`);
   const device = x.device;
   const out = resizeForward(device, x, outH, outW, mode, alignCorners);
+  traceAttrs(out, { size: [outH, outW], alignCorners });
   return record(out, op, [x], [], (g) => [resizeBackward(device, g, x.shape, mode, alignCorners)]);
 }
 

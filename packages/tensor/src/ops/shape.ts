@@ -1,4 +1,4 @@
-import { record } from '../autograd/engine.js';
+import { record, traceAttrs } from '../autograd/engine.js';
 import { stridedCopy } from '../kernels/copy.js';
 import { fill } from '../kernels/elementwise.js';
 import { emptyTensor } from '../kernels/launch.js';
@@ -47,6 +47,7 @@ export function transpose(x: Tensor, perm: readonly number[]): Tensor {
     0,
   );
   const inverse = perm.map((_, i) => perm.indexOf(i));
+  traceAttrs(out, { perm });
   return record(out, 'transpose', [x], [], (g) => [transpose(g, inverse)]);
 }
 
@@ -60,6 +61,7 @@ export function slice(x: Tensor, axis: number, start: number, length: number): T
   const strides = stridesOf(x.shape);
   const out = emptyTensor(x.device, outShape);
   stridedCopy(x.device, 'gather', x, out, outShape, strides, start * (strides[a] ?? 0));
+  traceAttrs(out, { axis: a, start, length });
   return record(out, 'slice', [x], [], (g) => {
     const gx = fill(g.device, x.shape, 0);
     stridedCopy(g.device, 'scatter', g, gx, outShape, strides, start * (strides[a] ?? 0));
@@ -104,6 +106,7 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
     stridedCopy(first.device, 'scatter', x, out, x.shape, strides, start * (strides[a] ?? 0));
     start += x.shape[a] ?? 0;
   }
+  traceAttrs(out, { axis: a });
   return record(out, 'concat', xs, [], (g) =>
     xs.map((x, i) => (x.requiresGrad ? sliceNoGrad(g, a, offsets[i] ?? 0, x.shape[a] ?? 0) : null)),
   );

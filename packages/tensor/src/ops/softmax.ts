@@ -1,4 +1,4 @@
-import { record } from '../autograd/engine.js';
+import { record, traceAttrs } from '../autograd/engine.js';
 import {
   crossEntropyBackward,
   crossEntropyForward,
@@ -19,6 +19,7 @@ export function softmax(x: Tensor, axis = -1): Tensor {
     throw new Error(`softmax: axis ${axis} is out of range for shape ${formatShape(x.shape)}`);
   const device = x.device;
   const y = softmaxForward(device, x, a);
+  traceAttrs(y, { axis: a });
   return record(y, 'softmax', [x], [y], (g) => [softmaxBackward(device, y, g, a)]);
 }
 

@@ -1,0 +1,9 @@
+export {
+  type ExportableModel,
+  type ExportOptions,
+  exportOnnx,
+  OnnxExportError,
+  OPSET,
+  type OutputOp,
+} from './export.js';
+export { type ImageBatch, type OnnxSession, onnxSegmenter, openOnnx } from './run.js';
