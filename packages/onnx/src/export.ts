@@ -21,8 +21,10 @@ export interface ExportableModel {
 export type OutputOp = 'argmax' | 'softmax' | 'none';
 
 export interface ExportOptions {
-  /** NCHW of the exported graph's input (static). */
+  /** NCHW the model is traced at; H and W are fixed in the graph, N is dynamic unless `staticBatch`. */
   readonly inputShape: readonly [number, number, number, number];
+  /** Fix the batch dimension too (default: a symbolic `N`). */
+  readonly staticBatch?: boolean;
   /** PaddleSeg export.py's --output_op: int32 class ids (default), probabilities, or logits. */
   readonly outputOp?: OutputOp;
 }
@@ -60,8 +62,10 @@ function int64Tensor(name: string, values: readonly number[]): TensorProto {
   return onnx.TensorProto.create({ name, dims: [values.length], dataType: INT64, rawData: raw });
 }
 
-function valueInfo(name: string, elemType: number, shape: readonly number[]) {
-  return { name, type: { tensorType: { elemType, shape: { dim: shape.map((d) => ({ dimValue: d })) } } } };
+/** A graph input/output; dim 0 is the symbolic batch `N` when `dynamicBatch`. */
+function valueInfo(name: string, elemType: number, shape: readonly number[], dynamicBatch: boolean) {
+  const dim = shape.map((d, i) => (i === 0 && dynamicBatch ? { dimParam: 'N' } : { dimValue: d }));
+  return { name, type: { tensorType: { elemType, shape: { dim } } } };
 }
 
 /** Graph under construction: nodes, initializers and unique names. */
@@ -164,10 +168,36 @@ export async function exportOnnx(model: ExportableModel, options: ExportOptions)
   const main = outputs[0];
   if (!main) throw new OnnxExportError('the model returned no output');
   try {
-    return await buildModel(model, x, main, ops, outputOp);
+    const counterparts = options.staticBatch ? null : batchCounterparts(model, options.inputShape, ops);
+    return await buildModel(model, x, main, ops, outputOp, counterparts);
   } finally {
     for (const t of outputs) t.dispose();
     x.dispose();
+  }
+}
+
+/**
+ * Each traced op's counterpart in a second trace one sample larger (the forward is the same
+ * sequence of ops at any batch): what differs between the two grows with the batch, and shapes
+ * written into the graph (Reshape targets, Resize sizes, Slice bounds) take it from the input at
+ * run time.
+ */
+function batchCounterparts(
+  model: ExportableModel,
+  shape: readonly number[],
+  ops: readonly TracedOp[],
+): Map<TracedOp, TracedOp> {
+  const bigger = zeros(model.device, [(shape[0] ?? 1) + 1, ...shape.slice(1)]);
+  const { result, ops: again } = noGrad(() => traceOps(() => model.forward(bigger)));
+  try {
+    if (again.length !== ops.length || again.some((op, i) => op.op !== ops[i]?.op))
+      throw new OnnxExportError(
+        'the forward runs different ops at another batch size, so the batch cannot be dynamic: export with a static batch',
+      );
+    return new Map(ops.map((op, i) => [op, again[i] as TracedOp]));
+  } finally {
+    for (const t of result) t.dispose();
+    bigger.dispose();
   }
 }
 
@@ -177,7 +207,14 @@ async function buildModel(
   main: Tensor,
   ops: readonly TracedOp[],
   outputOp: OutputOp,
+  counterparts: ReadonlyMap<TracedOp, TracedOp> | null,
 ): Promise<Uint8Array> {
+  const dynamicBatch = counterparts !== null;
+  /** Output axes of `op` that grow with the batch. */
+  const batchAxes = (op: TracedOp) => {
+    const other = counterparts?.get(op);
+    return other ? op.output.shape.flatMap((d, axis) => (other.output.shape[axis] !== d ? [axis] : [])) : [];
+  };
   // The last op that produced each tensor, and the ops the main output needs (inputs first).
   const producer = new Map<Tensor, TracedOp>();
   for (const op of ops) producer.set(op.output, op);
@@ -379,7 +416,17 @@ async function buildModel(
       case 'resizeBilinear':
       case 'resizeNearest': {
         const bilinear = op.op === 'resizeBilinear';
-        const sizes = g.ints(op.output.shape);
+        // With a dynamic batch, N and C come from the input's shape at run time.
+        const sizes = dynamicBatch
+          ? g.op(
+              'Concat',
+              [
+                g.op('Slice', [g.op('Shape', [ins[0] as string]), g.ints([0]), g.ints([2])]),
+                g.ints(op.output.shape.slice(2)),
+              ],
+              { axis: 0 },
+            )
+          : g.ints(op.output.shape);
         g.op(
           'Resize',
           [ins[0] as string, '', '', sizes],
@@ -433,14 +480,38 @@ async function buildModel(
         g.op('MatMul', [ah, g.op('MatMul', [ins[0] as string, aw])], {}, out);
         break;
       }
-      case 'reshape':
-        g.op('Reshape', [ins[0] as string, g.ints(op.output.shape)], {}, out);
+      case 'reshape': {
+        // The one axis that grows with the batch (N, or N·heads) is inferred (−1) at run time.
+        const target = [...op.output.shape];
+        const axes = batchAxes(op);
+        if (axes.length > 1)
+          throw new OnnxExportError(
+            `reshape to [${target.join(', ')}] spreads the batch over ${axes.length} axes: export with a static batch`,
+          );
+        if (axes[0] !== undefined) target[axes[0]] = -1;
+        g.op('Reshape', [ins[0] as string, g.ints(target)], {}, out);
         break;
+      }
       case 'transpose':
         g.op('Transpose', ins, { perm: a.perm as number[] }, out);
         break;
       case 'slice': {
         const start = a.start as number;
+        const other = counterparts?.get(op);
+        if (other && (other.attrs.start !== start || other.attrs.length !== a.length)) {
+          // Bounds that scale with the batch (a slice of a batch-folded axis): start·D/D₀ at run time.
+          const axis = a.axis as number;
+          const d0 = op.inputs[0]?.shape[axis] ?? 1;
+          const size = g.op('Slice', [g.op('Shape', [ins[0] as string]), g.ints([axis]), g.ints([axis + 1])]);
+          const scaled = (v: number) => g.op('Div', [g.op('Mul', [size, g.ints([v])]), g.ints([d0])]);
+          g.op(
+            'Slice',
+            [ins[0] as string, scaled(start), scaled(start + (a.length as number)), g.ints([axis])],
+            {},
+            out,
+          );
+          break;
+        }
         g.op(
           'Slice',
           [
@@ -483,8 +554,8 @@ async function buildModel(
       name: 'segtrain',
       node: g.nodes,
       initializer: g.initializers,
-      input: [valueInfo('x', FLOAT, x.shape)],
-      output: [valueInfo(output, elemType, outShape)],
+      input: [valueInfo('x', FLOAT, x.shape, dynamicBatch)],
+      output: [valueInfo(output, elemType, outShape, dynamicBatch)],
     },
   });
   return onnx.ModelProto.encode(proto).finish();

@@ -84,7 +84,11 @@ describe('ONNX export, run by onnxruntime (CPU), against our eval-mode forward',
       const ours = (await tidy(() => noGrad(() => (model.forward(x) as [Tensor])[0]))).keep();
       const want = (await ours.data()) as Float32Array;
       try {
-        const session = await openOnnx(await exportOnnx(model, { inputShape: shape, outputOp: 'none' }));
+        // Traced at batch 1, run at batch 2: the batch dimension is dynamic.
+        const session = await openOnnx(
+          await exportOnnx(model, { inputShape: [1, 3, 64, 128], outputOp: 'none' }),
+        );
+        assert.deepEqual(session.inputShape, [-1, 3, 64, 128]);
         const got = await session.run(xs, shape);
         assert.deepEqual(got.shape, [...ours.shape]);
         const scale = Math.max(1, ...Array.from(want, Math.abs));
@@ -94,7 +98,8 @@ describe('ONNX export, run by onnxruntime (CPU), against our eval-mode forward',
         assert.ok(worst <= 1e-4 * scale, `max |ONNX − segtrain| = ${worst} (max |logit| ${scale})`);
         await session.close();
 
-        const argmax = await openOnnx(await exportOnnx(model, { inputShape: shape }));
+        const argmax = await openOnnx(await exportOnnx(model, { inputShape: shape, staticBatch: true }));
+        assert.deepEqual(argmax.inputShape, [2, 3, 64, 128]);
         const ids = await argmax.run(xs, shape);
         assert.ok(ids.data instanceof Int32Array);
         assert.deepEqual(ids.shape, [2, 64, 128]);

@@ -34,7 +34,7 @@ const FLAGS: Readonly<Record<string, FlagSpec>> = {
   input_shape: {
     kind: 'list',
     value: 'N_C_H_W',
-    help: 'the static input shape of the exported graph (default 1 3 512 1024)',
+    help: 'the input shape traced (default 1 3 512 1024): C, H and W are fixed in the graph, the batch is dynamic',
   },
   output_op: {
     kind: 'string',
@@ -71,7 +71,8 @@ function deployYaml(config: ResolvedConfig, shape: readonly number[], outputOp: 
   return toYaml(
     sortKeys({
       Deploy: {
-        input_shape: [...shape],
+        // The batch is dynamic (PaddleSeg writes None for dynamic dims).
+        input_shape: [null, ...shape.slice(1)],
         model: 'model.onnx',
         output_dtype: outputOp === 'argmax' ? 'int32' : 'float32',
         output_op: outputOp,
@@ -100,7 +101,7 @@ async function exportRun(args: ParsedArgs, io: Io): Promise<number> {
         new TextEncoder().encode(deployYaml(config, shape, outputOp as OutputOp)),
       );
       io.out(
-        `Exported ${model.constructor.name} to ${join(saveDir, 'model.onnx')} (${(bytes.length / 2 ** 20).toFixed(1)} MiB, input [${shape.join(', ')}], output ${outputOp}) and ${join(saveDir, 'deploy.yaml')}\n`,
+        `Exported ${model.constructor.name} to ${join(saveDir, 'model.onnx')} (${(bytes.length / 2 ** 20).toFixed(1)} MiB, input [N, ${shape.slice(1).join(', ')}], output ${outputOp}) and ${join(saveDir, 'deploy.yaml')}\n`,
       );
     } finally {
       model.dispose();

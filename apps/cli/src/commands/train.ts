@@ -469,7 +469,8 @@ async function predictRun(args: ParsedArgs, io: Io): Promise<number> {
         );
       const transforms = config?.val_dataset?.transforms ?? deployTransforms(modelPath);
       const session = await openOnnx(modelPath);
-      log(`Running ${modelPath} on onnxruntime (CPU), input [${session.inputShape.join(', ')}]`);
+      const dims = session.inputShape.map((d) => (d < 0 ? 'N' : String(d)));
+      log(`Running ${modelPath} on onnxruntime (CPU), input [${dims.join(', ')}]`);
       try {
         written = await predictWith(onnxSegmenter(session), { ...common, transforms });
       } finally {
