@@ -43,7 +43,7 @@ for (const [name, config] of Object.entries(SEEDS)) {
   const logits = T.noGrad(() => model.forward(x))[0];
   const want = await logits.data();
   const t1 = performance.now();
-  const bytes = await exportOnnx(model, { inputShape: shape, outputOp: 'none' });
+  const { bytes } = await exportOnnx(model, { inputShape: shape, outputOp: 'none', log: console.log });
   const t2 = performance.now();
   const session = await openOnnx(bytes);
   const got = await session.run(xs, shape);

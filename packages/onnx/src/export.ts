@@ -5,7 +5,15 @@
  * an eval-mode BatchNorm whose input comes only from a Conv is folded into that Conv's weights.
  */
 
-import { noGrad, type Tensor, type TracedOp, traceOps, zeros } from '@segtrain/tensor';
+import {
+  DeviceLimitError,
+  noGrad,
+  type Tensor,
+  type TracedOp,
+  tidy,
+  traceOps,
+  zeros,
+} from '@segtrain/tensor';
 import onnxProto from 'onnx-proto';
 
 const { onnx } = onnxProto;
@@ -25,8 +33,16 @@ export interface ExportOptions {
   readonly inputShape: readonly [number, number, number, number];
   /** Fix the batch dimension too (default: a symbolic `N`). */
   readonly staticBatch?: boolean;
+  /** Where notes go (e.g. a batch fixed because the second trace does not fit the adapter). */
+  readonly log?: (line: string) => void;
   /** PaddleSeg export.py's --output_op: int32 class ids (default), probabilities, or logits. */
   readonly outputOp?: OutputOp;
+}
+
+/** The exported model, and whether its batch dimension is dynamic (`N`) or fixed. */
+export interface OnnxExport {
+  readonly bytes: Uint8Array;
+  readonly dynamicBatch: boolean;
 }
 
 /** An op (or shape) the exporter cannot write as ONNX; the message names it. */
@@ -159,8 +175,10 @@ const BINARY: Record<string, string> = { add: 'Add', sub: 'Sub', mul: 'Mul', div
 /**
  * Exports `model` as an ONNX ModelProto (bytes). The graph has one input `x` (float32, the given
  * NCHW) and one output `output`: int32 class ids [N, H, W] (argmax), probabilities or logits.
+ * The batch is dynamic unless `staticBatch`, or unless a trace one sample larger does not fit the
+ * adapter (then it is fixed, with a note to `log`).
  */
-export async function exportOnnx(model: ExportableModel, options: ExportOptions): Promise<Uint8Array> {
+export async function exportOnnx(model: ExportableModel, options: ExportOptions): Promise<OnnxExport> {
   const outputOp = options.outputOp ?? 'argmax';
   model.eval();
   const x = zeros(model.device, [...options.inputShape]);
@@ -168,12 +186,33 @@ export async function exportOnnx(model: ExportableModel, options: ExportOptions)
   const main = outputs[0];
   if (!main) throw new OnnxExportError('the model returned no output');
   try {
-    const counterparts = options.staticBatch ? null : batchCounterparts(model, options.inputShape, ops);
-    return await buildModel(model, x, main, ops, outputOp, counterparts);
+    let counterparts: Map<TracedOp, Counterpart> | null = null;
+    if (!options.staticBatch)
+      try {
+        counterparts = batchCounterparts(model, options.inputShape, ops);
+      } catch (error) {
+        if (!(error instanceof DeviceLimitError)) throw error;
+        options.log?.(
+          `[NOTE] the batch is fixed at ${options.inputShape[0]}: the second trace, one sample larger, exceeds this adapter (${error.message})`,
+        );
+      }
+    return {
+      bytes: await buildModel(model, x, main, ops, outputOp, counterparts),
+      dynamicBatch: counterparts !== null,
+    };
   } finally {
-    for (const t of outputs) t.dispose();
+    // The trace's activations (every op's output) are not needed past the export.
+    for (const op of ops) if (op.output.kind === 'activation' && !op.output.isDisposed) op.output.dispose();
+    for (const t of outputs) if (!t.isDisposed) t.dispose();
     x.dispose();
   }
+}
+
+/** An op's output shape and slice bounds in the trace one sample larger. */
+interface Counterpart {
+  readonly shape: readonly number[];
+  readonly start: number;
+  readonly length: number;
 }
 
 /**
@@ -186,17 +225,26 @@ function batchCounterparts(
   model: ExportableModel,
   shape: readonly number[],
   ops: readonly TracedOp[],
-): Map<TracedOp, TracedOp> {
+): Map<TracedOp, Counterpart> {
   const bigger = zeros(model.device, [(shape[0] ?? 1) + 1, ...shape.slice(1)]);
-  const { result, ops: again } = noGrad(() => traceOps(() => model.forward(bigger)));
   try {
+    // Only shapes and slice bounds are kept: the trace's activations are freed with the scope.
+    const again = tidy(() =>
+      noGrad(() =>
+        traceOps(() => model.forward(bigger)).ops.map((op) => ({
+          op: op.op,
+          shape: [...op.output.shape],
+          start: Number(op.attrs.start ?? 0),
+          length: Number(op.attrs.length ?? 0),
+        })),
+      ),
+    );
     if (again.length !== ops.length || again.some((op, i) => op.op !== ops[i]?.op))
       throw new OnnxExportError(
         'the forward runs different ops at another batch size, so the batch cannot be dynamic: export with a static batch',
       );
-    return new Map(ops.map((op, i) => [op, again[i] as TracedOp]));
+    return new Map(ops.map((op, i) => [op, again[i] as Counterpart]));
   } finally {
-    for (const t of result) t.dispose();
     bigger.dispose();
   }
 }
@@ -207,13 +255,13 @@ async function buildModel(
   main: Tensor,
   ops: readonly TracedOp[],
   outputOp: OutputOp,
-  counterparts: ReadonlyMap<TracedOp, TracedOp> | null,
+  counterparts: ReadonlyMap<TracedOp, Counterpart> | null,
 ): Promise<Uint8Array> {
   const dynamicBatch = counterparts !== null;
   /** Output axes of `op` that grow with the batch. */
   const batchAxes = (op: TracedOp) => {
     const other = counterparts?.get(op);
-    return other ? op.output.shape.flatMap((d, axis) => (other.output.shape[axis] !== d ? [axis] : [])) : [];
+    return other ? op.output.shape.flatMap((d, axis) => (other.shape[axis] !== d ? [axis] : [])) : [];
   };
   // The last op that produced each tensor, and the ops the main output needs (inputs first).
   const producer = new Map<Tensor, TracedOp>();
@@ -498,7 +546,7 @@ async function buildModel(
       case 'slice': {
         const start = a.start as number;
         const other = counterparts?.get(op);
-        if (other && (other.attrs.start !== start || other.attrs.length !== a.length)) {
+        if (other && (other.start !== start || other.length !== a.length)) {
           // Bounds that scale with the batch (a slice of a batch-folded axis): start·D/D₀ at run time.
           const axis = a.axis as number;
           const d0 = op.inputs[0]?.shape[axis] ?? 1;

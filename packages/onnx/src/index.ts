@@ -2,6 +2,7 @@ export {
   type ExportableModel,
   type ExportOptions,
   exportOnnx,
+  type OnnxExport,
   OnnxExportError,
   OPSET,
   type OutputOp,

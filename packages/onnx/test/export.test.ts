@@ -9,7 +9,16 @@ import {
   STDCNet,
 } from '@segtrain/models';
 import { seedInitializers } from '@segtrain/nn';
-import { type Device, getDevice, noGrad, type Tensor, tensor, tidy, where } from '@segtrain/tensor';
+import {
+  type Device,
+  getDevice,
+  liveTensorCount,
+  noGrad,
+  type Tensor,
+  tensor,
+  tidy,
+  where,
+} from '@segtrain/tensor';
 import { rand } from '@segtrain/tensor/testing';
 import onnxProto from 'onnx-proto';
 import { describe, it } from 'vitest';
@@ -86,7 +95,7 @@ describe('ONNX export, run by onnxruntime (CPU), against our eval-mode forward',
       try {
         // Traced at batch 1, run at batch 2: the batch dimension is dynamic.
         const session = await openOnnx(
-          await exportOnnx(model, { inputShape: [1, 3, 64, 128], outputOp: 'none' }),
+          (await exportOnnx(model, { inputShape: [1, 3, 64, 128], outputOp: 'none' })).bytes,
         );
         assert.deepEqual(session.inputShape, [-1, 3, 64, 128]);
         const got = await session.run(xs, shape);
@@ -98,7 +107,9 @@ describe('ONNX export, run by onnxruntime (CPU), against our eval-mode forward',
         assert.ok(worst <= 1e-4 * scale, `max |ONNX − segtrain| = ${worst} (max |logit| ${scale})`);
         await session.close();
 
-        const argmax = await openOnnx(await exportOnnx(model, { inputShape: shape, staticBatch: true }));
+        const argmax = await openOnnx(
+          (await exportOnnx(model, { inputShape: shape, staticBatch: true })).bytes,
+        );
         assert.deepEqual(argmax.inputShape, [2, 3, 64, 128]);
         const ids = await argmax.run(xs, shape);
         assert.ok(ids.data instanceof Int32Array);
@@ -114,7 +125,13 @@ describe('ONNX export, run by onnxruntime (CPU), against our eval-mode forward',
   it('writes standard ops only, with BatchNorm folded into the convolutions', async () => {
     const device = await getDevice();
     const model = MODELS['PP-LiteSeg (tiny STDC)']?.(device) as SegModel;
-    const bytes = await exportOnnx(model, { inputShape: [1, 3, 64, 64], outputOp: 'softmax' });
+    const live = liveTensorCount();
+    const { bytes, dynamicBatch } = await exportOnnx(model, {
+      inputShape: [1, 3, 64, 64],
+      outputOp: 'softmax',
+    });
+    assert.equal(liveTensorCount(), live, 'both traces free their activations');
+    assert.ok(dynamicBatch);
     model.dispose();
     const proto = onnxProto.onnx.ModelProto.decode(bytes);
     const types = new Set(proto.graph?.node?.map((n) => n.opType));

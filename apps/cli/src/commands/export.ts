@@ -56,7 +56,12 @@ function inputShape(args: ParsedArgs): [number, number, number, number] {
 }
 
 /** export.py's deploy.yaml for an ONNX model (no `params`: the weights are inside model.onnx). */
-function deployYaml(config: ResolvedConfig, shape: readonly number[], outputOp: OutputOp): string {
+function deployYaml(
+  config: ResolvedConfig,
+  shape: readonly number[],
+  outputOp: OutputOp,
+  dynamicBatch: boolean,
+): string {
   const sortKeys = (v: unknown): unknown =>
     Array.isArray(v)
       ? v.map(sortKeys)
@@ -71,8 +76,8 @@ function deployYaml(config: ResolvedConfig, shape: readonly number[], outputOp: 
   return toYaml(
     sortKeys({
       Deploy: {
-        // The batch is dynamic (PaddleSeg writes None for dynamic dims).
-        input_shape: [null, ...shape.slice(1)],
+        // PaddleSeg writes None for a dynamic dim.
+        input_shape: [dynamicBatch ? null : shape[0], ...shape.slice(1)],
         model: 'model.onnx',
         output_dtype: outputOp === 'argmax' ? 'int32' : 'float32',
         output_op: outputOp,
@@ -93,15 +98,19 @@ async function exportRun(args: ParsedArgs, io: Io): Promise<number> {
     const log = (line: string) => io.err(`${line}\n`);
     const model = await modelWithWeights(await getDevice(), config, args.flags.model_path as string, log);
     try {
-      const bytes = await exportOnnx(model, { inputShape: shape, outputOp: outputOp as OutputOp });
+      const { bytes, dynamicBatch } = await exportOnnx(model, {
+        inputShape: shape,
+        outputOp: outputOp as OutputOp,
+        log,
+      });
       mkdirSync(saveDir, { recursive: true });
       await writeFileAtomic(join(saveDir, 'model.onnx'), bytes);
       await writeFileAtomic(
         join(saveDir, 'deploy.yaml'),
-        new TextEncoder().encode(deployYaml(config, shape, outputOp as OutputOp)),
+        new TextEncoder().encode(deployYaml(config, shape, outputOp as OutputOp, dynamicBatch)),
       );
       io.out(
-        `Exported ${model.constructor.name} to ${join(saveDir, 'model.onnx')} (${(bytes.length / 2 ** 20).toFixed(1)} MiB, input [N, ${shape.slice(1).join(', ')}], output ${outputOp}) and ${join(saveDir, 'deploy.yaml')}\n`,
+        `Exported ${model.constructor.name} to ${join(saveDir, 'model.onnx')} (${(bytes.length / 2 ** 20).toFixed(1)} MiB, input [${dynamicBatch ? 'N' : shape[0]}, ${shape.slice(1).join(', ')}], output ${outputOp}) and ${join(saveDir, 'deploy.yaml')}\n`,
       );
     } finally {
       model.dispose();
