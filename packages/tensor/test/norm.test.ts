@@ -117,6 +117,31 @@ describe('batchNorm2d', () => {
     await disposeCreated();
   });
 
+  // Found by tools/f64-audit.mjs on OCRNet: one-pass Σ(x−k), Σ(x−k)² shifted by the first sample
+  // lose the variance to cancellation when that sample lies far from the mean (up to a factor of
+  // the count). Here it is 90σ out among 8192 values of channel 0; Welford chunks and their merge
+  // stay at 1.1e-7 where the shifted sums erred 2.0e-5 (max error relative to the largest output).
+  it('training statistics stay exact when the first sample is far from the mean (8 chunks merged)', async () => {
+    const shape = [2, 2, 64, 64];
+    const data = Float64Array.from(rand(2 * 2 * 64 * 64, 8), Math.fround);
+    data[0] = 1000;
+    await checkOp({
+      name: 'bn far outlier',
+      inputs: [
+        { shape, data, grad: false },
+        { shape: [2], grad: false },
+        { shape: [2], grad: false },
+      ],
+      gpu: ([x, w, b]) => {
+        const [rm, rv] = running((x as T.Tensor).device, 2);
+        return T.batchNorm2d(x as T.Tensor, w as T.Tensor, b as T.Tensor, rm, rv, { training: true });
+      },
+      ref: bnRef(shape, 1e-5),
+      forwardTol: 2e-6,
+    });
+    await disposeCreated();
+  });
+
   for (const shape of [
     [2, 3, 4, 5],
     [1, 2, 3, 3],

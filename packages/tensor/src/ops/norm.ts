@@ -3,10 +3,9 @@ import { fill, mapKernel } from '../kernels/elementwise.js';
 import { emptyTensor } from '../kernels/launch.js';
 import {
   bnApply,
-  bnChannelSums,
   bnGradInput,
   bnGradSums,
-  bnStatsFromSums,
+  bnStats,
   bnUpdateRunning,
   lnForward,
   lnGradInput,
@@ -18,8 +17,8 @@ import { formatShape, type Shape, type Tensor } from '../tensor.js';
  * Synchronised (cross-device) batch norm, PyTorch's SyncBatchNorm. In training, batchNorm2d hands
  * it this device's per-channel statistics and gets back the statistics over every device:
  * - `stats`: [mean (C), biased variance (C)] over this device's `count` values per channel (N·H·W),
- *   computed from shifted sums for accuracy → the same over all devices (combine them in float64:
- *   raw Σx² − mean² in float32 loses the variance to cancellation). The output is normalised with
+ *   computed per chunk with Welford's update and merged (no cancellation) → the same over all
+ *   devices (combine them in float64: raw Σx² − mean² in float32 loses the variance to cancellation). The output is normalised with
  *   it and the running statistics are updated from it;
  * - `gradSums`: the backward's [Σg (C), Σg·x̂ (C)] → the sums over all devices scaled to this
  *   device's count (global sum × count / global count), so the input gradient uses global means.
@@ -103,10 +102,7 @@ export function batchNorm2d(
 
   let stats: Tensor;
   if (training) {
-    // Shifted sums: less float32 cancellation in the variance.
-    const sums = bnChannelSums(device, x, true);
-    stats = bnStatsFromSums(device, x, sums, true, count);
-    sums.dispose();
+    stats = bnStats(device, x);
     if (options.sync) stats = synced(stats, (t) => options.sync?.stats(t, count) ?? t);
     bnUpdateRunning(device, stats, runningMean, runningVar, momentum);
   } else {
