@@ -19,7 +19,7 @@ const mode = args[5] ?? 'train';
 const size = (s) => s.reduce((a, b) => a * b, 1);
 const strides = (s) => s.map((_, i) => size(s.slice(i + 1)));
 
-function conv(x, xs, w, ws, b, g) {
+function conv(x, w, b, g) {
   const out = new Float64Array(g.n * g.cout * g.hout * g.wout);
   const cinPg = g.cin / g.groups;
   const coutPg = g.cout / g.groups;
@@ -186,6 +186,7 @@ const data = async (t) => {
   return host.get(t);
 };
 const rows = [];
+const skipped = new Map();
 for (const [index, op] of ops.entries()) {
   const ins = await Promise.all(op.inputs.map(data));
   const s = op.inputs.map((t) => [...t.shape]);
@@ -193,7 +194,7 @@ for (const [index, op] of ops.entries()) {
   let ref;
   switch (op.op) {
     case 'conv2d':
-      ref = conv(ins[0], s[0], ins[1], s[1], ins[2], a.geometry);
+      ref = conv(ins[0], ins[1], ins[2], a.geometry);
       break;
     case 'batchNorm2d':
       ref = batchNorm(
@@ -238,7 +239,9 @@ for (const [index, op] of ops.entries()) {
       );
       break;
     default:
-      continue; // dropout: random
+      // No float64 reference here (or random, as dropout): listed below.
+      skipped.set(op.op, (skipped.get(op.op) ?? 0) + 1);
+      continue;
   }
   const got = await data(op.output);
   let worst = 0;
@@ -252,6 +255,10 @@ for (const [index, op] of ops.entries()) {
 const byType = new Map();
 for (const r of rows) byType.set(r.op, [...(byType.get(r.op) ?? []), r.rel]);
 console.log(`${config} ${shape.join('x')} ${mode}: ${rows.length} ops audited`);
+if (skipped.size)
+  console.log(
+    `  not audited (no reference here): ${[...skipped].map(([op, n]) => `${op} ×${n}`).join(', ')}`,
+  );
 for (const [op, rels] of byType) {
   const sorted = [...rels].sort((p, q) => p - q);
   console.log(
