@@ -37,7 +37,7 @@ export {
 export { conv2dBiasGrad, conv2dForward, conv2dInputGrad, conv2dWeightGrad } from './kernels/conv.js';
 export type { Activation } from './kernels/matmul.js';
 export { type AdamOptions, adamUpdate, type MomentumOptions, momentumUpdate } from './kernels/optimizer.js';
-export { kthSmallest } from './kernels/select.js';
+export { kthSmallest, ohemKeepMask } from './kernels/select.js';
 export {
   type Conv2dOptions,
   type Conv2dPadding,

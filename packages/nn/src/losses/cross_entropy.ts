@@ -7,6 +7,7 @@ import {
   mean,
   mul,
   noGrad,
+  ohemKeepMask,
   pixelCrossEntropy,
   pixelTrueProb,
   softmaxCrossEntropy,
@@ -118,9 +119,9 @@ export interface OhemCrossEntropyLossOptions {
  * Paddle computes the threshold but applies no keep mask — reproduced.)
  *   loss = mean(CE·kept) / (mean(kept) + 1e-5)   (means over all N·H·W pixels)
  *
- * Readbacks: kthSmallest(p, min_kept) decides min_kept < #valid exactly (its value is ≤ 1 iff more
- * than min_kept pixels are valid), and kthSmallest(p, min_kept − 1) gives the threshold; each is two
- * 256 KiB histogram readbacks, done on the GPU's exact float32 p.
+ * No readback: ohemKeepMask finds the (min_kept − 1)-th and min_kept-th smallest p on the GPU
+ * (exact radix selection on the float32 p; the second is ≤ 1 iff more than min_kept pixels are
+ * valid), so the step never waits for the GPU here (it used to, four times per loss).
  */
 export async function ohemCrossEntropyLoss(
   logits: Tensor,
@@ -133,18 +134,10 @@ export async function ohemCrossEntropyLoss(
   const c = logits.shape[1] ?? 1;
   const device = logits.device;
   const p = noGrad(() => pixelTrueProb(logits, labels, ignore));
-  let threshold = Number.NaN;
-  if (minKept > 0 && minKept < p.size) {
-    const beyond = await kthSmallest(device, p, minKept);
-    if (beyond <= 1) {
-      const kth = await kthSmallest(device, p, minKept - 1);
-      threshold = Math.max(kth, thresh);
-    }
-  }
   const kept = noGrad(() =>
-    Number.isNaN(threshold)
-      ? labelMap(labels, 'valid', c, ignore)
-      : mapNoGrad('select(0.0, 1.0, a < s0)', [p], [threshold]),
+    minKept > 0 && minKept < p.size
+      ? ohemKeepMask(device, p, minKept, thresh)
+      : labelMap(labels, 'valid', c, ignore),
   );
   p.dispose();
   const ce = pixelCrossEntropy(logits, labels, { ignoreIndex: ignore });
