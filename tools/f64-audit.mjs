@@ -207,6 +207,7 @@ for (const [index, op] of ops.entries()) {
         a.training ? null : await data(a.runningMean),
         a.training ? null : await data(a.runningVar),
       );
+      if (a.activation === 'relu') ref = ref.map((v) => Math.max(v, 0));
       break;
     case 'relu':
       ref = ins[0].map((v) => Math.max(v, 0));

@@ -90,12 +90,14 @@ export class BatchNorm2d extends Layer {
     this.runningVar = this.addBuffer('_variance', [channels], constant(1));
   }
 
-  forward(x: Tensor): Tensor {
+  /** `activation: 'relu'` fuses the ReLU into BatchNorm's kernels (the same values, one pass less each way). */
+  forward(x: Tensor, activation?: 'relu'): Tensor {
     return batchNorm2d(x, this.weight, this.bias, this.runningMean, this.runningVar, {
       training: this.training,
       momentum: this.momentum,
       eps: this.eps,
       ...(this.sync ? { sync: this.sync } : {}),
+      ...(activation ? { activation } : {}),
     });
   }
 }
@@ -260,7 +262,9 @@ export class ConvBNAct extends Layer {
   }
 
   forward(x: Tensor): Tensor {
-    return activate(this.bn.forward(this.conv.forward(x)), this.activation);
+    const y = this.conv.forward(x);
+    if (this.activation === 'relu') return this.bn.forward(y, 'relu');
+    return activate(this.bn.forward(y), this.activation);
   }
 }
 

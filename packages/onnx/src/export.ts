@@ -372,7 +372,8 @@ async function buildModel(
           attrs,
         );
         names.set(op.output, conv);
-        names.set(bn.output, conv);
+        // A ReLU fused into the BatchNorm follows the folded Conv.
+        names.set(bn.output, bn.attrs.activation === 'relu' ? g.op('Relu', [conv]) : conv);
         continue;
       }
       case 'batchNorm2d': {
@@ -382,12 +383,13 @@ async function buildModel(
           constant(a.runningMean as Tensor),
           constant(a.runningVar as Tensor),
         ]);
-        g.op(
+        const normalized = g.op(
           'BatchNormalization',
           [ins[0] as string, ins[1] as string, ins[2] as string, mean, variance],
           { epsilon: a.eps as number },
-          out,
+          a.activation === 'relu' ? undefined : out,
         );
+        if (a.activation === 'relu') g.op('Relu', [normalized], {}, out);
         break;
       }
       case 'add':

@@ -117,6 +117,59 @@ describe('batchNorm2d', () => {
     await disposeCreated();
   });
 
+  // The fused ReLU: relu(bn(x)) forward, and the BN backward with the gradient masked where the
+  // output is 0; the vec4 path ([2, 3, 4, 5]), the scalar one ([3, 2, 3, 3]), several chunks.
+  for (const [shape, training] of [
+    [[2, 3, 4, 5], true],
+    [[3, 2, 3, 3], true],
+    [[2, 2, 24, 24], true],
+    [[2, 3, 4, 5], false],
+  ] as Array<[number[], boolean]>) {
+    const c = shape[1] ?? 1;
+    it(`fused ReLU, ${training ? 'training' : 'eval'} [${shape}]`, async () => {
+      const plain = bnRef(
+        shape,
+        1e-5,
+        training ? undefined : { mean: new Array(c).fill(0.1), variance: new Array(c).fill(0.8) },
+      );
+      await checkOp({
+        name: `bn+relu [${shape}]`,
+        inputs: [{ shape }, { shape: [c] }, { shape: [c] }],
+        gpu: ([x, w, b]) => {
+          const [rm, rv] = running((x as T.Tensor).device, c, 0.1, 0.8);
+          return T.batchNorm2d(x as T.Tensor, w as T.Tensor, b as T.Tensor, rm, rv, {
+            training,
+            activation: 'relu',
+          });
+        },
+        ref: (inputs) => plain(inputs).map((v) => Math.max(v, 0)),
+      });
+      await disposeCreated();
+    });
+  }
+
+  it('the fused ReLU gives the bits of batchNorm2d then relu, forward and backward', async () => {
+    const device = await testDevice();
+    const shape = [2, 4, 8, 8];
+    const data = Float32Array.from(rand(2 * 4 * 64, 41));
+    const run = async (fused: boolean) => {
+      const x = T.parameter(device, data, shape);
+      const w = T.parameter(device, rand(4, 42), [4]);
+      const b = T.parameter(device, rand(4, 43), [4]);
+      const [rm, rv] = running(device, 4);
+      const y = fused
+        ? T.batchNorm2d(x, w, b, rm, rv, { training: true, activation: 'relu' })
+        : T.relu(T.batchNorm2d(x, w, b, rm, rv, { training: true }));
+      const out = await y.data();
+      T.backward(T.sum(T.mul(y, T.tensor(device, rand(2 * 4 * 64, 44), shape))));
+      const grads = await Promise.all([x, w, b].map((t) => (t.grad as T.Tensor).data()));
+      T.tidy(() => undefined);
+      for (const t of [x, w, b, rm, rv]) t.dispose();
+      return [out, ...grads].map((a) => Array.from(a));
+    };
+    assert.deepEqual(await run(true), await run(false));
+  });
+
   // Found by tools/f64-audit.mjs on OCRNet: one-pass Σ(x−k), Σ(x−k)² shifted by the first sample
   // lose the variance to cancellation when that sample lies far from the mean (up to a factor of
   // the count). Here it is 90σ out among 8192 values of channel 0; Welford chunks and their merge

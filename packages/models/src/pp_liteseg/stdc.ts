@@ -9,7 +9,7 @@ import {
   normal,
   Sequential,
 } from '@segtrain/nn';
-import { concat, type Device, relu, type Tensor } from '@segtrain/tensor';
+import { concat, type Device, type Tensor } from '@segtrain/tensor';
 import type { Backbone, ComponentConfig } from '../registry.js';
 
 /** How fresh STDC convs are initialised: PaddleSeg's N(0, 0.001) (meant to be overwritten by pretrained weights) or He. */
@@ -40,7 +40,7 @@ class StdcConvBNRelu extends Layer {
   }
 
   forward(x: Tensor): Tensor {
-    return relu(this.bn.forward(this.conv.forward(x)));
+    return this.bn.forward(this.conv.forward(x), 'relu');
   }
 }
 

@@ -145,9 +145,11 @@ function launchPerChannel(
 
 const elementType = (vec4: boolean) => (vec4 ? 'vec4<f32>' : 'f32');
 
-/** y = (x − mean[c]) / sqrt(var[c] + eps) · w[c] + b[c]. */
-const bnApplySource = (vec4: boolean): KernelSource => ({
-  key: `norm/bn-apply${vec4 ? '4' : ''}`,
+const zeroOf = (vec4: boolean) => (vec4 ? 'vec4<f32>()' : '0.0');
+
+/** y = (x − mean[c]) / sqrt(var[c] + eps) · w[c] + b[c], then max(y, 0) with `relu` (a fused ReLU). */
+const bnApplySource = (vec4: boolean, relu: boolean): KernelSource => ({
+  key: `norm/bn-apply${vec4 ? '4' : ''}${relu ? '/relu' : ''}`,
   bindings: ['read', 'read', 'read', 'read', 'rw'],
   workgroupSize: EWG,
   wgsl: () => /* wgsl */ `
@@ -161,14 +163,18 @@ struct U { total: u32, c: u32, hw: u32, eps: f32 }
 ${perChannelMain(
   vec4,
   `  let inv = 1.0 / sqrt(stats[u.c + ch] + u.eps);
-  y[t] = (x[t] - stats[ch]) * inv * w[ch] + b[ch];`,
+  let v = (x[t] - stats[ch]) * inv * w[ch] + b[ch];
+  y[t] = ${relu ? `max(v, ${zeroOf(vec4)})` : 'v'};`,
 )}`,
 });
 
-/** Backward partials per (channel, chunk): Σ g to row ch, Σ g·x̂ to row C+ch of [2C, parts]. */
-const bnGradPartialSource: KernelSource = {
-  key: 'norm/bn-grad-partial',
-  bindings: ['read', 'read', 'read', 'rw'],
+/**
+ * Backward partials per (channel, chunk): Σ g to row ch, Σ g·x̂ to row C+ch of [2C, parts]. With
+ * `relu`, g passes only where the fused output `m` is positive (the ReLU's gradient).
+ */
+const bnGradPartialSource = (relu: boolean): KernelSource => ({
+  key: `norm/bn-grad-partial${relu ? '/relu' : ''}`,
+  bindings: relu ? ['read', 'read', 'read', 'read', 'rw'] : ['read', 'read', 'read', 'rw'],
   workgroupSize: WG,
   wgsl: () => /* wgsl */ `
 struct U { n: u32, c: u32, hw: u32, parts: u32, chunk: u32, eps: f32 }
@@ -176,27 +182,29 @@ struct U { n: u32, c: u32, hw: u32, parts: u32, chunk: u32, eps: f32 }
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> g: array<f32>;
 @group(0) @binding(3) var<storage, read> stats: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+${relu ? '@group(0) @binding(4) var<storage, read> m: array<f32>;\n' : ''}@group(0) @binding(${relu ? 5 : 4}) var<storage, read_write> out: array<f32>;
 ${channelChunkFold(
   `  let mean = stats[ch];
   let inv = 1.0 / sqrt(stats[u.c + ch] + u.eps);
   var sg = 0.0;
   var sgx = 0.0;`,
-  `    let gv = g[o];
+  `    let gv = ${relu ? 'select(0.0, g[o], m[o] > 0.0)' : 'g[o]'};
     sg += gv;
     sgx += gv * (x[o] - mean) * inv;`,
   ['sg', 'sgx'],
 )}
 }`,
-};
+});
 
 /**
  * dX. Training (batch statistics): w·inv·(g − Σg/n − x̂·Σ(g·x̂)/n). Eval (running statistics,
  * constants): w·inv·g.
  */
-const bnGradInputSource = (vec4: boolean): KernelSource => ({
-  key: `norm/bn-grad-input${vec4 ? '4' : ''}`,
-  bindings: ['read', 'read', 'read', 'read', 'read', 'rw'],
+const bnGradInputSource = (vec4: boolean, relu: boolean): KernelSource => ({
+  key: `norm/bn-grad-input${vec4 ? '4' : ''}${relu ? '/relu' : ''}`,
+  bindings: relu
+    ? ['read', 'read', 'read', 'read', 'read', 'read', 'rw']
+    : ['read', 'read', 'read', 'read', 'read', 'rw'],
   workgroupSize: EWG,
   wgsl: () => /* wgsl */ `
 struct U { total: u32, c: u32, hw: u32, training: u32, eps: f32, count: f32 }
@@ -206,11 +214,11 @@ struct U { total: u32, c: u32, hw: u32, training: u32, eps: f32, count: f32 }
 @group(0) @binding(3) var<storage, read> stats: array<f32>;
 @group(0) @binding(4) var<storage, read> w: array<f32>;
 @group(0) @binding(5) var<storage, read> gsums: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dx: array<${elementType(vec4)}>;
+${relu ? `@group(0) @binding(6) var<storage, read> m: array<${elementType(vec4)}>;\n` : ''}@group(0) @binding(${relu ? 7 : 6}) var<storage, read_write> dx: array<${elementType(vec4)}>;
 ${perChannelMain(
   vec4,
   `  let inv = 1.0 / sqrt(stats[u.c + ch] + u.eps);
-  var d = g[t];
+  var d = ${relu ? `select(${zeroOf(vec4)}, g[t], m[t] > ${zeroOf(vec4)})` : 'g[t]'};
   if (u.training != 0u) {
     let xhat = (x[t] - stats[ch]) * inv;
     d = d - gsums[ch] / u.count - xhat * gsums[u.c + ch] / u.count;
@@ -272,13 +280,14 @@ export function bnApply(
   weight: Tensor,
   bias: Tensor,
   eps: number,
+  relu = false,
 ): Tensor {
   const [, c, hw] = nchw(x, 'batchNorm2d');
   const y = emptyTensor(device, x.shape);
   const u = new Uniforms().u32(x.size).u32(c).u32(hw).f32(eps);
   launchPerChannel(
     device,
-    bnApplySource,
+    (vec4) => bnApplySource(vec4, relu),
     [x.buffer, stats.buffer, weight.buffer, bias.buffer, y.buffer],
     u,
     x.size,
@@ -287,13 +296,30 @@ export function bnApply(
   return y;
 }
 
-/** Per-channel [Σg (C), Σg·x̂ (C)] as a [2C] tensor: dBias and dWeight. */
-export function bnGradSums(device: Device, x: Tensor, g: Tensor, stats: Tensor, eps: number): Tensor {
+/**
+ * Per-channel [Σg (C), Σg·x̂ (C)] as a [2C] tensor: dBias and dWeight. `reluOut`: the fused
+ * BN+ReLU output, whose positive entries let g through.
+ */
+export function bnGradSums(
+  device: Device,
+  x: Tensor,
+  g: Tensor,
+  stats: Tensor,
+  eps: number,
+  reluOut: Tensor | null = null,
+): Tensor {
   const [n, c, hw] = nchw(x, 'batchNorm2d');
   const parts = Math.max(1, Math.ceil((n * hw) / NORM_CHUNK));
   const partial = emptyTensor(device, [2 * c, parts]);
   const u = new Uniforms().u32(n).u32(c).u32(hw).u32(parts).u32(NORM_CHUNK).f32(eps);
-  launch(device, bnGradPartialSource, [x.buffer, g.buffer, stats.buffer, partial.buffer], u, c * parts);
+  const mask = reluOut ? [reluOut.buffer] : [];
+  launch(
+    device,
+    bnGradPartialSource(reluOut !== null),
+    [x.buffer, g.buffer, stats.buffer, ...mask, partial.buffer],
+    u,
+    c * parts,
+  );
   return foldPartials(device, partial, 2 * c, parts);
 }
 
@@ -306,6 +332,7 @@ export function bnGradInput(
   gsums: Tensor,
   eps: number,
   training: boolean,
+  reluOut: Tensor | null = null,
 ): Tensor {
   const [n, c, hw] = nchw(x, 'batchNorm2d');
   const dx = emptyTensor(device, x.shape);
@@ -318,8 +345,16 @@ export function bnGradInput(
     .f32(n * hw);
   launchPerChannel(
     device,
-    bnGradInputSource,
-    [x.buffer, g.buffer, stats.buffer, weight.buffer, gsums.buffer, dx.buffer],
+    (vec4) => bnGradInputSource(vec4, reluOut !== null),
+    [
+      x.buffer,
+      g.buffer,
+      stats.buffer,
+      weight.buffer,
+      gsums.buffer,
+      ...(reluOut ? [reluOut.buffer] : []),
+      dx.buffer,
+    ],
     u,
     x.size,
     hw,

@@ -12,6 +12,7 @@ import {
   lnGradParams,
 } from '../kernels/norm.js';
 import { formatShape, type Shape, type Tensor } from '../tensor.js';
+import { relu } from './elementwise.js';
 
 /**
  * Synchronised (cross-device) batch norm, PyTorch's SyncBatchNorm. In training, batchNorm2d hands
@@ -37,6 +38,8 @@ export interface BatchNormOptions {
   readonly momentum?: number;
   readonly eps?: number;
   readonly sync?: BatchNormSync;
+  /** A ReLU fused into the same kernels (forward and backward): relu(batchNorm2d(x)), one pass less each way. */
+  readonly activation?: 'relu';
 }
 
 /** Copies `size` f32 values starting at element `offset` of `src` into a new tensor of `shape`. */
@@ -91,7 +94,13 @@ export function batchNorm2d(
   const training = options.training;
   const count = n * hw;
 
+  const fusedRelu = options.activation === 'relu';
   if (training && count === 1) {
+    // One value per channel normalises to 0: the output is x; a fused ReLU goes through the op.
+    if (fusedRelu)
+      return relu(
+        batchNorm2d(x, weight, bias, runningMean, runningVar, { ...options, activation: undefined }),
+      );
     const y = mapKernel(device, 'a', [x]);
     return record(y, op, [x, weight, bias], [], (g) => [
       x.requiresGrad ? mapKernel(device, 'a', [g]) : null,
@@ -112,15 +121,17 @@ export function batchNorm2d(
     device.copy(runningVar.buffer, 0, stats.buffer, c * 4, c * 4);
   }
 
-  const y = bnApply(device, x, stats, weight, bias, eps);
-  traceAttrs(y, { runningMean, runningVar, eps, training });
-  const out = record(y, op, [x, weight, bias], [x, weight], (g) => {
-    const gsums = bnGradSums(device, x, g, stats, eps);
+  const y = bnApply(device, x, stats, weight, bias, eps, fusedRelu);
+  traceAttrs(y, { runningMean, runningVar, eps, training, activation: fusedRelu ? 'relu' : 'none' });
+  // With the fused ReLU, the output masks the gradient (positive exactly where BN's output was).
+  const mask = fusedRelu ? y : null;
+  const out = record(y, op, [x, weight, bias], fusedRelu ? [x, weight, y] : [x, weight], (g) => {
+    const gsums = bnGradSums(device, x, g, stats, eps, mask);
     let dx: Tensor | null = null;
     if (x.requiresGrad) {
       const sync = training ? options.sync : undefined;
       const dxSums = sync ? synced(sliceInto(gsums, 0, [2 * c]), (t) => sync.gradSums(t, count)) : gsums;
-      dx = bnGradInput(device, x, g, stats, weight, dxSums, eps, training);
+      dx = bnGradInput(device, x, g, stats, weight, dxSums, eps, training, mask);
       if (dxSums !== gsums) dxSums.dispose();
     }
     const dWeight = weight.requiresGrad ? sliceInto(gsums, c, weight.shape) : null;
