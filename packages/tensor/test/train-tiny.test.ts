@@ -102,15 +102,6 @@ describe('a tiny conv net trains on the GPU with flat memory', () => {
       assert.equal(s.storageBytesOwned, warm.storageBytesOwned, 'pool bytes grew after warm-up');
       assert.equal(s.paramBytes, warm.paramBytes, 'parameter bytes changed');
     }
-    // The pool hands buffers out in an order that settles over tens of steps; then every bind
-    // group comes from the cache (measured: 449 at step 9, 905 from step ~60 on).
-    const settled = snapshots.slice(-30);
-    for (const s of settled)
-      assert.equal(
-        s.bindGroupsCreated,
-        settled[0]?.bindGroupsCreated,
-        'bind groups created in the last 30 steps',
-      );
     assert.equal(T.liveTensorCount(), liveAfterWarmup, 'tensors leaked across steps');
     for (const t of [
       xs,

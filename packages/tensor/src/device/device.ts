@@ -28,8 +28,6 @@ export interface DeviceStats {
   paramBytes: number;
   dispatches: number;
   submits: number;
-  /** Bind groups created (flat after warm-up: a steady loop reuses its buffers in the same patterns). */
-  bindGroupsCreated: number;
 }
 
 /** GPU time of one kernel (by cache key) over a profiled span. */
@@ -52,8 +50,6 @@ interface Profiler {
 
 const UNIFORM_SLOT = 256;
 const SLOTS_PER_SUBMIT = 512;
-/** Cached bind groups before the cache starts over. */
-const MAX_BIND_GROUPS = 16384;
 
 /**
  * One WebGPU device per process: pipelines cached by key, pooled buffers, and command batching —
@@ -92,15 +88,6 @@ export class Device {
   readonly subgroupMaxSize: number;
   private readonly pipelines = new Map<string, Kernel>();
   private readonly layouts = new Map<string, GPUBindGroupLayout>();
-  /**
-   * Bind groups by layout and buffers: creating one cost about two thirds of a dispatch's host
-   * time in Dawn (12 of 18 µs), and a training step binds the same pooled buffers each time.
-   */
-  private readonly bindGroups = new Map<string, GPUBindGroup>();
-  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
-  private readonly bindGroupKeysOf = new Map<GPUBuffer, string[]>();
-  private bindGroupCount = 0;
-  private bufferIdCount = 0;
   private readonly storage: BufferPool;
   private readonly staging: BufferPool;
   private readonly uniformArena: GPUBuffer;
@@ -134,7 +121,6 @@ export class Device {
       gpu,
       GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
       'storage',
-      (buffer) => this.forgetBindGroups(buffer),
     );
     this.staging = new BufferPool(gpu, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'staging');
     this.uniformArena = gpu.createBuffer({
@@ -177,49 +163,7 @@ export class Device {
       paramBytes: this.paramBytes,
       dispatches: this.dispatchCount,
       submits: this.submitCount,
-      bindGroupsCreated: this.bindGroupCount,
     };
-  }
-
-  /** The bind group of these buffers for `kernel`'s layout, created once. */
-  private bindGroup(kernel: Kernel, buffers: readonly GPUBuffer[]): GPUBindGroup {
-    let key = kernel.bindings.join(',');
-    for (const buffer of buffers) {
-      let id = this.bufferIds.get(buffer);
-      if (id === undefined) {
-        id = ++this.bufferIdCount;
-        this.bufferIds.set(buffer, id);
-      }
-      key += `|${id}`;
-    }
-    const cached = this.bindGroups.get(key);
-    if (cached) return cached;
-    // Bounded: a loop over ever-new shapes must not grow it without end.
-    if (this.bindGroups.size >= MAX_BIND_GROUPS) {
-      this.bindGroups.clear();
-      this.bindGroupKeysOf.clear();
-    }
-    const group = this.gpu.createBindGroup({
-      layout: this.layout(kernel.bindings),
-      entries: [
-        { binding: 0, resource: { buffer: this.uniformArena, offset: 0, size: UNIFORM_SLOT } },
-        ...buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
-      ],
-    });
-    this.bindGroupCount++;
-    this.bindGroups.set(key, group);
-    for (const buffer of buffers) {
-      const keys = this.bindGroupKeysOf.get(buffer);
-      if (keys) keys.push(key);
-      else this.bindGroupKeysOf.set(buffer, [key]);
-    }
-    return group;
-  }
-
-  /** Drops the cached bind groups of a buffer about to be destroyed. */
-  private forgetBindGroups(buffer: GPUBuffer): void {
-    for (const key of this.bindGroupKeysOf.get(buffer) ?? []) this.bindGroups.delete(key);
-    this.bindGroupKeysOf.delete(buffer);
   }
 
   private layout(bindings: readonly Access[]): GPUBindGroupLayout {
@@ -306,7 +250,6 @@ export class Device {
   /** Destroyed after the next submit: recorded work may still read it (submitted work may, legally). */
   destroyParamBuffer(buffer: GPUBuffer): void {
     this.paramBytes -= buffer.size;
-    this.forgetBindGroups(buffer);
     if (this.encoder) this.doomed.push(buffer);
     else buffer.destroy();
   }
@@ -401,7 +344,13 @@ export class Device {
     const offset = this.slot * UNIFORM_SLOT;
     this.uniformData.set(new Uint8Array(uniforms.buffer, uniforms.byteOffset, uniforms.byteLength), offset);
     this.slot++;
-    const bindGroup = this.bindGroup(kernel, buffers);
+    const bindGroup = this.gpu.createBindGroup({
+      layout: this.layout(kernel.bindings),
+      entries: [
+        { binding: 0, resource: { buffer: this.uniformArena, offset: 0, size: UNIFORM_SLOT } },
+        ...buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
+      ],
+    });
     if (!this.encoder) this.encoder = this.gpu.createCommandEncoder();
     const profiler = this.profiler;
     if (profiler) {

@@ -17,8 +17,6 @@ export class BufferPool {
     private readonly device: GPUDevice,
     private readonly usage: GPUBufferUsageFlags,
     private readonly label: string,
-    /** Called before a buffer is destroyed (the device forgets what it cached for it). */
-    private readonly onDestroy: (buffer: GPUBuffer) => void = () => {},
   ) {}
 
   /** Size classes 2^k and 1.5·2^k (at most 33 % slack), 256 bytes minimum. */
@@ -73,7 +71,6 @@ export class BufferPool {
     for (const list of this.free.values()) {
       for (const buffer of list) {
         this.ownedBytes -= this.sizeOf.get(buffer) ?? 0;
-        this.onDestroy(buffer);
         buffer.destroy();
       }
     }
