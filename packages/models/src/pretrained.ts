@@ -8,7 +8,7 @@
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, join } from 'node:path';
-import { type HostTensor, isPaddleWeights, type Module, readPdparams, readSafetensors } from '@segtrain/nn';
+import { type HostTensor, type Module, readWeights } from '@segtrain/nn';
 import type { Device } from '@segtrain/tensor';
 import { buildModel, type ComponentConfig, type SegModel } from './registry.js';
 
@@ -102,9 +102,7 @@ export async function loadPretrained(
     throw new Error(`The pretrained model file is not found: ${file}`);
   }
   log(`Loading pretrained model from ${file}`);
-  const tensors = isPaddleWeights(file)
-    ? (await readPdparams(file)).tensors
-    : (await readSafetensors(file)).tensors;
+  const { tensors } = await readWeights(file);
   const own = module.stateDict();
   const values = new Map<string, HostTensor>();
   const missing: string[] = [];

@@ -36,35 +36,54 @@ export async function saveStateFile(
   await writeSafetensors(path, tensors, metadata);
 }
 
-/**
- * Reads a weights file back as float32 host tensors: safetensors (F32 only), or `.pdparams`
- * (float64/float16 arrays converted; Paddle's name table and non-array entries left out). Any
- * other dtype is an error naming the key.
- */
-export async function loadStateFile(
-  path: string,
-): Promise<{ values: Map<string, HostTensor>; metadata: Record<string, string> }> {
-  const values = new Map<string, HostTensor>();
+/** A weights file's arrays (any dtype), its string metadata and Paddle's name table, whatever its format. */
+export interface WeightsFile {
+  readonly tensors: ReadonlyMap<
+    string,
+    {
+      readonly dtype: string;
+      readonly shape: number[];
+      readonly data: Float32Array | Float64Array | Int32Array | Uint8Array;
+    }
+  >;
+  readonly metadata: Record<string, string>;
+  /** `StructuredToParameterName@@` of a .pdparams (empty otherwise). */
+  readonly nameTable: ReadonlyMap<string, string>;
+}
+
+/** Reads safetensors, `.pdparams`/`.pdopt`, or the `model.pdparams` of a PaddleSeg archive. */
+export async function readWeights(path: string): Promise<WeightsFile> {
   if (isPaddleWeights(path)) {
     const file = await readPdparams(path);
-    for (const [name, t] of file.tensors) {
-      if (!(t.data instanceof Float32Array))
-        throw new PdparamsError(
-          `${path}: array '${name}': dtype ${t.dtype} cannot be loaded as float32 state`,
-        );
-      values.set(name, { shape: t.shape, data: t.data });
-    }
-    return { values, metadata: {} };
+    return { tensors: file.tensors, metadata: {}, nameTable: file.nameTable };
   }
   const file = await readSafetensors(path);
+  return { tensors: file.tensors, metadata: file.metadata, nameTable: new Map() };
+}
+
+/**
+ * Reads a weights file back as float32 host tensors: safetensors (F32 only), or `.pdparams`
+ * (float64/float16 arrays converted; Paddle's name table returned apart, non-array entries left
+ * out). Any other dtype is an error naming the key.
+ */
+export async function loadStateFile(path: string): Promise<{
+  values: Map<string, HostTensor>;
+  metadata: Record<string, string>;
+  nameTable: ReadonlyMap<string, string>;
+}> {
+  const file = await readWeights(path);
+  const paddle = isPaddleWeights(path);
+  const values = new Map<string, HostTensor>();
   for (const [name, t] of file.tensors) {
     if (!(t.data instanceof Float32Array))
-      throw new SafetensorsError(
-        `safetensors ${path}: tensor '${name}': dtype ${t.dtype} cannot be loaded as float32 state`,
-      );
+      throw paddle
+        ? new PdparamsError(`${path}: array '${name}': dtype ${t.dtype} cannot be loaded as float32 state`)
+        : new SafetensorsError(
+            `safetensors ${path}: tensor '${name}': dtype ${t.dtype} cannot be loaded as float32 state`,
+          );
     values.set(name, { shape: t.shape, data: t.data });
   }
-  return { values, metadata: file.metadata };
+  return { values, metadata: file.metadata, nameTable: file.nameTable };
 }
 
 /** Saves a module's state dict (bit-exact float32) to `path`. */
@@ -84,10 +103,10 @@ export async function loadModule(
   module: Module,
   path: string,
   options: { strict?: boolean } = {},
-): Promise<LoadReport & { metadata: Record<string, string> }> {
-  const { values, metadata } = await loadStateFile(path);
+): Promise<LoadReport & { metadata: Record<string, string>; nameTable: ReadonlyMap<string, string> }> {
+  const { values, metadata, nameTable } = await loadStateFile(path);
   try {
-    return { ...module.loadStateDict(values, options), metadata };
+    return { ...module.loadStateDict(values, options), metadata, nameTable };
   } catch (error) {
     if (error instanceof StateDictError) throw new StateDictError(`${path}: ${error.message}`);
     throw error;

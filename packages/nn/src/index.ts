@@ -1,4 +1,12 @@
-export { isPaddleWeights, loadModule, loadStateFile, saveModule, saveStateFile } from './checkpoint.js';
+export {
+  isPaddleWeights,
+  loadModule,
+  loadStateFile,
+  readWeights,
+  saveModule,
+  saveStateFile,
+  type WeightsFile,
+} from './checkpoint.js';
 export {
   constant,
   currentRng,

@@ -334,8 +334,7 @@ export function readTrainState(dir: string): TrainState {
 export async function loadIterCheckpoint(dir: string, model: SegModel, optimizer: Optimizer): Promise<void> {
   const path = resolve(dir);
   if (isPaddleCheckpoint(path)) {
-    await loadModule(model, join(path, PADDLE_MODEL_FILE), { strict: true });
-    const { nameTable } = await readPdparams(join(path, PADDLE_MODEL_FILE));
+    const { nameTable } = await loadModule(model, join(path, PADDLE_MODEL_FILE), { strict: true });
     const pdopt = await readPdparams(join(path, PADDLE_OPTIMIZER_FILE));
     const iter = Number(/_(\d+)$/.exec(basename(path))?.[1] ?? 0);
     try {

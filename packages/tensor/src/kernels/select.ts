@@ -7,6 +7,11 @@ const WG = 256;
 const BINS = 65536;
 
 // Floats mapped to unsigned keys whose order is the floats' order (sign bit flipped, or all bits for negatives).
+const KEY_OF = /* wgsl */ `fn key_of(v: f32) -> u32 {
+  let b = bitcast<u32>(v);
+  return select(b ^ 0x80000000u, ~b, (b >> 31u) == 1u);
+}`;
+
 const histogram: KernelSource = {
   key: 'select/histogram',
   bindings: ['read', 'rw'],
@@ -17,10 +22,7 @@ struct U { n: u32, pass_: u32, prefix: u32 }
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> hist: array<atomic<u32>>;
 ${LINEAR_ID}
-fn key_of(v: f32) -> u32 {
-  let b = bitcast<u32>(v);
-  return select(b ^ 0x80000000u, ~b, (b >> 31u) == 1u);
-}
+${KEY_OF}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let i = linear_id(gid, groups, ${WG}u);
@@ -147,10 +149,7 @@ struct U { n: u32 }
 @group(0) @binding(2) var<storage, read> state: array<u32>;
 @group(0) @binding(3) var<storage, read_write> hist: array<atomic<u32>>;
 ${LINEAR_ID}
-fn key_of(v: f32) -> u32 {
-  let b = bitcast<u32>(v);
-  return select(b ^ 0x80000000u, ~b, (b >> 31u) == 1u);
-}
+${KEY_OF}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let i = linear_id(gid, groups, ${WG}u);
