@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
-import { convConfig } from '../src/kernels/conv.js';
+import { convConfig, depthwiseConfig } from '../src/kernels/conv.js';
 import { checkOp, testDevice } from '../src/testing/index.js';
 
 type Pads = [number, number, number, number];
@@ -297,6 +297,57 @@ const cases: Case[] = [
     options: { groups: 3, stride: [2, 1], padding: [2, 2, 5, 5] },
     pads: [2, 2, 5, 5],
   },
+  // The strip kernel (stride 1, widths multiples of 4): strips of rows with a tail, 1-row and
+  // 1-column filters, vertical padding that changes the height, no left padding, a window two
+  // vec4s left, more quads than one workgroup's 64 lanes.
+  {
+    name: 'depthwise 3x3 pad 1, 45 rows (strips of 4 rows and a 1-row tail), bias',
+    x: [2, 3, 45, 16],
+    w: [3, 1, 3, 3],
+    bias: true,
+    options: { groups: 3, padding: 1 },
+    pads: [1, 1, 1, 1],
+  },
+  {
+    name: 'depthwise 1x3 pad [0, 0, 1, 1] (one filter row)',
+    x: [1, 2, 5, 8],
+    w: [2, 1, 1, 3],
+    bias: false,
+    options: { groups: 2, padding: [0, 0, 1, 1] },
+    pads: [0, 0, 1, 1],
+  },
+  {
+    name: 'depthwise 5x1 pad [2, 2, 0, 0] (one filter column), bias',
+    x: [1, 2, 7, 12],
+    w: [2, 1, 5, 1],
+    bias: true,
+    options: { groups: 2, padding: [2, 2, 0, 0] },
+    pads: [2, 2, 0, 0],
+  },
+  {
+    name: 'depthwise 3x3 pad [0, 3, 0, 2] (taller output, no left padding)',
+    x: [1, 2, 6, 8],
+    w: [2, 1, 3, 3],
+    bias: false,
+    options: { groups: 2, padding: [0, 3, 0, 2] },
+    pads: [0, 3, 0, 2],
+  },
+  {
+    name: 'depthwise 3x3 pad [2, 2, 5, 5], 12 wide, stride 1 (window two vec4s left)',
+    x: [1, 2, 5, 12],
+    w: [2, 1, 3, 3],
+    bias: true,
+    options: { groups: 2, padding: [2, 2, 5, 5] },
+    pads: [2, 2, 5, 5],
+  },
+  {
+    name: 'depthwise 3x3 pad 1, 264 wide (66 quads: two workgroups along x)',
+    x: [1, 2, 3, 264],
+    w: [2, 1, 3, 3],
+    bias: false,
+    options: { groups: 2, padding: 1 },
+    pads: [1, 1, 1, 1],
+  },
   { name: '1x1 conv', x: [2, 4, 3, 5], w: [6, 4, 1, 1], bias: true, options: {}, pads: [0, 0, 0, 0] },
   {
     name: '1x1 conv stride 2, no bias',
@@ -425,6 +476,40 @@ describe('conv2d: forward vs float64, backward vs finite differences', () => {
     }));
 });
 
+/** One case under a kernel-selection hook: `apply` sets it, `restore` puts the default back. */
+function checkVariant(
+  c: (typeof cases)[number],
+  label: string,
+  seed: number,
+  apply: () => void,
+  restore: () => void,
+) {
+  const cout = c.w[0] ?? 0;
+  it(`${label}: ${c.name}`, async () => {
+    const geometry = T.conv2dGeometry(c.x, c.w, c.bias ? [cout] : null, c.options);
+    const ref: RefOptions = {
+      stride: [geometry.sh, geometry.sw],
+      pads: c.pads,
+      dilation: [geometry.dh, geometry.dw],
+      groups: geometry.groups,
+    };
+    apply();
+    try {
+      await checkOp({
+        name: `conv2d (${label}) ${c.name}`,
+        inputs: c.bias
+          ? [{ shape: c.x }, { shape: c.w }, { shape: [cout] }]
+          : [{ shape: c.x }, { shape: c.w }],
+        gpu: ([x, w, b]) => T.conv2d(x as T.Tensor, w as T.Tensor, b ?? null, c.options),
+        ref: ([x, w, b]) => convRef(x as Float64Array, c.x, w as Float64Array, c.w, b ?? null, ref).out,
+        seed,
+      });
+    } finally {
+      restore();
+    }
+  });
+}
+
 describe('conv2d kernel variants (plain weight loads; generic instead of row kernels)', () => {
   const variants: Array<[string, { subgroups: boolean; rowVariant: boolean }]> = [
     ['no subgroups', { subgroups: false, rowVariant: true }],
@@ -433,31 +518,37 @@ describe('conv2d kernel variants (plain weight loads; generic instead of row ker
   ];
   cases.forEach((c, index) => {
     const [label, config] = variants[index % variants.length] as (typeof variants)[number];
-    const cout = c.w[0] ?? 0;
-    it(`${label}: ${c.name}`, async () => {
-      const geometry = T.conv2dGeometry(c.x, c.w, c.bias ? [cout] : null, c.options);
-      const ref: RefOptions = {
-        stride: [geometry.sh, geometry.sw],
-        pads: c.pads,
-        dilation: [geometry.dh, geometry.dw],
-        groups: geometry.groups,
-      };
-      Object.assign(convConfig, config);
-      try {
-        await checkOp({
-          name: `conv2d (${label}) ${c.name}`,
-          inputs: c.bias
-            ? [{ shape: c.x }, { shape: c.w }, { shape: [cout] }]
-            : [{ shape: c.x }, { shape: c.w }],
-          gpu: ([x, w, b]) => T.conv2d(x as T.Tensor, w as T.Tensor, b ?? null, c.options),
-          ref: ([x, w, b]) => convRef(x as Float64Array, c.x, w as Float64Array, c.w, b ?? null, ref).out,
-          seed: 2,
-        });
-      } finally {
-        Object.assign(convConfig, { subgroups: true, rowVariant: true });
-      }
-    });
+    checkVariant(
+      c,
+      label,
+      2,
+      () => Object.assign(convConfig, config),
+      () => Object.assign(convConfig, { subgroups: true, rowVariant: true }),
+    );
   });
+});
+
+// Every depthwise case through each of its kernels: the strip kernel where it fits (above), the
+// row kernel with vec4 loads, the row kernel with scalar loads.
+describe('depthwise kernel variants', () => {
+  const variants: Array<[string, { strip: boolean; vec4: boolean }]> = [
+    ['row kernel, vec4 loads', { strip: false, vec4: true }],
+    ['row kernel, scalar loads', { strip: false, vec4: false }],
+  ];
+  const depthwise = cases.filter(
+    (c) => c.options.groups !== undefined && c.options.groups === c.x[1] && c.w[1] === 1,
+  );
+  for (const c of depthwise) {
+    for (const [label, config] of variants) {
+      checkVariant(
+        c,
+        label,
+        3,
+        () => Object.assign(depthwiseConfig, config),
+        () => Object.assign(depthwiseConfig, { strip: true, vec4: true }),
+      );
+    }
+  }
 });
 
 describe('conv2d: error messages', () => {

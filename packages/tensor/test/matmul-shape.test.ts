@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
+import { gemm } from '../src/kernels/matmul.js';
 import { checkOp, erf64, stridesOf, testDevice } from '../src/testing/index.js';
 
 function matmulRef(sa: number[], sb: number[]) {
@@ -51,6 +52,11 @@ describe('matmul', () => {
       [1, 1],
       [1, 1],
     ],
+    // m ≥ 32 and n ≥ 128: the 16×16 register tiles on subgroup adapters, with edge tiles.
+    [
+      [33, 5],
+      [5, 130],
+    ],
   ];
   for (const [sa, sb] of cases) {
     it(`[${sa}] x [${sb}]`, () =>
@@ -61,6 +67,45 @@ describe('matmul', () => {
         ref: matmulRef(sa, sb),
       }));
   }
+  it('every transpose combination, batched, at a size with edge tiles of the large tiling', async () => {
+    const device = await testDevice();
+    const [batch, m, n, k] = [2, 34, 131, 7];
+    const rand = (size: number, seed: number) =>
+      Float32Array.from({ length: size }, (_, i) => Math.sin(i * 0.7 + seed) * 0.5);
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        const av = rand(batch * m * k, 1);
+        const bv = rand(batch * k * n, 2);
+        const a = T.tensor(device, av, [batch * m * k]);
+        const b = T.tensor(device, bv, [batch * k * n]);
+        const c = gemm(device, a, b, {
+          batch,
+          m,
+          n,
+          k,
+          transA,
+          transB,
+          batchStrideA: m * k,
+          batchStrideB: k * n,
+        });
+        const got = await c.data();
+        let worst = 0;
+        for (let t = 0; t < batch; t++)
+          for (let i = 0; i < m; i++)
+            for (let j = 0; j < n; j++) {
+              let sum = 0;
+              for (let p = 0; p < k; p++) {
+                const x = av[t * m * k + (transA ? p * m + i : i * k + p)] ?? 0;
+                const y = bv[t * k * n + (transB ? j * k + p : p * n + j)] ?? 0;
+                sum += x * y;
+              }
+              worst = Math.max(worst, Math.abs(sum - (got[(t * m + i) * n + j] ?? Number.NaN)));
+            }
+        assert.ok(worst < 1e-5, `transA ${transA} transB ${transB}: max error ${worst}`);
+        for (const t of [a, b, c]) t.dispose();
+      }
+    }
+  });
   it('rejects shapes that do not multiply', async () => {
     const device = await testDevice();
     const a = T.zeros(device, [2, 3]);
@@ -198,27 +243,32 @@ describe('linear with a fused bias/activation epilogue (Paddle [in, out] weights
     relu: (v) => Math.max(v, 0),
     gelu: (v) => 0.5 * v * (1 + erf64(v / Math.SQRT2)),
   };
-  for (const activation of ['none', 'relu', 'gelu'] as const) {
-    for (const withBias of [true, false]) {
-      const xs = [2, 5, 6];
-      const [k, n] = [6, 7];
-      it(`${activation}${withBias ? ' + bias' : ''} on [${xs}]`, () =>
-        checkOp({
-          name: `linear ${activation}`,
-          inputs: [{ shape: xs }, { shape: [k, n] }, ...(withBias ? [{ shape: [n] }] : [])],
-          gpu: ([x, w, b]) => T.linear(x as T.Tensor, w as T.Tensor, b ?? null, { activation }),
-          ref: ([x, w, b]) => {
-            const m = 10;
-            const out = new Float64Array(m * n);
-            for (let i = 0; i < m; i++)
-              for (let j = 0; j < n; j++) {
-                let s = b ? (b[j] ?? 0) : 0;
-                for (let p = 0; p < k; p++) s += (x?.[i * k + p] ?? 0) * (w?.[p * n + j] ?? 0);
-                out[i * n + j] = (acts[activation] as (v: number) => number)(s);
-              }
-            return out;
-          },
-        }));
+  // The last case fills the 16×16 register tiles of subgroup adapters (m = 34, n = 129: edge tiles).
+  const shapes: Array<[number[], number, number]> = [
+    [[2, 5, 6], 6, 7],
+    [[2, 17, 6], 6, 129],
+  ];
+  for (const [xs, k, n] of shapes)
+    for (const activation of ['none', 'relu', 'gelu'] as const) {
+      for (const withBias of [true, false]) {
+        if (n > 100 && activation !== 'gelu') continue;
+        it(`${activation}${withBias ? ' + bias' : ''} on [${xs}] x [${k}, ${n}]`, () =>
+          checkOp({
+            name: `linear ${activation}`,
+            inputs: [{ shape: xs }, { shape: [k, n] }, ...(withBias ? [{ shape: [n] }] : [])],
+            gpu: ([x, w, b]) => T.linear(x as T.Tensor, w as T.Tensor, b ?? null, { activation }),
+            ref: ([x, w, b]) => {
+              const m = (xs[0] ?? 1) * (xs[1] ?? 1);
+              const out = new Float64Array(m * n);
+              for (let i = 0; i < m; i++)
+                for (let j = 0; j < n; j++) {
+                  let s = b ? (b[j] ?? 0) : 0;
+                  for (let p = 0; p < k; p++) s += (x?.[i * k + p] ?? 0) * (w?.[p * n + j] ?? 0);
+                  out[i * n + j] = (acts[activation] as (v: number) => number)(s);
+                }
+              return out;
+            },
+          }));
+      }
     }
-  }
 });

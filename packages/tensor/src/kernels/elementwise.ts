@@ -1,9 +1,9 @@
 import type { Device, KernelSource } from '../device/device.js';
 import { type Shape, shapeSize, type Tensor } from '../tensor.js';
-import { emptyTensor, LINEAR_ID, launch, launchVec4, Uniforms, vec4Main } from './launch.js';
+import { emptyTensor, FAST_DIV, LINEAR_ID, launch, launchVec4, Uniforms, vec4Main } from './launch.js';
+import { collapseDims, MAX_RANK, pushLayout, stridedFields, stridedOffsets } from './strided.js';
 
 const WG = 256;
-export const MAX_RANK = 6;
 
 /** Exact-erf GELU and its derivative in WGSL, shared by the elementwise ops and the GEMM epilogue. */
 export const GELU_WGSL = /* wgsl */ `
@@ -130,7 +130,7 @@ export function broadcastShape(a: Shape, b: Shape, op: string): number[] {
   return out;
 }
 
-/** Strides of `shape` read through a broadcast to `outShape` (0 on broadcast dims), padded to MAX_RANK. */
+/** Strides of `shape` read through a broadcast to `outShape` (0 on broadcast dims). */
 function broadcastStrides(shape: Shape, outShape: Shape): number[] {
   const rank = outShape.length;
   const strides = new Array<number>(rank).fill(0);
@@ -143,37 +143,27 @@ function broadcastStrides(shape: Shape, outShape: Shape): number[] {
   return strides;
 }
 
-function padLeft(values: readonly number[], fillValue: number): number[] {
-  return [...new Array<number>(MAX_RANK - values.length).fill(fillValue), ...values];
-}
-
-function broadcastSource(expr: string): KernelSource {
+function broadcastSource(expr: string, rank: number): KernelSource {
   return {
-    key: `broadcast/${expr}`,
+    key: `broadcast/r${rank}/${expr}`,
     bindings: ['read', 'read', 'rw'],
     workgroupSize: WG,
     wgsl: () => /* wgsl */ `
-struct U { n: u32, s0: f32, p0: u32, p1: u32, dims: array<vec4<u32>, 2>, sa: array<vec4<u32>, 2>, sb: array<vec4<u32>, 2> }
+struct U { n: u32, s0: f32, p0: u32, p1: u32, ${stridedFields(['sa', 'sb'])} }
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> in_a: array<f32>;
 @group(0) @binding(2) var<storage, read> in_b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 ${MATH}
 ${LINEAR_ID}
+${FAST_DIV}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let i = linear_id(gid, groups, ${WG}u);
   if (i >= u.n) { return; }
-  var rest = i;
   var ia = 0u;
   var ib = 0u;
-  for (var d = ${MAX_RANK - 1}; d >= 0; d--) {
-    let dim = u.dims[d / 4][d % 4];
-    let coord = rest % dim;
-    rest = rest / dim;
-    ia += coord * u.sa[d / 4][d % 4];
-    ib += coord * u.sb[d / 4][d % 4];
-  }
+${stridedOffsets(rank, 'i', ['ia', 'ib'], ['sa', 'sb'])}
   let a = in_a[ia];
   let b = in_b[ib];
   let s0 = u.s0;
@@ -194,15 +184,9 @@ export function broadcastKernel(
   const shape = broadcastShape(a.shape, b.shape, op);
   if (shape.length > MAX_RANK) throw new Error(`${op}: rank ${shape.length} exceeds ${MAX_RANK}`);
   const out = emptyTensor(device, shape);
-  const u = new Uniforms()
-    .u32(out.size)
-    .f32(scalar)
-    .u32(0)
-    .u32(0)
-    .u32Array(padLeft(shape, 1), 8)
-    .u32Array(padLeft(broadcastStrides(a.shape, shape), 0), 8)
-    .u32Array(padLeft(broadcastStrides(b.shape, shape), 0), 8);
-  launch(device, broadcastSource(expr), [a.buffer, b.buffer, out.buffer], u, out.size);
+  const layout = collapseDims(shape, [broadcastStrides(a.shape, shape), broadcastStrides(b.shape, shape)]);
+  const u = pushLayout(new Uniforms().u32(out.size).f32(scalar).u32(0).u32(0), layout);
+  launch(device, broadcastSource(expr, layout.dims.length), [a.buffer, b.buffer, out.buffer], u, out.size);
   return out;
 }
 

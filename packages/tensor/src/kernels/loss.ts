@@ -1,10 +1,11 @@
 import type { Device, KernelSource } from '../device/device.js';
 import type { Tensor } from '../tensor.js';
-import { emptyTensor, LINEAR_ID, launch, Uniforms } from './launch.js';
+import { emptyTensor, FAST_DIV, LINEAR_ID, launch, Uniforms } from './launch.js';
 
 const WG = 256;
 
 const MAIN = `${LINEAR_ID}
+${FAST_DIV}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let t = linear_id(gid, groups, ${WG}u);`;
@@ -15,8 +16,10 @@ const LABEL_BODY: Record<LabelMapKind, string> = {
   valid: `  if (t >= u.n) { return; }
   out[t] = select(0.0, 1.0, valid(labels[t]));`,
   onehot: `  if (t >= u.n * u.c) { return; }
-  let k = (t / u.hw) % u.c;
-  let l = labels[(t / (u.hw * u.c)) * u.hw + t % u.hw];
+  let plane = fdiv(t, u.div_hw);
+  let n = fdiv(plane, u.div_c);
+  let l = labels[n * u.hw + t - plane * u.hw];
+  let k = plane - n * u.c;
   out[t] = select(0.0, 1.0, valid(l) && u32(l) == k);`,
   weight: `  if (t >= u.n) { return; }
   let l = labels[t];
@@ -30,7 +33,7 @@ const labelMapSource = (kind: LabelMapKind): KernelSource => ({
   bindings: ['read', 'read', 'rw'],
   workgroupSize: WG,
   wgsl: () => /* wgsl */ `
-struct U { n: u32, c: u32, hw: u32, ignore: i32 }
+struct U { n: u32, c: u32, hw: u32, ignore: i32, div_hw: vec4<u32>, div_c: vec4<u32> }
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> labels: array<i32>;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
@@ -57,7 +60,7 @@ export function labelMapKernel(
   const n = labels.shape[0] ?? 1;
   const hw = labels.size / n;
   const out = emptyTensor(device, kind === 'onehot' ? [n, c, ...labels.shape.slice(1)] : labels.shape);
-  const u = new Uniforms().u32(labels.size).u32(c).u32(hw).i32(ignoreIndex);
+  const u = new Uniforms().u32(labels.size).u32(c).u32(hw).i32(ignoreIndex).divisor(hw).divisor(c);
   launch(device, labelMapSource(kind), [labels.buffer, (weights ?? labels).buffer, out.buffer], u, out.size);
   return out;
 }

@@ -37,7 +37,7 @@ fn store_c(batch: u32, m: u32, n: u32, v: f32) { c[(batch * u.m + m) * u.n + n] 
 /** Batched C[b] = op(A[b])·op(B[b]) through the shared GEMM template. */
 export function gemm(device: Device, a: Tensor, b: Tensor, args: GemmArgs): Tensor {
   const result = emptyTensor(device, args.batch === 1 ? [args.m, args.n] : [args.batch, args.m, args.n]);
-  const tiling = gemmTiling(device);
+  const tiling = gemmTiling(device, args.m, args.n);
   const spec = matmulSpec(args.transA, args.transB);
   const kernel = device.kernel(gemmSource({ ...spec, bindings: [...spec.bindings] }, tiling));
   const u = new Uniforms()
@@ -108,7 +108,7 @@ fn store_c(batch: u32, m: u32, n: u32, acc: f32) {
   c[m * u.n + n] = ${ACTIVATION_WGSL[activation]};
 }`,
   };
-  const tiling = gemmTiling(device);
+  const tiling = gemmTiling(device, m, n);
   const kernel = device.kernel(gemmSource(spec, tiling));
   const buffers = [
     x.buffer,

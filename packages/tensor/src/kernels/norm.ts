@@ -1,6 +1,6 @@
 import type { Device, KernelSource } from '../device/device.js';
 import type { Tensor } from '../tensor.js';
-import { emptyTensor, LINEAR_ID, launch, launchVec4, Uniforms, vec4Main } from './launch.js';
+import { emptyTensor, FAST_DIV, LINEAR_ID, launch, launchVec4, Uniforms, vec4Main } from './launch.js';
 import { reduceTo } from './reduce.js';
 
 /** Invocations per workgroup for the looping (reduction) kernels. */
@@ -122,13 +122,20 @@ ${MAIN(WG)}
 
 /**
  * An NCHW one-pass kernel: `body` runs per element index `t` (per vec4 index when `vec4`: the
- * spatial size is a multiple of 4, so a vec4 never straddles two channels); `ch` is its channel.
+ * spatial size is a multiple of 4, so a vec4 never straddles two channels); `ch` is its channel,
+ * found by fast divisions (the kernel's uniforms end with `PER_CHANNEL_FIELDS`).
  */
 function perChannelMain(vec4: boolean, body: string): string {
-  return vec4
-    ? vec4Main(EWG, 'u.total / 4u', `    let t = i;\n    let ch = (t * 4u / u.hw) % u.c;\n${body}`)
-    : `${MAIN(EWG)}\n  if (t >= u.total) { return; }\n  let ch = (t / u.hw) % u.c;\n${body}\n}`;
+  const channel = '    let plane = fdiv(t, u.div_hw);\n    let ch = plane - fdiv(plane, u.div_c) * u.c;';
+  return `${FAST_DIV}\n${
+    vec4
+      ? vec4Main(EWG, 'u.total / 4u', `    let t = i;\n${channel}\n${body}`)
+      : `${MAIN(EWG)}\n  if (t >= u.total) { return; }\n${channel}\n${body}\n}`
+  }`;
 }
+
+/** The uniform fields `perChannelMain` reads, last in the kernel's struct (`launchPerChannel` fills them). */
+const PER_CHANNEL_FIELDS = 'div_hw: vec4<u32>, div_c: vec4<u32>';
 
 /** Launches a `perChannelMain` kernel over an NCHW tensor's elements. */
 function launchPerChannel(
@@ -138,8 +145,11 @@ function launchPerChannel(
   u: Uniforms,
   total: number,
   hw: number,
+  c: number,
 ): void {
-  if (hw % 4 === 0) launchVec4(device, source(true), buffers, u, total / 4);
+  const vec4 = hw % 4 === 0;
+  u.divisor(vec4 ? hw / 4 : hw).divisor(c);
+  if (vec4) launchVec4(device, source(true), buffers, u, total / 4);
   else launch(device, source(false), buffers, u, total);
 }
 
@@ -153,7 +163,7 @@ const bnApplySource = (vec4: boolean, relu: boolean): KernelSource => ({
   bindings: ['read', 'read', 'read', 'read', 'rw'],
   workgroupSize: EWG,
   wgsl: () => /* wgsl */ `
-struct U { total: u32, c: u32, hw: u32, eps: f32 }
+struct U { total: u32, c: u32, hw: u32, eps: f32, ${PER_CHANNEL_FIELDS} }
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> x: array<${elementType(vec4)}>;
 @group(0) @binding(2) var<storage, read> stats: array<f32>;
@@ -207,7 +217,7 @@ const bnGradInputSource = (vec4: boolean, relu: boolean): KernelSource => ({
     : ['read', 'read', 'read', 'read', 'read', 'rw'],
   workgroupSize: EWG,
   wgsl: () => /* wgsl */ `
-struct U { total: u32, c: u32, hw: u32, training: u32, eps: f32, count: f32 }
+struct U { total: u32, c: u32, hw: u32, training: u32, eps: f32, count: f32, ${PER_CHANNEL_FIELDS} }
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> x: array<${elementType(vec4)}>;
 @group(0) @binding(2) var<storage, read> g: array<${elementType(vec4)}>;
@@ -292,6 +302,7 @@ export function bnApply(
     u,
     x.size,
     hw,
+    c,
   );
   return y;
 }
@@ -358,6 +369,7 @@ export function bnGradInput(
     u,
     x.size,
     hw,
+    c,
   );
   return dx;
 }

@@ -1,53 +1,49 @@
 import type { Device, KernelSource } from '../device/device.js';
 import { type Shape, shapeSize, type Tensor } from '../tensor.js';
-import { MAX_RANK } from './elementwise.js';
-import { emptyTensor, LINEAR_ID, launch, Uniforms } from './launch.js';
+import { emptyTensor, FAST_DIV, LINEAR_ID, launch, Uniforms } from './launch.js';
+import { collapseDims, pushLayout, stridedFields, stridedOffsets } from './strided.js';
 
 const WG = 64;
 /** Elements one invocation folds before the partial results are folded again. */
 const CHUNK = 2048;
+/** Kept and reduced dims each collapse to at most 3 runs in a rank-6 input (they alternate). */
+const SLOTS = 3;
 
 export type ReduceOp = 'sum' | 'max';
 
-function reduceSource(op: ReduceOp): KernelSource {
+function reduceSource(op: ReduceOp, outRank: number, redRank: number): KernelSource {
   const init = op === 'sum' ? '0.0' : '-3.4028e38';
   const fold = op === 'sum' ? 'acc + v' : 'max(acc, v)';
   return {
-    key: `reduce/${op}`,
+    key: `reduce/${op}/o${outRank}/r${redRank}`,
     bindings: ['read', 'rw'],
     workgroupSize: WG,
     wgsl: () => /* wgsl */ `
 // Output element o, partial p: folds reduce-space positions [p*chunk, min((p+1)*chunk, rsize)).
 struct U { n_out: u32, rsize: u32, chunk: u32, parts: u32,
-  odims: array<vec4<u32>, 2>, ostrides: array<vec4<u32>, 2>, rdims: array<vec4<u32>, 2>, rstrides: array<vec4<u32>, 2> }
+  ${stridedFields(['ostrides'], 'odims', SLOTS)}, ${stridedFields(['rstrides'], 'rdims', SLOTS)} }
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 ${LINEAR_ID}
+${FAST_DIV}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let t = linear_id(gid, groups, ${WG}u);
   if (t >= u.n_out * u.parts) { return; }
   let o = t / u.parts;
-  let p = t % u.parts;
-  var rest = o;
+  let p = t - o * u.parts;
   var base = 0u;
-  for (var d = ${MAX_RANK - 1}; d >= 0; d--) {
-    let dim = u.odims[d / 4][d % 4];
-    base += (rest % dim) * u.ostrides[d / 4][d % 4];
-    rest = rest / dim;
-  }
+${stridedOffsets(outRank, 'o', ['base'], ['ostrides'], 'odims')}
   var acc = ${init};
   let start = p * u.chunk;
   let end = min(start + u.chunk, u.rsize);
   for (var r = start; r < end; r++) {
-    var rr = r;
     var off = base;
-    for (var d = ${MAX_RANK - 1}; d >= 0; d--) {
-      let dim = u.rdims[d / 4][d % 4];
-      off += (rr % dim) * u.rstrides[d / 4][d % 4];
-      rr = rr / dim;
-    }
+${stridedOffsets(redRank, 'r', ['off'], ['rstrides'], 'rdims')
+  .split('\n')
+  .map((l) => `  ${l}`)
+  .join('\n')}
     let v = x[off];
     acc = ${fold};
   }
@@ -90,21 +86,13 @@ export function reduceTo(device: Device, x: Tensor, target: Shape, op: ReduceOp)
   const nOut = shapeSize(outDims);
   const rsize = shapeSize(redDims);
   const parts = Math.max(1, Math.ceil(rsize / CHUNK));
-  const pad = (values: number[], fillValue: number) => [
-    ...new Array<number>(MAX_RANK - values.length).fill(fillValue),
-    ...values,
-  ];
   const partial = emptyTensor(device, parts === 1 ? target : [nOut, parts]);
-  const u = new Uniforms()
-    .u32(nOut)
-    .u32(rsize)
-    .u32(CHUNK)
-    .u32(parts)
-    .u32Array(pad(outDims, 1), 8)
-    .u32Array(pad(outStrides, 0), 8)
-    .u32Array(pad(redDims, 1), 8)
-    .u32Array(pad(redStrides, 0), 8);
-  launch(device, reduceSource(op), [x.buffer, partial.buffer], u, nOut * parts);
+  const outLayout = collapseDims(outDims, [outStrides]);
+  const redLayout = collapseDims(redDims, [redStrides]);
+  const u = new Uniforms().u32(nOut).u32(rsize).u32(CHUNK).u32(parts);
+  pushLayout(pushLayout(u, outLayout, SLOTS), redLayout, SLOTS);
+  const source = reduceSource(op, outLayout.dims.length, redLayout.dims.length);
+  launch(device, source, [x.buffer, partial.buffer], u, nOut * parts);
   if (parts === 1) return partial;
   const folded = reduceTo(device, partial, [nOut, 1], op);
   partial.dispose();

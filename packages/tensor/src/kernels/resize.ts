@@ -1,6 +1,6 @@
 import type { Device, KernelSource } from '../device/device.js';
 import type { Tensor } from '../tensor.js';
-import { emptyTensor, LINEAR_ID, launch, Uniforms } from './launch.js';
+import { emptyTensor, FAST_DIV, LINEAR_ID, launch, Uniforms } from './launch.js';
 
 const WG = 256;
 
@@ -37,11 +37,19 @@ fn reach(i: u32, inv: f32, off: f32, out_size: u32) -> vec2<u32> {
 
 const UNIFORM = /* wgsl */ `
 struct U { total: u32, in_h: u32, in_w: u32, out_h: u32, out_w: u32,
-  ratio_y: f32, ratio_x: f32, inv_y: f32, inv_x: f32, off: f32 }
+  ratio_y: f32, ratio_x: f32, inv_y: f32, inv_x: f32, off: f32,
+  div_in_w: vec4<u32>, div_in_h: vec4<u32>, div_out_w: vec4<u32>, div_out_h: vec4<u32> }
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 ${LINEAR_ID}
+${FAST_DIV}
+/** (x, y, plane) of element t of [planes, h, w], by fast divisions (dw, dh: fastDivisor(w), (h)). */
+fn split3(t: u32, dw: vec4<u32>, dh: vec4<u32>) -> vec3<u32> {
+  let row = fdiv(t, dw);
+  let plane = fdiv(row, dh);
+  return vec3<u32>(t - row * dw.x, row - plane * dh.x, plane);
+}
 `;
 
 const HEADER = `@compute @workgroup_size(${WG})
@@ -56,9 +64,10 @@ const bilinearForwardSource: KernelSource = {
   workgroupSize: WG,
   wgsl: () => /* wgsl */ `${UNIFORM}${TAPS}
 ${HEADER}
-  let ox = t % u.out_w;
-  let oy = (t / u.out_w) % u.out_h;
-  let plane = t / (u.out_w * u.out_h);
+  let at = split3(t, u.div_out_w, u.div_out_h);
+  let ox = at.x;
+  let oy = at.y;
+  let plane = at.z;
   let ty = taps(oy, u.ratio_y, u.off, u.in_h);
   let tx = taps(ox, u.ratio_x, u.off, u.in_w);
   let base = plane * u.in_h * u.in_w;
@@ -81,9 +90,10 @@ const bilinearBackwardSource: KernelSource = {
   workgroupSize: WG,
   wgsl: () => /* wgsl */ `${UNIFORM}${TAPS}
 ${HEADER}
-  let ix = t % u.in_w;
-  let iy = (t / u.in_w) % u.in_h;
-  let plane = t / (u.in_w * u.in_h);
+  let at = split3(t, u.div_in_w, u.div_in_h);
+  let ix = at.x;
+  let iy = at.y;
+  let plane = at.z;
   let ry = reach(iy, u.inv_y, u.off, u.out_h);
   let rx = reach(ix, u.inv_x, u.off, u.out_w);
   let base = plane * u.out_h * u.out_w;
@@ -113,11 +123,12 @@ function nearestForwardSource(type: 'f32' | 'i32'): KernelSource {
     workgroupSize: WG,
     wgsl: () => /* wgsl */ `${UNIFORM.replaceAll('array<f32>', `array<${type}>`)}
 ${HEADER}
-  let ox = t % u.out_w;
-  let oy = (t / u.out_w) % u.out_h;
-  let plane = t / (u.out_w * u.out_h);
-  let sy = min(oy * u.in_h / u.out_h, u.in_h - 1u);
-  let sx = min(ox * u.in_w / u.out_w, u.in_w - 1u);
+  let at = split3(t, u.div_out_w, u.div_out_h);
+  let ox = at.x;
+  let oy = at.y;
+  let plane = at.z;
+  let sy = min(fdiv(oy * u.in_h, u.div_out_h), u.in_h - 1u);
+  let sx = min(fdiv(ox * u.in_w, u.div_out_w), u.in_w - 1u);
   dst[t] = src[(plane * u.in_h + sy) * u.in_w + sx];
 }`,
   };
@@ -130,13 +141,14 @@ const nearestBackwardSource: KernelSource = {
   workgroupSize: WG,
   wgsl: () => /* wgsl */ `${UNIFORM}
 ${HEADER}
-  let ix = t % u.in_w;
-  let iy = (t / u.in_w) % u.in_h;
-  let plane = t / (u.in_w * u.in_h);
-  let y0 = (iy * u.out_h + u.in_h - 1u) / u.in_h;
-  let y1 = ((iy + 1u) * u.out_h + u.in_h - 1u) / u.in_h;
-  let x0 = (ix * u.out_w + u.in_w - 1u) / u.in_w;
-  let x1 = ((ix + 1u) * u.out_w + u.in_w - 1u) / u.in_w;
+  let at = split3(t, u.div_in_w, u.div_in_h);
+  let ix = at.x;
+  let iy = at.y;
+  let plane = at.z;
+  let y0 = fdiv(iy * u.out_h + u.in_h - 1u, u.div_in_h);
+  let y1 = fdiv((iy + 1u) * u.out_h + u.in_h - 1u, u.div_in_h);
+  let x0 = fdiv(ix * u.out_w + u.in_w - 1u, u.div_in_w);
+  let x1 = fdiv((ix + 1u) * u.out_w + u.in_w - 1u, u.div_in_w);
   let base = plane * u.out_h * u.out_w;
   var acc = 0.0;
   for (var oy = y0; oy < min(y1, u.out_h); oy++) {
@@ -181,7 +193,11 @@ function uniforms(g: Geometry, total: number): Uniforms {
     .f32(rx)
     .f32(iy)
     .f32(ix)
-    .f32(g.alignCorners ? 0 : 0.5);
+    .f32(g.alignCorners ? 0 : 0.5)
+    .divisor(g.inW)
+    .divisor(g.inH)
+    .divisor(g.outW)
+    .divisor(g.outH);
 }
 
 function geometry(x: Tensor, outH: number, outW: number, alignCorners: boolean): Geometry {

@@ -1,6 +1,6 @@
 import type { Device, KernelSource } from '../device/device.js';
 import type { Tensor } from '../tensor.js';
-import { emptyTensor, LINEAR_ID, launch, Uniforms } from './launch.js';
+import { emptyTensor, FAST_DIV, LINEAR_ID, launch, Uniforms } from './launch.js';
 import { reduceTo } from './reduce.js';
 
 const WG = 64;
@@ -55,7 +55,8 @@ ${MAIN(WG)}
 
 /** Shared by the pixel kernels: logits [N, C, HW], labels [N·HW] (i32), class weights [C]. */
 const PIXEL = /* wgsl */ `
-struct U { pixels: u32, c: u32, hw: u32, ignore: i32, has_weights: u32, avg_non_ignore: u32 }
+struct U { pixels: u32, c: u32, hw: u32, ignore: i32, has_weights: u32, avg_non_ignore: u32,
+  div_hw: vec4<u32>, div_c: vec4<u32> }
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> labels: array<i32>;
@@ -63,7 +64,11 @@ struct U { pixels: u32, c: u32, hw: u32, ignore: i32, has_weights: u32, avg_non_
 /** Labels are validated by the data layer; an out-of-range label is treated like ignore_index here. */
 fn is_valid(label: i32) -> bool { return label != u.ignore && label >= 0 && label < i32(u.c); }
 fn class_weight(label: i32) -> f32 { return select(1.0, cw[label], u.has_weights != 0u); }
-fn pixel_base(p: u32) -> u32 { return (p / u.hw) * u.c * u.hw + p % u.hw; }
+${FAST_DIV}
+fn pixel_base(p: u32) -> u32 {
+  let n = fdiv(p, u.div_hw);
+  return n * u.c * u.hw + (p - n * u.hw);
+}
 fn log_sum_exp(base: u32) -> f32 {
   var m = logits[base];
   for (var k = 1u; k < u.c; k++) { m = max(m, logits[base + k * u.hw]); }
@@ -131,9 +136,10 @@ const ceBackwardSource: KernelSource = {
 @group(0) @binding(7) var<storage, read_write> dx: array<f32>;
 ${MAIN(EWG)}
   if (t >= u.pixels * u.c) { return; }
-  let i = t % u.hw;
-  let k = (t / u.hw) % u.c;
-  let n = t / (u.hw * u.c);
+  let plane = fdiv(t, u.div_hw);
+  let i = t - plane * u.hw;
+  let n = fdiv(plane, u.div_c);
+  let k = plane - n * u.c;
   let p = n * u.hw + i;
   let label = labels[p];
   if (!is_valid(label)) { dx[t] = 0.0; return; }
@@ -254,7 +260,9 @@ function pixelUniforms(a: PixelArgs): Uniforms {
     .u32(hw)
     .i32(a.ignoreIndex)
     .u32(a.weights ? 1 : 0)
-    .u32(a.avgNonIgnore ? 1 : 0);
+    .u32(a.avgNonIgnore ? 1 : 0)
+    .divisor(hw)
+    .divisor(c);
 }
 
 /** Read-only bindings 1..3; without class weights the logits stand in (never read). */
