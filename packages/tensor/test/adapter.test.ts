@@ -8,6 +8,7 @@ import {
   parseAdapterListing,
   probeAdapter,
 } from '../src/index.js';
+import { testDevice } from '../src/testing/index.js';
 
 const MiB = 1024 * 1024;
 const savedChoice = process.env[ADAPTER_ENV];
@@ -58,6 +59,13 @@ describe('probeAdapter (real Dawn adapter)', () => {
       // A real GPU: Dawn does not flag it as fallback.
       assert.equal(report.isFallback, false, `${text} should not be a fallback adapter`);
     }
+  });
+
+  it("the device's `software` flag (kernel tuning) agrees with the report", async () => {
+    const report = await probeAdapter();
+    const device = await testDevice();
+    assert.ok(report);
+    assert.equal(device.software, report.isFallback);
   });
 
   it('lists the adapters Dawn sees, including the default one', async () => {

@@ -1,4 +1,4 @@
-import { requestAdapter } from './adapter.js';
+import { isSoftwareAdapter, requestAdapter } from './adapter.js';
 import { BufferPool } from './pool.js';
 
 export type Access = 'read' | 'rw';
@@ -83,6 +83,8 @@ export class Device {
   readonly limits: GPUSupportedLimits;
   readonly features: ReadonlySet<string>;
   readonly adapterName: string;
+  /** A CPU (software) adapter such as lavapipe: few, wide cores, so kernels want fewer, longer lanes. */
+  readonly software: boolean;
   /** Subgroup sizes the adapter reports (0 when unknown). */
   readonly subgroupMinSize: number;
   readonly subgroupMaxSize: number;
@@ -115,6 +117,7 @@ export class Device {
     this.features = new Set([...gpu.features]);
     this.adapterName = adapterName;
     const info = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
+    this.software = info.isFallbackAdapter === true || isSoftwareAdapter(info, adapterName);
     this.subgroupMinSize = info.subgroupMinSize ?? 0;
     this.subgroupMaxSize = info.subgroupMaxSize ?? 0;
     this.storage = new BufferPool(

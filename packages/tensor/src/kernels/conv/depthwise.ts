@@ -130,19 +130,25 @@ ${bias ? '  let b = bs[c];\n' : ''}${stores}
 }
 
 // ---------------------------------------------------------------------------------------------
-// Strip kernel (stride and dilation 1, widths multiples of 4): a lane computes 4 adjacent outputs
-// down a strip of output rows. It reads each input row of the strip once, as aligned vec4s, forms
-// the row's kh horizontal filter sums and adds them to the kh output rows that row feeds, kept as
-// a rolling window of partial rows in registers: every input value is loaded once per lane (the
-// row kernel loads it kh times). The channel comes from workgroup_id.z, so weights are uniform.
-// Measured on lavapipe (2×64×128×256, 3×3): row kernel 11.0–13.3 ms, strips of 32 rows 5.2 ms,
-// 128 rows 4.6 ms, 8 rows 8.7 ms.
+// Strip kernel (stride and dilation 1, widths multiples of 4): a lane computes QUADS × 4 adjacent
+// outputs down a strip of output rows. It reads each input row of the strip once, as aligned
+// vec4s, forms the row's kh horizontal filter sums and adds them to the kh output rows that row
+// feeds, kept as a rolling window of partial rows in registers: every input value is loaded once
+// per lane (the row kernel loads it kh times). The channel comes from workgroup_id.z, so weights
+// are uniform. Measured on lavapipe (2×64×128×256, 3×3): row kernel 11.0–13.3 ms; strips of 32
+// rows 5.1–5.4 ms with one vec4 of outputs per lane, 4.4–4.6 ms with two (four: 4.2–4.6, eight:
+// 3.0–6.0); strips of 16 rows 4.7–5.0 ms.
 
-/** Lanes a strip launch aims for: strips are shortened (to at least STRIP_MIN_ROWS) until there are this many. */
-const STRIP_LANES = 1 << 15;
+/** Output vec4s per lane. */
+const STRIP_QUADS = 2;
 const STRIP_MAX_ROWS = 32;
 const STRIP_MIN_ROWS = 4;
 const STRIP_WG = 64;
+/**
+ * Lanes a launch aims for: strips are shortened (down to STRIP_MIN_ROWS) until there are this
+ * many. A CPU adapter runs a few wide cores and prefers long strips; a GPU needs many lanes.
+ */
+const stripLanes = (device: Device) => (device.software ? 1 << 12 : 1 << 16);
 
 /** Whether the strip kernel computes this depthwise convolution. */
 function stripFits(device: Device, g: ConvGeometry): boolean {
@@ -165,28 +171,29 @@ function depthwiseStripSource(
   wgx: number,
   wgy: number,
 ): KernelSource {
-  const win = 4 + kw - 1;
-  // The window starts `off` values into input vec4 qo − left.
+  const win = 4 * STRIP_QUADS + kw - 1;
+  // The window starts `off` values into input vec4 q0 − left.
   const left = Math.ceil(pl / 4);
   const off = 4 * left - pl;
-  const quads = Math.ceil((off + win) / 4);
-  const value = (i: number) => `q${Math.floor((off + i) / 4)}.${'xyzw'[(off + i) % 4]}`;
-  const rowSum = (ky: number) =>
+  const loads = Math.ceil((off + win) / 4);
+  const value = (i: number) => `v${Math.floor((off + i) / 4)}.${'xyzw'[(off + i) % 4]}`;
+  const rowSum = (o: number, ky: number) =>
     range(kw).reduce(
-      (acc, kx) => (acc ? `fma(s${kx}, vec4<f32>(w${ky}_${kx}), ${acc})` : `s${kx} * w${ky}_${kx}`),
+      (acc, kx) => (acc ? `fma(s${o}_${kx}, vec4<f32>(w${ky}_${kx}), ${acc})` : `s${o}_${kx} * w${ky}_${kx}`),
       '',
     );
-  // Input row r feeds output rows y0 + r − ky; partial p_j holds output row y0 + r − kh + 2 + j.
-  const roll =
+  // Input row r feeds output rows y0 + r − ky; partial p{o}_j holds output row y0 + r − kh + 2 + j.
+  const roll = (o: number) =>
     kh === 1
-      ? '    let done = h0;'
+      ? `    let done${o} = h${o}_0;`
       : [
-          `    let done = p0 + h${kh - 1};`,
-          ...range(kh - 2).map((j) => `    p${j} = p${j + 1} + h${kh - 2 - j};`),
-          `    p${kh - 2} = h0;`,
+          `    let done${o} = p${o}_0 + h${o}_${kh - 1};`,
+          ...range(kh - 2).map((j) => `    p${o}_${j} = p${o}_${j + 1} + h${o}_${kh - 2 - j};`),
+          `    p${o}_${kh - 2} = h${o}_0;`,
         ].join('\n');
+  const quads = range(STRIP_QUADS);
   return {
-    key: `conv2d/depthwise-strip/k${kh}x${kw}/pl${pl}/bias${bias ? 1 : 0}/wg${wgx}x${wgy}`,
+    key: `conv2d/depthwise-strip/q${STRIP_QUADS}/k${kh}x${kw}/pl${pl}/bias${bias ? 1 : 0}/wg${wgx}x${wgy}`,
     bindings: forwardAccess(bias),
     workgroupSize: wgx * wgy,
     wgsl: () => /* wgsl */ `
@@ -195,11 +202,11 @@ struct U { h: u32, hout: u32, wq: u32, wq_out: u32, c: u32, rows: u32, steps: u3
 ${forwardBindings(bias, true)}
 @compute @workgroup_size(${wgx}, ${wgy})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let q = wid.x * ${wgx}u + lid.x;
+  let q = (wid.x * ${wgx}u + lid.x) * ${STRIP_QUADS}u;
   let y0 = (wid.y * ${wgy}u + lid.y) * u.rows;
   let plane = wid.z;
   let c = plane % u.c;
-  let qbase = i32(min(q, u.wq_out - 1u)) - ${left};
+  let vbase = i32(min(q, u.wq_out - 1u)) - ${left};
   let wq = i32(u.wq);
 ${range(kh)
   .map((ky) =>
@@ -208,33 +215,40 @@ ${range(kh)
       .join('\n'),
   )
   .join('\n')}
-${bias ? '  let b = bs[c];\n' : ''}${range(kh - 1)
-  .map((j) => `  var p${j} = vec4<f32>();`)
+${bias ? '  let b = bs[c];\n' : ''}${quads
+  .flatMap((o) => range(kh - 1).map((j) => `  var p${o}_${j} = vec4<f32>();`))
   .join('\n')}
   for (var r = 0u; r < u.steps; r++) {
     let iy = i32(y0 + r) - u.pt;
     let ok = iy >= 0 && iy < i32(u.h);
     let row = (plane * u.h + u32(clamp(iy, 0, i32(u.h) - 1))) * u.wq;
-${range(quads)
+${range(loads)
   .map(
-    (j) => `    let qi${j} = qbase + ${j};
-    let q${j} = select(vec4<f32>(), x[row + u32(clamp(qi${j}, 0, wq - 1))], ok && qi${j} >= 0 && qi${j} < wq);`,
+    (j) => `    let vi${j} = vbase + ${j};
+    let v${j} = select(vec4<f32>(), x[row + u32(clamp(vi${j}, 0, wq - 1))], ok && vi${j} >= 0 && vi${j} < wq);`,
   )
   .join('\n')}
-${range(kw)
+${quads
   .map(
-    (kx) =>
-      `    let s${kx} = vec4<f32>(${range(4)
-        .map((i) => value(kx + i))
-        .join(', ')});`,
-  )
-  .join('\n')}
+    (o) => `${range(kw)
+      .map(
+        (kx) =>
+          `    let s${o}_${kx} = vec4<f32>(${range(4)
+            .map((i) => value(4 * o + kx + i))
+            .join(', ')});`,
+      )
+      .join('\n')}
 ${range(kh)
-  .map((ky) => `    let h${ky} = ${rowSum(ky)};`)
+  .map((ky) => `    let h${o}_${ky} = ${rowSum(o, ky)};`)
   .join('\n')}
-${roll}
+${roll(o)}`,
+  )
+  .join('\n')}
     let oy = y0 + r - ${kh - 1}u;
-    if (r >= ${kh - 1}u && oy < u.hout && q < u.wq_out) { out[(plane * u.hout + oy) * u.wq_out + q] = done${bias ? ' + b' : ''}; }
+    if (r >= ${kh - 1}u && oy < u.hout) {
+      let at = (plane * u.hout + oy) * u.wq_out + q;
+${quads.map((o) => `      if (q + ${o}u < u.wq_out) { out[at + ${o}u] = done${o}${bias ? ' + b' : ''}; }`).join('\n')}
+    }
   }
 }`,
   };
@@ -245,10 +259,12 @@ const pow2AtLeast = (v: number) => 2 ** Math.ceil(Math.log2(Math.max(1, v)));
 function depthwiseStrip(device: Device, x: Tensor, w: Tensor, bias: Tensor | null, g: ConvGeometry): Tensor {
   const planes = g.n * g.cin;
   const wqOut = g.wout / 4;
+  const lanesPerRow = Math.ceil(wqOut / STRIP_QUADS);
   let rows = Math.min(STRIP_MAX_ROWS, pow2AtLeast(g.hout));
-  while (rows > STRIP_MIN_ROWS && planes * wqOut * Math.ceil(g.hout / rows) < STRIP_LANES) rows /= 2;
+  while (rows > STRIP_MIN_ROWS && planes * lanesPerRow * Math.ceil(g.hout / rows) < stripLanes(device))
+    rows /= 2;
   const strips = Math.ceil(g.hout / rows);
-  const wgx = Math.min(STRIP_WG, pow2AtLeast(wqOut));
+  const wgx = Math.min(STRIP_WG, pow2AtLeast(lanesPerRow));
   const wgy = Math.min(STRIP_WG / wgx, pow2AtLeast(strips));
   const out = emptyTensor(device, [g.n, g.cout, g.hout, g.wout]);
   const source = depthwiseStripSource(g.kh, g.kw, g.pl, bias !== null, wgx, wgy);
@@ -262,7 +278,7 @@ function depthwiseStrip(device: Device, x: Tensor, w: Tensor, bias: Tensor | nul
     .u32(rows + g.kh - 1)
     .i32(g.pt);
   device.dispatch(device.kernel(source), forwardBuffers(x, w, bias, out), u.bytes(), [
-    Math.ceil(wqOut / wgx),
+    Math.ceil(lanesPerRow / wgx),
     Math.ceil(strips / wgy),
     planes,
   ]);
