@@ -98,6 +98,28 @@ const bilinearCases: Array<[number[], Size]> = [
     [3, 7, 6],
     [4, 9],
   ], // rank 3
+  // Output widths that are multiples of 4 with at most 3 input columns per 4 outputs: 4 outputs
+  // per invocation (bilinear-forward4).
+  [
+    [1, 2, 5, 3],
+    [6, 12],
+  ], // ×4 in W, the last window clamped at the edge
+  [
+    [2, 1, 4, 5],
+    [9, 8],
+  ], // ratio 5/8 (half-pixel 0.625; aligned 4/7)
+  [
+    [1, 2, 3, 7],
+    [2, 28],
+  ], // ×4 in W, down in H
+  [
+    [1, 1, 5, 4],
+    [3, 4],
+  ], // the same width: one column per output
+  [
+    [1, 3, 2, 6],
+    [5, 8],
+  ], // ratio 6/8: exactly at the limit (not aligned; aligned 5/7 is within)
 ];
 
 describe('resizeBilinear', () => {
