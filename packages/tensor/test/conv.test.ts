@@ -365,10 +365,10 @@ const cases: Case[] = [
     options: { padding: [1, 0, 1, 1] },
     pads: [1, 0, 1, 1],
   },
-  // Workgroup sizing (64 lanes, x blocks of 4) on maps large enough for it; the small cases above
+  // Workgroup sizing (64 lanes, x blocks of 8) on maps large enough for it; the small cases above
   // run the 8-lane, one-x-per-lane path.
   {
-    name: '3x3 pad 1 on 20x40 (64-lane workgroups, 4 x per lane)',
+    name: '3x3 pad 1 on 20x40 (64-lane workgroups, 8 x per lane)',
     x: [1, 3, 20, 40],
     w: [18, 3, 3, 3],
     bias: true,
@@ -376,10 +376,18 @@ const cases: Case[] = [
     pads: [1, 1, 1, 1],
   },
   {
-    name: '3x3 pad 1 on 8x12, batch 2 (32-lane workgroups, 4 x per lane)',
+    name: '3x3 pad 1 on 8x12, batch 2 (x blocks of 8 and a 4-wide tail)',
     x: [2, 5, 8, 12],
     w: [6, 5, 3, 3],
     bias: false,
+    options: { padding: 1 },
+    pads: [1, 1, 1, 1],
+  },
+  {
+    name: '3x3 pad 1 on 12x43 (x blocks of 8 and a 3-wide tail)',
+    x: [1, 3, 12, 43],
+    w: [5, 3, 3, 3],
+    bias: true,
     options: { padding: 1 },
     pads: [1, 1, 1, 1],
   },

@@ -28,7 +28,7 @@ import { depthwiseFits, depthwiseForward } from './depthwise.js';
 // only the x reads are real per-lane gathers. Taps run outside, input channels inside, so the
 // per-lane offsets and padding masks are computed once per tap. No divergent control flow before
 // the stores (subgroupBroadcast needs every lane). Measured on lavapipe (2 vCPU): OCB 16 × XB 4
-// beat 8×4, 16×2 and 8×8.
+// beat 8×4, 16×2 and 8×8, and 16 × 8 beats 16 × 4 (FWD_BLOCK).
 
 function forwardSource(
   ocb: number,
@@ -204,8 +204,12 @@ ${bias ? `    let b${o} = bs[oc0 + ${o}u];\n` : ''}${range(xb)
   };
 }
 
-/** Forward register block: output channels × output x positions per invocation (tuned on lavapipe). */
-const FWD_BLOCK = { oc: 16, x: 4 };
+/**
+ * Forward register block: output channels × output x positions per invocation, tuned on lavapipe.
+ * 16 × 8 against 16 × 4 (same session): the demo step's forward convolutions 46–63 vs 73–76 ms of
+ * GPU time; 4×128×16×32 3×3 17 vs 20–22 ms; 2×64×128×256 equal (134–142 ms).
+ */
+const FWD_BLOCK = { oc: 16, x: 8 };
 
 export function conv2dForward(
   device: Device,
