@@ -85,6 +85,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (const t of [nT, dT, out]) t.dispose();
   });
 
+  it('empty tensors still copy, broadcast and reduce (a dim of 0 divides by nothing)', async () => {
+    const device = await testDevice();
+    const x = T.zeros(device, [2, 0, 3]);
+    const y = T.zeros(device, [2, 1, 3]);
+    const results = [T.transpose(x, [2, 0, 1]), T.add(x, y), T.sum(x, [0, 1])];
+    expect(results.map((r) => r.shape)).toEqual([[3, 2, 0], [2, 0, 3], [3]]);
+    expect(Array.from(await (results[2] as T.Tensor).data())).toEqual([0, 0, 0]);
+    for (const t of [x, y, ...results]) t.dispose();
+  });
+
   it('rejects divisors that are not u32 ≥ 1', () => {
     expect(() => fastDivisor(0)).toThrow(/not a u32/);
     expect(() => fastDivisor(2 ** 32)).toThrow(/not a u32/);

@@ -125,7 +125,7 @@ export function broadcastShape(a: Shape, b: Shape, op: string): number[] {
       throw new Error(
         `${op}: shapes [${a.join(', ')}] and [${b.join(', ')}] do not broadcast (dim ${i}: ${da} vs ${db})`,
       );
-    out.push(Math.max(da, db));
+    out.push(da === 1 ? db : da); // NumPy: a size-1 dim takes the other size, 0 included
   }
   return out;
 }

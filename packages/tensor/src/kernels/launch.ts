@@ -30,10 +30,10 @@ export class Uniforms {
     return this;
   }
 
-  /** `fastDivisor(d)` as one `vec4<u32>` (read in WGSL by `fdiv`). */
+  /** `fastDivisor(d)` as one `vec4<u32>` (read in WGSL by `fdiv`); a dim of 0 (an empty tensor: no invocation divides) as 1. */
   divisor(d: number): this {
     this.align16();
-    for (const v of fastDivisor(d)) this.u32(v);
+    for (const v of fastDivisor(Math.max(d, 1))) this.u32(v);
     return this;
   }
 

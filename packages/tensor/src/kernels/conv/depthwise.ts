@@ -1,6 +1,8 @@
 /**
- * Depthwise convolution forward (groups = in = out channels, horizontal stride and dilation 1):
- * one invocation computes XB consecutive outputs of one row of one channel. Per filter row it loads
+ * Depthwise convolution forward (groups = in = out channels, horizontal stride and dilation 1), two
+ * kernels. The strip kernel (vertical stride and dilation 1 too, widths multiples of 4) walks a
+ * lane down a strip of rows and reads every input value once. The row kernel (any vertical stride
+ * and dilation) computes XB consecutive outputs of one row of one channel: per filter row it loads
  * the XB + KW − 1 input values those outputs share once (as aligned vec4s when the widths are
  * multiples of 4) and reuses them for every tap, where the grouped kernel, built for dense channel
  * blocks, reloads each input per tap and output.
@@ -18,7 +20,7 @@ import {
   uniforms,
 } from './common.js';
 
-// Measured on lavapipe (2×64×128×256, 3×3): x blocks of 16 in workgroups of 256 lanes were fastest
+// Row kernel, measured on lavapipe (2×64×128×256, 3×3): x blocks of 16 in workgroups of 256 lanes were fastest
 // (18.7 ms; blocks of 8: 21 ms; a column-per-lane variant with vertical reuse: 28 ms). Reading the
 // window as aligned vec4s when widths allow: 16–20 → 11.6–12.7 ms in the same runs (blocks of 8 or
 // 32: 15 and 12.3 ms; two output rows per invocation sharing input rows: no gain).
