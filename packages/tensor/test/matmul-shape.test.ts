@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
+import { gemmSplits, gemmTiling } from '../src/kernels/gemm-template.js';
 import { gemm } from '../src/kernels/matmul.js';
 import { checkOp, erf64, stridesOf, testDevice } from '../src/testing/index.js';
 
@@ -106,6 +107,65 @@ describe('matmul', () => {
       }
     }
   });
+  it('split-K: a small result over a long reduction, every transpose combination, batched and broadcast', async () => {
+    const device = await testDevice();
+    const [batch, m, n, k] = [2, 9, 13, 3000];
+    assert.ok(gemmSplits(device, gemmTiling(device, m, n), m, n, k, batch) > 1, 'this case should split k');
+    const rand = (size: number, seed: number) =>
+      Float32Array.from({ length: size }, (_, i) => Math.sin(i * 0.37 + seed) * 0.5);
+    for (const [transA, transB, strideB] of [
+      [false, false, k * n],
+      [true, false, k * n],
+      [false, true, k * n],
+      [true, true, 0],
+    ] as const) {
+      const av = rand(batch * m * k, 1);
+      const bv = rand((strideB === 0 ? 1 : batch) * k * n, 2);
+      const a = T.tensor(device, av, [av.length]);
+      const b = T.tensor(device, bv, [bv.length]);
+      const c = gemm(device, a, b, {
+        batch,
+        m,
+        n,
+        k,
+        transA,
+        transB,
+        batchStrideA: m * k,
+        batchStrideB: strideB,
+      });
+      assert.deepEqual(c.shape, [batch, m, n]);
+      const got = await c.data();
+      let worst = 0;
+      let largest = 0;
+      for (let t = 0; t < batch; t++)
+        for (let i = 0; i < m; i++)
+          for (let j = 0; j < n; j++) {
+            let sum = 0;
+            for (let p = 0; p < k; p++) {
+              const x = av[t * m * k + (transA ? p * m + i : i * k + p)] ?? 0;
+              const y = bv[t * strideB + (transB ? j * k + p : p * n + j)] ?? 0;
+              sum += x * y;
+            }
+            worst = Math.max(worst, Math.abs(sum - (got[(t * m + i) * n + j] ?? Number.NaN)));
+            largest = Math.max(largest, Math.abs(sum));
+          }
+      // 3000-term float32 sums: relative to the largest result.
+      assert.ok(
+        worst < 1e-6 * Math.max(largest, 1),
+        `transA ${transA} transB ${transB}: max error ${worst} of ${largest}`,
+      );
+      for (const t of [a, b, c]) t.dispose();
+    }
+  });
+
+  it('split-K matmul with gradients ([2, 600] x [600, 2])', () =>
+    checkOp({
+      name: 'matmul split-K',
+      inputs: [{ shape: [2, 600] }, { shape: [600, 2] }],
+      gpu: ([a, b]) => T.matmul(a as T.Tensor, b as T.Tensor),
+      ref: matmulRef([2, 600], [600, 2]),
+    }));
+
   it('rejects shapes that do not multiply', async () => {
     const device = await testDevice();
     const a = T.zeros(device, [2, 3]);

@@ -15,13 +15,14 @@ export interface GemmSpec {
   readonly key: string;
   /** Access of the storage bindings 1..n, declared in `decls`. */
   readonly bindings: readonly Access[];
-  /** Extra uniform fields after `m, n, k, batch` (WGSL struct members, 4-byte scalars). */
+  /** Extra uniform fields after `m, n, k, batch, splits, k_chunk` (WGSL struct members, 4-byte scalars). */
   readonly uniformFields?: string;
   /** Binding declarations and helper functions. */
   readonly decls: string;
   /**
    * `fn load_a(b: u32, m: u32, k: u32) -> f32`, `fn load_b(b: u32, k: u32, n: u32) -> f32` and
-   * `fn store_c(b: u32, m: u32, n: u32, v: f32)` bodies (full function definitions).
+   * `fn store_c(b: u32, m: u32, n: u32, v: f32)` bodies (full function definitions). With split-K,
+   * store_c's `b` is split · batch + b: the matrix of a [splits, batch, m, n] partial buffer.
    */
   readonly functions: string;
 }
@@ -79,17 +80,17 @@ export function gemmSource(spec: GemmSpec, t: GemmTiling): KernelSource {
   const unroll = t.unroll ?? 1;
   const loop =
     unroll > 1
-      ? `var k = 0u;
-  for (; k + ${unroll - 1}u < u.k; k += ${unroll}u) {
+      ? `var k = k_start;
+  for (; k + ${unroll - 1}u < k_end; k += ${unroll}u) {
     ${Array.from({ length: unroll }, (_, i) => step(i === 0 ? 'k' : `k + ${i}u`)).join('\n    ')}
   }
-  for (; k < u.k; k++) ${step('k')}`
-      : `for (var k = 0u; k < u.k; k++) ${step('k')}`;
+  for (; k < k_end; k++) ${step('k')}`
+      : `for (var k = k_start; k < k_end; k++) ${step('k')}`;
   const stores: string[] = [];
   for (let i = 0; i < t.tm; i++) {
     for (let j = 0; j < t.tn; j++) {
       stores.push(
-        `if (row0 + ${i}u < u.m && colb + ${j * t.wx}u < u.n) { store_c(batch, row0 + ${i}u, colb + ${j * t.wx}u, c${i * t.tn + j}); }`,
+        `if (row0 + ${i}u < u.m && colb + ${j * t.wx}u < u.n) { store_c(out_batch, row0 + ${i}u, colb + ${j * t.wx}u, c${i * t.tn + j}); }`,
       );
     }
   }
@@ -98,7 +99,7 @@ export function gemmSource(spec: GemmSpec, t: GemmTiling): KernelSource {
     bindings: spec.bindings,
     workgroupSize: t.wx * t.wy,
     wgsl: () => /* wgsl */ `${t.subgroupA ? 'enable subgroups;' : ''}
-struct U { m: u32, n: u32, k: u32, batch: u32, ${spec.uniformFields ?? ''} }
+struct U { m: u32, n: u32, k: u32, batch: u32, splits: u32, k_chunk: u32, ${spec.uniformFields ?? ''} }
 @group(0) @binding(0) var<uniform> u: U;
 ${spec.decls}
 ${spec.functions}
@@ -107,7 +108,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let lane = lid.x;
   let row0 = (wg.y * ${t.wy}u + lid.y) * ${t.tm}u;
   let colb = wg.x * ${t.tn * t.wx}u + lid.x;
-  let batch = wg.z;
+  // Split-K: workgroup z is (batch, split); split s sums k in [s·k_chunk, (s+1)·k_chunk) and
+  // stores to matrix s·batch + b of a partial buffer that a reduction adds up.
+  let batch = wg.z / u.splits;
+  let split = wg.z - batch * u.splits;
+  let k_start = split * u.k_chunk;
+  let k_end = min(u.k, k_start + u.k_chunk);
+  let out_batch = split * u.batch + batch;
   // Every lane of a row runs the k loop (uniform control flow for subgroupBroadcast); rows past m
   // load clamped values and store nothing.
   ${acc}
@@ -122,7 +129,43 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   };
 }
 
-/** Workgroups for an m×n result over `batch` matrices. */
-export function gemmGroups(t: GemmTiling, m: number, n: number, batch: number): [number, number, number] {
-  return [Math.ceil(n / (t.tn * t.wx)), Math.ceil(m / (t.tm * t.wy)), batch];
+/** Workgroups for an m×n result over `batch` matrices, each summed in `splits` k ranges. */
+export function gemmGroups(
+  t: GemmTiling,
+  m: number,
+  n: number,
+  batch: number,
+  splits = 1,
+): [number, number, number] {
+  return [Math.ceil(n / (t.tn * t.wx)), Math.ceil(m / (t.tm * t.wy)), batch * splits];
+}
+
+/** The smallest k range a split-K workgroup sums. */
+const MIN_SPLIT_K = 256;
+const MAX_SPLITS = 64;
+
+/**
+ * How many k ranges to split an m×n×k product into so that the device has enough workgroups: a
+ * small result with a long reduction (a linear layer's weight gradient sums over every token) is
+ * otherwise a few workgroups' loops. CPU adapters want a few workgroups per core, GPUs hundreds.
+ * The H200 profile of issue 14 spent 816 of SegFormer-B0's 1032 ms in such transposed-A products;
+ * on lavapipe it is neutral (32×32×131072 in 2 workgroups already used both cores: 23–25 ms, split
+ * 20–24 ms; SegFormer-B0's step at the demo batch unchanged).
+ */
+export function gemmSplits(
+  device: Device,
+  t: GemmTiling,
+  m: number,
+  n: number,
+  k: number,
+  batch: number,
+): number {
+  const [gx, gy, gz] = gemmGroups(t, m, n, batch);
+  const tiles = gx * gy * gz;
+  const wanted = device.software ? 16 : 512;
+  if (tiles >= wanted) return 1;
+  const splits = Math.min(Math.ceil(wanted / tiles), Math.floor(k / MIN_SPLIT_K), MAX_SPLITS);
+  if (splits < 2) return 1;
+  // Equal ranges with none empty.
+  return Math.ceil(k / Math.ceil(k / splits));
 }

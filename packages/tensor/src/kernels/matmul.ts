@@ -1,8 +1,9 @@
 import type { Device } from '../device/device.js';
 import type { Tensor } from '../tensor.js';
 import { GELU_WGSL } from './elementwise.js';
-import { gemmGroups, gemmSource, gemmTiling } from './gemm-template.js';
-import { emptyTensor, Uniforms } from './launch.js';
+import { gemmGroups, gemmSource, gemmSplits, gemmTiling } from './gemm-template.js';
+import { emptyTensor, reshapeInto, Uniforms } from './launch.js';
+import { reduceTo } from './reduce.js';
 
 export interface GemmArgs {
   readonly batch: number;
@@ -34,10 +35,16 @@ fn store_c(batch: u32, m: u32, n: u32, v: f32) { c[(batch * u.m + m) * u.n + n] 
   };
 }
 
-/** Batched C[b] = op(A[b])·op(B[b]) through the shared GEMM template. */
+/**
+ * Batched C[b] = op(A[b])·op(B[b]) through the shared GEMM template; a small result with a long
+ * reduction is summed in k ranges by separate workgroups (split-K), then added up.
+ */
 export function gemm(device: Device, a: Tensor, b: Tensor, args: GemmArgs): Tensor {
-  const result = emptyTensor(device, args.batch === 1 ? [args.m, args.n] : [args.batch, args.m, args.n]);
+  const shape = args.batch === 1 ? [args.m, args.n] : [args.batch, args.m, args.n];
   const tiling = gemmTiling(device, args.m, args.n);
+  const splits = gemmSplits(device, tiling, args.m, args.n, args.k, args.batch);
+  const size = args.batch * args.m * args.n;
+  const result = emptyTensor(device, splits === 1 ? shape : [splits, size]);
   const spec = matmulSpec(args.transA, args.transB);
   const kernel = device.kernel(gemmSource({ ...spec, bindings: [...spec.bindings] }, tiling));
   const u = new Uniforms()
@@ -45,15 +52,20 @@ export function gemm(device: Device, a: Tensor, b: Tensor, args: GemmArgs): Tens
     .u32(args.n)
     .u32(args.k)
     .u32(args.batch)
+    .u32(splits)
+    .u32(Math.ceil(args.k / splits))
     .u32(args.batchStrideA)
     .u32(args.batchStrideB);
   device.dispatch(
     kernel,
     [a.buffer, b.buffer, result.buffer],
     u.bytes(),
-    gemmGroups(tiling, args.m, args.n, args.batch),
+    gemmGroups(tiling, args.m, args.n, args.batch, splits),
   );
-  return result;
+  if (splits === 1) return result;
+  const summed = reduceTo(device, result, [1, size], 'sum');
+  result.dispose();
+  return reshapeInto(summed, shape);
 }
 
 export type Activation = 'none' | 'relu' | 'gelu';
@@ -117,7 +129,7 @@ fn store_c(batch: u32, m: u32, n: u32, acc: f32) {
     out.buffer,
     ...(pre ? [pre.buffer] : []),
   ];
-  const u = new Uniforms().u32(m).u32(n).u32(k).u32(1);
+  const u = new Uniforms().u32(m).u32(n).u32(k).u32(1).u32(1).u32(k);
   device.dispatch(kernel, buffers, u.bytes(), gemmGroups(tiling, m, n, 1));
   return out;
 }
