@@ -178,6 +178,43 @@ describe('strided kernels at rank 6', () => {
     });
   });
 
+  // Transposes of the last two collapsed dims with sizes that are multiples of 4 move 4×4 tiles
+  // (forward and, through the inverse permutation, backward).
+  for (const [shape, perm] of [
+    [
+      [2, 8, 12],
+      [0, 2, 1],
+    ],
+    [
+      [2, 4, 3, 4],
+      [0, 2, 3, 1],
+    ],
+    [
+      [4, 8],
+      [1, 0],
+    ],
+    [
+      [3, 4, 20],
+      [0, 2, 1],
+    ],
+  ] as Array<[number[], number[]]>) {
+    it(`tiled transpose of [${shape}] by [${perm}]`, () => {
+      const xs = stridesOf(shape);
+      const outShape = perm.map((p) => shape[p] ?? 1);
+      return checkOp({
+        name: `tiled transpose [${shape}]`,
+        inputs: [{ shape }],
+        gpu: ([x]) => T.transpose(x as T.Tensor, perm),
+        ref: ([x]) =>
+          gatherRef(
+            x as Float64Array,
+            outShape,
+            perm.map((p) => xs[p] ?? 0),
+          ),
+      });
+    });
+  }
+
   it('sum over interleaved axes of a rank-6 tensor', () => {
     const shape = [2, 3, 2, 1, 3, 4];
     const n = shape.reduce((a, b) => a * b, 1);

@@ -1,7 +1,14 @@
 import type { Device, KernelSource } from '../device/device.js';
 import type { Tensor } from '../tensor.js';
 import { FAST_DIV, LINEAR_ID, launch, Uniforms } from './launch.js';
-import { collapseDims, MAX_RANK, pushLayout, stridedFields, stridedOffsets } from './strided.js';
+import {
+  collapseDims,
+  MAX_RANK,
+  pushLayout,
+  type StridedLayout,
+  stridedFields,
+  stridedOffsets,
+} from './strided.js';
 
 const WG = 256;
 
@@ -34,6 +41,63 @@ ${stridedOffsets(rank, 'i', ['off'], ['strides'])}
   };
 }
 
+/**
+ * A batched 2-D transpose, dst[b, p, q] = src[b, q, p] with P and Q multiples of 4: one invocation
+ * moves a 4×4 tile as four vec4 loads and four vec4 stores (the strided kernel: 16 scalar loads and
+ * stores). Measured on lavapipe: [4, 64, 32, 64] by [0, 2, 3, 1] 2.0–2.2 → 0.54 ms (6.4–6.5 ms before the
+ * fast division); SegFormer-B0's step at the demo batch: its 104 transposes 36 → 11.6 ms of GPU time.
+ */
+const transposeTileSource: KernelSource = {
+  key: 'copy/transpose4',
+  bindings: ['read', 'rw'],
+  workgroupSize: WG,
+  wgsl: () => /* wgsl */ `
+struct U { tiles: u32, p4: u32, q4: u32, p: u32, q: u32, div_q4: vec4<u32>, div_p4: vec4<u32> }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
+${LINEAR_ID}
+${FAST_DIV}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let t = linear_id(gid, groups, ${WG}u);
+  if (t >= u.tiles) { return; }
+  // Tile (b, pt, qt), qt fastest, so neighbouring lanes store neighbouring vec4s of a dst row.
+  let rest = fdiv(t, u.div_q4);
+  let qt = t - rest * u.q4;
+  let b = fdiv(rest, u.div_p4);
+  let pt = rest - b * u.p4;
+  let base = b * u.p * u.q;
+  // src rows q = 4qt..4qt+3, columns p = 4pt..4pt+3 (vec4 index (base + q·P + 4pt) / 4).
+  let s0 = src[(base + (4u * qt) * u.p) / 4u + pt];
+  let s1 = src[(base + (4u * qt + 1u) * u.p) / 4u + pt];
+  let s2 = src[(base + (4u * qt + 2u) * u.p) / 4u + pt];
+  let s3 = src[(base + (4u * qt + 3u) * u.p) / 4u + pt];
+  let d = (base + (4u * pt) * u.q) / 4u + qt;
+  let row = u.q / 4u;
+  dst[d] = vec4<f32>(s0.x, s1.x, s2.x, s3.x);
+  dst[d + row] = vec4<f32>(s0.y, s1.y, s2.y, s3.y);
+  dst[d + 2u * row] = vec4<f32>(s0.z, s1.z, s2.z, s3.z);
+  dst[d + 3u * row] = vec4<f32>(s0.w, s1.w, s2.w, s3.w);
+}`,
+};
+
+/**
+ * [batch, P, Q] when a gather over `layout` is dst[b, p, q] = src[b, q, p] with P and Q multiples of 4
+ * (src contiguous as [batch, Q, P]), else null.
+ */
+function tiledTranspose(layout: StridedLayout, offset: number): [number, number, number] | null {
+  const { dims, strides } = layout;
+  const s = strides[0] ?? [];
+  const rank = dims.length;
+  if (offset !== 0 || rank < 2 || rank > 3) return null;
+  const p = dims[rank - 2] ?? 0;
+  const q = dims[rank - 1] ?? 0;
+  const batch = rank === 3 ? (dims[0] ?? 1) : 1;
+  const contiguous = s[rank - 2] === 1 && s[rank - 1] === p && (rank === 2 || s[0] === p * q);
+  return contiguous && p % 4 === 0 && q % 4 === 0 ? [batch, p, q] : null;
+}
+
 export function stridedCopy(
   device: Device,
   mode: 'gather' | 'scatter',
@@ -46,6 +110,21 @@ export function stridedCopy(
   if (dims.length > MAX_RANK) throw new Error(`copy: rank ${dims.length} exceeds ${MAX_RANK}`);
   const n = dims.reduce((a, b) => a * b, 1);
   const layout = collapseDims(dims, [strides]);
+  const tiles = mode === 'gather' ? tiledTranspose(layout, offset) : null;
+  if (tiles) {
+    const [batch, p, q] = tiles;
+    const count = (batch * p * q) / 16;
+    const u = new Uniforms()
+      .u32(count)
+      .u32(p / 4)
+      .u32(q / 4)
+      .u32(p)
+      .u32(q)
+      .divisor(q / 4)
+      .divisor(p / 4);
+    launch(device, transposeTileSource, [src.buffer, dst.buffer], u, count);
+    return;
+  }
   const u = pushLayout(new Uniforms().u32(n).u32(offset).u32(0).u32(0), layout);
   launch(device, copySource(mode, layout.dims.length), [src.buffer, dst.buffer], u, n);
 }
