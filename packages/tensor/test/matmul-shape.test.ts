@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
 import { gemmSplits, gemmTiling } from '../src/kernels/gemm-template.js';
-import { gemm } from '../src/kernels/matmul.js';
+import { type GemmArgs, gemm } from '../src/kernels/matmul.js';
 import { checkOp, erf64, stridesOf, testDevice } from '../src/testing/index.js';
 
 function matmulRef(sa: number[], sb: number[]) {
@@ -25,6 +25,33 @@ function matmulRef(sa: number[], sb: number[]) {
         }
     return out;
   };
+}
+
+/** Runs `gemm` on the GPU and compares with float64: the largest error and the largest |result|. */
+async function gemmAgainstFloat64(av: Float32Array, bv: Float32Array, args: GemmArgs) {
+  const device = await testDevice();
+  const { batch, m, n, k, transA, transB, batchStrideA, batchStrideB } = args;
+  const a = T.tensor(device, av, [av.length]);
+  const b = T.tensor(device, bv, [bv.length]);
+  const c = gemm(device, a, b, args);
+  const shape = [...c.shape];
+  const got = await c.data();
+  for (const t of [a, b, c]) t.dispose();
+  let worst = 0;
+  let largest = 0;
+  for (let t = 0; t < batch; t++)
+    for (let i = 0; i < m; i++)
+      for (let j = 0; j < n; j++) {
+        let sum = 0;
+        for (let p = 0; p < k; p++) {
+          const x = av[t * batchStrideA + (transA ? p * m + i : i * k + p)] ?? 0;
+          const y = bv[t * batchStrideB + (transB ? j * k + p : p * n + j)] ?? 0;
+          sum += x * y;
+        }
+        worst = Math.max(worst, Math.abs(sum - (got[(t * m + i) * n + j] ?? Number.NaN)));
+        largest = Math.max(largest, Math.abs(sum));
+      }
+  return { worst, largest, shape };
 }
 
 describe('matmul', () => {
@@ -69,17 +96,12 @@ describe('matmul', () => {
       }));
   }
   it('every transpose combination, batched, at a size with edge tiles of the large tiling', async () => {
-    const device = await testDevice();
     const [batch, m, n, k] = [2, 34, 131, 7];
     const rand = (size: number, seed: number) =>
       Float32Array.from({ length: size }, (_, i) => Math.sin(i * 0.7 + seed) * 0.5);
     for (const transA of [false, true]) {
       for (const transB of [false, true]) {
-        const av = rand(batch * m * k, 1);
-        const bv = rand(batch * k * n, 2);
-        const a = T.tensor(device, av, [batch * m * k]);
-        const b = T.tensor(device, bv, [batch * k * n]);
-        const c = gemm(device, a, b, {
+        const { worst } = await gemmAgainstFloat64(rand(batch * m * k, 1), rand(batch * k * n, 2), {
           batch,
           m,
           n,
@@ -89,24 +111,11 @@ describe('matmul', () => {
           batchStrideA: m * k,
           batchStrideB: k * n,
         });
-        const got = await c.data();
-        let worst = 0;
-        for (let t = 0; t < batch; t++)
-          for (let i = 0; i < m; i++)
-            for (let j = 0; j < n; j++) {
-              let sum = 0;
-              for (let p = 0; p < k; p++) {
-                const x = av[t * m * k + (transA ? p * m + i : i * k + p)] ?? 0;
-                const y = bv[t * k * n + (transB ? j * k + p : p * n + j)] ?? 0;
-                sum += x * y;
-              }
-              worst = Math.max(worst, Math.abs(sum - (got[(t * m + i) * n + j] ?? Number.NaN)));
-            }
         assert.ok(worst < 1e-5, `transA ${transA} transB ${transB}: max error ${worst}`);
-        for (const t of [a, b, c]) t.dispose();
       }
     }
   });
+
   it('split-K: a small result over a long reduction, every transpose combination, batched and broadcast', async () => {
     const device = await testDevice();
     const [batch, m, n, k] = [2, 9, 13, 3000];
@@ -121,9 +130,7 @@ describe('matmul', () => {
     ] as const) {
       const av = rand(batch * m * k, 1);
       const bv = rand((strideB === 0 ? 1 : batch) * k * n, 2);
-      const a = T.tensor(device, av, [av.length]);
-      const b = T.tensor(device, bv, [bv.length]);
-      const c = gemm(device, a, b, {
+      const { worst, largest, shape } = await gemmAgainstFloat64(av, bv, {
         batch,
         m,
         n,
@@ -133,28 +140,12 @@ describe('matmul', () => {
         batchStrideA: m * k,
         batchStrideB: strideB,
       });
-      assert.deepEqual(c.shape, [batch, m, n]);
-      const got = await c.data();
-      let worst = 0;
-      let largest = 0;
-      for (let t = 0; t < batch; t++)
-        for (let i = 0; i < m; i++)
-          for (let j = 0; j < n; j++) {
-            let sum = 0;
-            for (let p = 0; p < k; p++) {
-              const x = av[t * m * k + (transA ? p * m + i : i * k + p)] ?? 0;
-              const y = bv[t * strideB + (transB ? j * k + p : p * n + j)] ?? 0;
-              sum += x * y;
-            }
-            worst = Math.max(worst, Math.abs(sum - (got[(t * m + i) * n + j] ?? Number.NaN)));
-            largest = Math.max(largest, Math.abs(sum));
-          }
+      assert.deepEqual(shape, [batch, m, n]);
       // 3000-term float32 sums: relative to the largest result.
       assert.ok(
         worst < 1e-6 * Math.max(largest, 1),
         `transA ${transA} transB ${transB}: max error ${worst} of ${largest}`,
       );
-      for (const t of [a, b, c]) t.dispose();
     }
   });
 
