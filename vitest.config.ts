@@ -43,6 +43,8 @@ export default defineConfig({
     testTimeout: 10 * 60_000,
     hookTimeout: 5 * 60_000,
     // The JSON report lands beside the package whose script ran (tools/run-checks.mjs sums them).
+    // Each test file writes under its own temporary directory, removed when the file ends.
+    setupFiles: [join(root, 'test', 'setup', 'private-tmpdir.ts')],
     reporters: ['default', 'json'],
     outputFile: { json: join(process.cwd(), '.test-results', 'vitest.json') },
     projects: PACKAGES.map(({ dir, include }) => ({
