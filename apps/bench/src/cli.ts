@@ -5,7 +5,7 @@ import { SMALL_ALLREDUCE_BYTES } from '@segtrain/collective';
 import { LINK_RATES, simNetUnavailable } from '@segtrain/collective/simnet';
 import { loadConfig } from '@segtrain/config';
 import { type ComponentConfig, withoutPretrained } from '@segtrain/models';
-import { getDevice } from '@segtrain/tensor';
+import { AUTOTUNE_ENV, type Device, getDevice } from '@segtrain/tensor';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { allReduceMarkdown, type BenchLink, parseSize, runAllReduceBench } from './allreduce.js';
 import { compareMarkdown, compareReports, readReport } from './compare.js';
@@ -306,7 +306,11 @@ export async function runBench(argv: string[]): Promise<number> {
   log(
     `adapter: ${device.adapterName}; subgroups: ${device.hasSubgroups ? `${device.subgroupMinSize}-${device.subgroupMaxSize}` : 'no'}`,
   );
-  const machine = async () => ({ adapter: device.adapterName, ...(await machineFacts()) });
+  const machine = async () => ({
+    adapter: device.adapterName,
+    autotune: autotuneFact(device),
+    ...(await machineFacts()),
+  });
   if (command === 'train') {
     const rows: TrainBenchRow[] = [];
     const shapeIn = input ?? [2, 3, 64, 128];
@@ -496,6 +500,16 @@ async function scalingBench(o: BenchOptions, log: (line: string) => void): Promi
   log(markdown);
   log(`wrote ${writeScalingReport(o.out, input).join(', ')}`);
   return 0;
+}
+
+/** Whether kernels were tuned for this run, and the choices it used (a report names its variants). */
+export function autotuneFact(device: Device): string {
+  const { enabled, cacheFile } = device.tuner.options;
+  if (!enabled) return `off (the measured defaults; ${AUTOTUNE_ENV}=1 tunes)`;
+  const choices = device.tuner.choices();
+  return `on, ${choices.length} shape class(es) tuned${cacheFile ? ` (cache ${cacheFile})` : ''}: ${choices
+    .map((c) => `${c.shapeClass} → ${c.chosen}`)
+    .join('; ')}`;
 }
 
 /** What every report records about the machine besides the adapter. */

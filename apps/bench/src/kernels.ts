@@ -270,7 +270,7 @@ export async function runKernelBench(
   ];
   const rows: Row[] = [];
   for (const c of cases) {
-    const ours = await medianMs(await c.ours(), o.reps);
+    const ours = await medianMs(await c.ours(), o.reps, device);
     let theirs: number | null = null;
     if (tfjs && c.theirs) {
       const run = await c.theirs(tfjs);

@@ -114,10 +114,14 @@ export async function timeGemm(device: T.Device, n: number, reps: number): Promi
   const a = T.tensor(device, randomImage(n * n, 1, 0.1), [n, n]).keep();
   const b = T.tensor(device, randomImage(n * n, 2, 0.1), [n, n]).keep();
   try {
-    return await medianMs(async () => {
-      T.matmul(a, b).dispose();
-      await device.sync();
-    }, reps);
+    return await medianMs(
+      async () => {
+        T.matmul(a, b).dispose();
+        await device.sync();
+      },
+      reps,
+      device,
+    );
   } finally {
     a.dispose();
     b.dispose();
@@ -168,7 +172,7 @@ export async function runModelBench(
       let ms: number;
       let topKernels: Row['topKernels'];
       try {
-        ms = await medianMs(step, o.reps);
+        ms = await medianMs(step, o.reps, device);
         if (o.profile) {
           device.startProfile();
           await step();

@@ -1,6 +1,25 @@
-/** Median wall time of `run` (ms) after `warmup` runs; `run` must resolve when the GPU work is done. */
-export async function medianMs(run: () => Promise<void>, reps: number, warmup = 1): Promise<number> {
+/** What `medianMs` tunes after the warm-up: a device's autotuner (see @segtrain/tensor). */
+export interface Tunable {
+  readonly tuner: { readonly pending: number; run(): Promise<unknown> };
+}
+
+/** Tunes the kernel shape classes the warm-up met, when the device's autotuner is on. */
+export async function tuneAfterWarmup(device: Tunable): Promise<void> {
+  if (device.tuner.pending > 0) await device.tuner.run();
+}
+
+/**
+ * Median wall time of `run` (ms) after `warmup` runs and, given a device, tuning what they used;
+ * `run` must resolve when the GPU work is done.
+ */
+export async function medianMs(
+  run: () => Promise<void>,
+  reps: number,
+  device: Tunable | null = null,
+  warmup = 1,
+): Promise<number> {
   for (let i = 0; i < warmup; i++) await run();
+  if (device) await tuneAfterWarmup(device);
   const times: number[] = [];
   for (let i = 0; i < reps; i++) {
     const t0 = performance.now();

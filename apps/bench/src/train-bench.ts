@@ -19,7 +19,7 @@ import {
 import * as T from '@segtrain/tensor';
 import { NUM_CLASSES, syntheticBatch } from './models.js';
 import { barChartSvg } from './report.js';
-import { median } from './timing.js';
+import { median, tuneAfterWarmup } from './timing.js';
 
 export interface TrainBenchRow {
   readonly name: string;
@@ -86,7 +86,10 @@ export async function benchTrainStep(
       const t4 = performance.now();
       x.dispose();
       y.dispose();
-      if (i === 0) continue;
+      if (i === 0) {
+        await tuneAfterWarmup(device);
+        continue;
+      }
       phases.data.push(t1 - t0);
       phases.forward.push((t2 as number) - t1);
       phases.backward.push((t3 as number) - (t2 as number));

@@ -24,6 +24,15 @@ export {
   requestAdapter,
 } from './device/adapter.js';
 export {
+  AUTOTUNE_CACHE_ENV,
+  AUTOTUNE_ENV,
+  type AutotuneOptions,
+  Autotuner,
+  type TuneCandidate,
+  type TuneResult,
+  type TuneTrial,
+} from './device/autotune.js';
+export {
   type Access,
   Device,
   type DeviceHold,

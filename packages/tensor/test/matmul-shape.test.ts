@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'vitest';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it, vi } from 'vitest';
+import { Autotuner } from '../src/device/autotune.js';
 import * as T from '../src/index.js';
-import { gemmSplits, gemmTiling } from '../src/kernels/gemm-template.js';
-import { type GemmArgs, gemm } from '../src/kernels/matmul.js';
+import { gemmCandidates, gemmShapeClass, gemmSplits, gemmTiling } from '../src/kernels/gemm-template.js';
+import { type Activation, type GemmArgs, gemm } from '../src/kernels/matmul.js';
 import { checkOp, erf64, stridesOf, testDevice } from '../src/testing/index.js';
 
 function matmulRef(sa: number[], sb: number[]) {
@@ -26,6 +30,10 @@ function matmulRef(sa: number[], sb: number[]) {
     return out;
   };
 }
+
+/** Smooth test data in ±0.5: sin(i·step + seed) / 2. */
+const sines = (size: number, seed: number, step = 0.7) =>
+  Float32Array.from({ length: size }, (_, i) => Math.sin(i * step + seed) * 0.5);
 
 /** Runs `gemm` on the GPU and compares with float64: the largest error and the largest |result|. */
 async function gemmAgainstFloat64(av: Float32Array, bv: Float32Array, args: GemmArgs) {
@@ -52,6 +60,38 @@ async function gemmAgainstFloat64(av: Float32Array, bv: Float32Array, args: Gemm
         largest = Math.max(largest, Math.abs(sum));
       }
   return { worst, largest, shape };
+}
+
+/** Runs `fn` with the GEMM tiling `name` chosen for `family` at these sizes (through a cache file). */
+async function withTiling<R>(
+  family: string,
+  size: { m: number; n: number; k: number; batch: number },
+  name: string,
+  fn: () => Promise<R>,
+): Promise<R> {
+  const device = await testDevice();
+  const cacheFile = join(mkdtempSync(join(tmpdir(), 'segtrain-tiling-')), 'autotune.json');
+  const shapeClass = gemmShapeClass(family, size.m, size.n, size.k, size.batch);
+  const entry = { family, shapeClass, chosen: name, ms: {} };
+  writeFileSync(
+    cacheFile,
+    JSON.stringify({ format: 1, adapters: { pinned: { [`${family}|${shapeClass}`]: entry } } }),
+  );
+  const saved = device.tuner;
+  device.tuner = new Autotuner('pinned', { enabled: true, cacheFile }, () => device.sync());
+  const spy = vi.spyOn(device, 'kernel');
+  try {
+    const result = await fn();
+    const keys = spy.mock.calls.map(([source]) => source.key);
+    assert.ok(
+      keys.includes(`gemm/${family}/${name}`),
+      `${family} ${shapeClass}: the pinned tiling ${name} did not run`,
+    );
+    return result;
+  } finally {
+    spy.mockRestore();
+    device.tuner = saved;
+  }
 }
 
 describe('matmul', () => {
@@ -97,11 +137,9 @@ describe('matmul', () => {
   }
   it('every transpose combination, batched, at a size with edge tiles of the large tiling', async () => {
     const [batch, m, n, k] = [2, 34, 131, 7];
-    const rand = (size: number, seed: number) =>
-      Float32Array.from({ length: size }, (_, i) => Math.sin(i * 0.7 + seed) * 0.5);
     for (const transA of [false, true]) {
       for (const transB of [false, true]) {
-        const { worst } = await gemmAgainstFloat64(rand(batch * m * k, 1), rand(batch * k * n, 2), {
+        const { worst } = await gemmAgainstFloat64(sines(batch * m * k, 1), sines(batch * k * n, 2), {
           batch,
           m,
           n,
@@ -116,20 +154,47 @@ describe('matmul', () => {
     }
   });
 
+  it('every tiling the autotuner may choose on this adapter matches float64 (edge tiles, transposes, batches)', async () => {
+    const device = await testDevice();
+    const [batch, m, n, k] = [2, 34, 131, 37];
+    const names = gemmCandidates(device, m, n).map((c) => c.name);
+    assert.ok(names.length >= 6, `only ${names.length} candidates`);
+    for (const name of names)
+      for (const [transA, transB] of [
+        [false, false],
+        [true, false],
+        [false, true],
+        [true, true],
+      ] as const) {
+        const family = `matmul/${transA ? 't' : 'n'}${transB ? 't' : 'n'}`;
+        const { worst } = await withTiling(family, { m, n, k, batch }, name, () =>
+          gemmAgainstFloat64(sines(batch * m * k, 5), sines(k * n, 6), {
+            batch,
+            m,
+            n,
+            k,
+            transA,
+            transB,
+            batchStrideA: m * k,
+            batchStrideB: 0,
+          }),
+        );
+        assert.ok(worst < 1e-5, `${name} ${family}: max error ${worst}`);
+      }
+  });
+
   it('split-K: a small result over a long reduction, every transpose combination, batched and broadcast', async () => {
     const device = await testDevice();
     const [batch, m, n, k] = [2, 9, 13, 3000];
     assert.ok(gemmSplits(device, gemmTiling(device, m, n), m, n, k, batch) > 1, 'this case should split k');
-    const rand = (size: number, seed: number) =>
-      Float32Array.from({ length: size }, (_, i) => Math.sin(i * 0.37 + seed) * 0.5);
     for (const [transA, transB, strideB] of [
       [false, false, k * n],
       [true, false, k * n],
       [false, true, k * n],
       [true, true, 0],
     ] as const) {
-      const av = rand(batch * m * k, 1);
-      const bv = rand((strideB === 0 ? 1 : batch) * k * n, 2);
+      const av = sines(batch * m * k, 1, 0.37);
+      const bv = sines((strideB === 0 ? 1 : batch) * k * n, 2, 0.37);
       const { worst, largest, shape } = await gemmAgainstFloat64(av, bv, {
         batch,
         m,
@@ -299,27 +364,40 @@ describe('linear with a fused bias/activation epilogue (Paddle [in, out] weights
     [[2, 5, 6], 6, 7],
     [[2, 17, 6], 6, 129],
   ];
+  const linearCase = (xs: number[], k: number, n: number, activation: Activation, withBias: boolean) =>
+    checkOp({
+      name: `linear ${activation}`,
+      inputs: [{ shape: xs }, { shape: [k, n] }, ...(withBias ? [{ shape: [n] }] : [])],
+      gpu: ([x, w, b]) => T.linear(x as T.Tensor, w as T.Tensor, b ?? null, { activation }),
+      ref: ([x, w, b]) => {
+        const m = (xs[0] ?? 1) * (xs[1] ?? 1);
+        const out = new Float64Array(m * n);
+        for (let i = 0; i < m; i++)
+          for (let j = 0; j < n; j++) {
+            let s = b ? (b[j] ?? 0) : 0;
+            for (let p = 0; p < k; p++) s += (x?.[i * k + p] ?? 0) * (w?.[p * n + j] ?? 0);
+            out[i * n + j] = (acts[activation] as (v: number) => number)(s);
+          }
+        return out;
+      },
+    });
   for (const [xs, k, n] of shapes)
     for (const activation of ['none', 'relu', 'gelu'] as const) {
       for (const withBias of [true, false]) {
         if (n > 100 && activation !== 'gelu') continue;
         it(`${activation}${withBias ? ' + bias' : ''} on [${xs}] x [${k}, ${n}]`, () =>
-          checkOp({
-            name: `linear ${activation}`,
-            inputs: [{ shape: xs }, { shape: [k, n] }, ...(withBias ? [{ shape: [n] }] : [])],
-            gpu: ([x, w, b]) => T.linear(x as T.Tensor, w as T.Tensor, b ?? null, { activation }),
-            ref: ([x, w, b]) => {
-              const m = (xs[0] ?? 1) * (xs[1] ?? 1);
-              const out = new Float64Array(m * n);
-              for (let i = 0; i < m; i++)
-                for (let j = 0; j < n; j++) {
-                  let s = b ? (b[j] ?? 0) : 0;
-                  for (let p = 0; p < k; p++) s += (x?.[i * k + p] ?? 0) * (w?.[p * n + j] ?? 0);
-                  out[i * n + j] = (acts[activation] as (v: number) => number)(s);
-                }
-              return out;
-            },
-          }));
+          linearCase(xs, k, n, activation, withBias));
       }
     }
+
+  it('gelu + bias on [2,17,6] x [6, 129] under every plain-workgroup tiling the autotuner may choose', async () => {
+    const device = await testDevice();
+    const [m, k, n] = [34, 6, 129];
+    const plain = gemmCandidates(device, m, n).filter((c) => !c.config.subgroupA);
+    assert.ok(plain.length >= 5);
+    for (const { name } of plain)
+      await withTiling('linear/gelu/bias/pre', { m, n, k, batch: 1 }, name, () =>
+        linearCase([2, 17, 6], k, n, 'gelu', true),
+      );
+  });
 });

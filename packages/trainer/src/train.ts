@@ -455,6 +455,17 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
       optimizer.step(lr);
       optimizer.zeroGrad();
       while (pending.length > STEPS_IN_FLIGHT) await readOldestLoss();
+      // Kernel shape classes first seen in this step (or the evaluation before it) get tuned now,
+      // outside the batch cost (on by default on GPUs; see SEGTRAIN_AUTOTUNE).
+      if (device.tuner.pending > 0) {
+        const started = performance.now();
+        const tuned = await device.tuner.run();
+        log(
+          `autotune: ${tuned.length} kernel shape class(es) tuned in ${((performance.now() - started) / 1000).toFixed(1)} s` +
+            `${device.tuner.options.cacheFile ? `, cached in ${device.tuner.options.cacheFile}` : ''}`,
+        );
+        tick = performance.now();
+      }
       const now = performance.now();
       window.batch.add((now - tick) / 1000);
       window.reader.add(batch.readerWait / 1000);

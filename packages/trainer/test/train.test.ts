@@ -1,8 +1,17 @@
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodePdparams, type HostTensor, loadStateFile } from '@segtrain/nn';
-import { type Device, getDevice, liveTensorCount } from '@segtrain/tensor';
+import { Autotuner, type Device, getDevice, liveTensorCount, matmul, tensor } from '@segtrain/tensor';
 import { describe, it } from 'vitest';
 import { EvaluationError, NonFiniteLossError, readEvents, type TrainOptions, train } from '../src/index.js';
 import { tinyConfig, tinyRun } from './fixtures.js';
@@ -232,5 +241,45 @@ describe('train (tiny demo data, lavapipe)', () => {
       assert.ok(!existsSync(join(o.saveDir, `iter_${iter}`)));
       return true;
     });
+  });
+
+  it('tunes the kernel shape classes noted before a step once, right after it, and caches them', async () => {
+    const dev = await device();
+    const saved = dev.tuner;
+    const cacheFile = join(mkdtempSync(join(tmpdir(), 'segtrain-tune-')), 'autotune.json');
+    dev.tuner = new Autotuner('trainer test', { enabled: true, cacheFile }, () => dev.sync());
+    // PP-LiteSeg runs no GEMM: a matmul before training notes one class for the first step to tune.
+    const a = tensor(
+      dev,
+      Float32Array.from({ length: 35 }, (_, i) => i / 35),
+      [5, 7],
+    );
+    const b = tensor(
+      dev,
+      Float32Array.from({ length: 21 }, (_, i) => i / 21),
+      [7, 3],
+    );
+    matmul(a, b).dispose();
+    a.dispose();
+    b.dispose();
+    assert.equal(dev.tuner.pending, 1);
+    const lines: string[] = [];
+    try {
+      const o = await options('run-tune', { doEval: false, log: (l) => lines.push(l) }, ['iters=2']);
+      (await train(o)).model.dispose();
+    } finally {
+      dev.tuner = saved;
+    }
+    const tuned = lines.filter((l) => l.startsWith('autotune: '));
+    assert.deepEqual(tuned.length, 1, lines.join('\n'));
+    assert.match(
+      tuned[0] as string,
+      new RegExp(`^autotune: 1 kernel shape class\\(es\\) tuned in \\d+\\.\\d s, cached in ${cacheFile}$`),
+    );
+    assert.ok(
+      lines.indexOf(tuned[0] as string) < lines.findIndex((l) => l.startsWith('[TRAIN] epoch: 1, iter: 1/2')),
+    );
+    const cache = JSON.parse(readFileSync(cacheFile, 'utf8'));
+    assert.equal(Object.keys(cache.adapters['trainer test']).length, 1);
   });
 });

@@ -1,4 +1,5 @@
 import { isSoftwareAdapter, requestAdapter } from './adapter.js';
+import { Autotuner, autotuneOptionsFromEnv } from './autotune.js';
 import { BufferPool } from './pool.js';
 
 export type Access = 'read' | 'rw';
@@ -88,6 +89,8 @@ export class Device {
   /** Subgroup sizes the adapter reports (0 when unknown). */
   readonly subgroupMinSize: number;
   readonly subgroupMaxSize: number;
+  /** Tuned kernel variants per shape class for this adapter (see autotune.ts); replaceable, e.g. by tests. */
+  tuner: Autotuner;
   private readonly pipelines = new Map<string, Kernel>();
   private readonly layouts = new Map<string, GPUBindGroupLayout>();
   private readonly storage: BufferPool;
@@ -120,6 +123,10 @@ export class Device {
     this.software = info.isFallbackAdapter === true || isSoftwareAdapter(info, adapterName);
     this.subgroupMinSize = info.subgroupMinSize ?? 0;
     this.subgroupMaxSize = info.subgroupMaxSize ?? 0;
+    const identity = [adapterName, info.vendor, info.architecture, info.device, info.description];
+    this.tuner = new Autotuner(identity.join(' | '), autotuneOptionsFromEnv(this.software), () =>
+      this.sync(),
+    );
     this.storage = new BufferPool(
       gpu,
       GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,

@@ -1,3 +1,4 @@
+import type { TuneCandidate } from '../device/autotune.js';
 import type { Access, Device, KernelSource } from '../device/device.js';
 
 /**
@@ -57,6 +58,50 @@ export function gemmTiling(device: Device, m: number, n: number): GemmTiling {
   return { tm: large ? LARGE_TILE : 8, tn: large ? LARGE_TILE : 8, wx: min, wy, subgroupA: true };
 }
 
+/** A tiling's name in kernel keys and the autotune cache. */
+export function tilingName(t: GemmTiling): string {
+  return `${t.tm}x${t.tn}/${t.wx}x${t.wy}/${t.subgroupA ? 'sg' : 'plain'}/u${t.unroll ?? 1}`;
+}
+
+/**
+ * Tilings the autotuner times for an m×n result, the default (`gemmTiling`) first. Subgroup rows
+ * where the adapter's subgroup size is fixed; plain workgroups of 64–256 lanes with 4×4 to 8×8
+ * register tiles (the shapes GPUs favour without shared memory) everywhere.
+ */
+export function gemmCandidates(device: Device, m: number, n: number): TuneCandidate<GemmTiling>[] {
+  const maxLanes = device.limits.maxComputeInvocationsPerWorkgroup;
+  const tilings: GemmTiling[] = [gemmTiling(device, m, n)];
+  const sg = device.subgroupMinSize;
+  if (device.hasSubgroups && sg === device.subgroupMaxSize && sg >= 8 && sg <= 64)
+    for (const [tm, tn] of [
+      [8, 8],
+      [16, 8],
+      [16, 16],
+    ] as const)
+      for (const wy of [Math.max(1, 16 / sg), Math.max(2, 64 / sg)])
+        tilings.push({ tm, tn, wx: sg, wy, subgroupA: true });
+  for (const [tm, tn, wx, wy] of [
+    [8, 8, 8, 8],
+    [4, 4, 16, 16],
+    [8, 4, 16, 16],
+    [4, 8, 16, 16],
+    [8, 8, 16, 16],
+    [4, 4, 16, 8],
+  ] as const)
+    tilings.push({ tm, tn, wx, wy, subgroupA: false });
+  const seen = new Set<string>();
+  return tilings
+    .filter((t) => t.wx * t.wy <= maxLanes)
+    .map((config) => ({ name: tilingName(config), config }))
+    .filter(({ name }) => !seen.has(name) && seen.add(name));
+}
+
+/** The autotune class of a GEMM: its kernel family and each size rounded up to a power of two. */
+export function gemmShapeClass(family: string, m: number, n: number, k: number, batch: number): string {
+  const log2 = (v: number) => Math.ceil(Math.log2(Math.max(1, v)));
+  return `${family} m${2 ** log2(m)} n${2 ** log2(n)} k${2 ** log2(k)}${batch > 1 ? ' batched' : ''}`;
+}
+
 export function gemmSource(spec: GemmSpec, t: GemmTiling): KernelSource {
   const acc = Array.from({ length: t.tm * t.tn }, (_, i) => `var c${i} = 0.0;`).join(' ');
   // One k step: A values (shared across the subgroup row when possible), B values, the FMAs.
@@ -95,7 +140,7 @@ export function gemmSource(spec: GemmSpec, t: GemmTiling): KernelSource {
     }
   }
   return {
-    key: `gemm/${spec.key}/${t.tm}x${t.tn}/${t.wx}x${t.wy}/${t.subgroupA ? 'sg' : 'plain'}/u${unroll}`,
+    key: `gemm/${spec.key}/${tilingName(t)}`,
     bindings: spec.bindings,
     workgroupSize: t.wx * t.wy,
     wgsl: () => /* wgsl */ `${t.subgroupA ? 'enable subgroups;' : ''}

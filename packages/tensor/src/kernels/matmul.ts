@@ -1,7 +1,15 @@
 import type { Device } from '../device/device.js';
 import type { Tensor } from '../tensor.js';
-import { GELU_WGSL } from './elementwise.js';
-import { gemmGroups, gemmSource, gemmSplits, gemmTiling } from './gemm-template.js';
+import { fill, GELU_WGSL } from './elementwise.js';
+import {
+  type GemmTiling,
+  gemmCandidates,
+  gemmGroups,
+  gemmShapeClass,
+  gemmSource,
+  gemmSplits,
+  gemmTiling,
+} from './gemm-template.js';
 import { emptyTensor, reshapeInto, Uniforms } from './launch.js';
 import { reduceTo } from './reduce.js';
 
@@ -36,12 +44,36 @@ fn store_c(batch: u32, m: u32, n: u32, v: f32) { c[(batch * u.m + m) * u.n + n] 
 }
 
 /**
- * Batched C[b] = op(A[b])·op(B[b]) through the shared GEMM template; a small result with a long
- * reduction is summed in k ranges by separate workgroups (split-K), then added up.
+ * The tiling for a GEMM kernel family at this shape: the autotuner's choice, or the default while
+ * the shape class is untuned. `scratch` lists the sizes of the bindings a trial run needs.
  */
-export function gemm(device: Device, a: Tensor, b: Tensor, args: GemmArgs): Tensor {
+function tunedTiling(
+  device: Device,
+  family: string,
+  size: { m: number; n: number; k: number; batch: number },
+  scratch: readonly number[],
+  run: (buffers: readonly Tensor[], tiling: GemmTiling) => void,
+): GemmTiling {
+  const { m, n, k, batch } = size;
+  return device.tuner.choose(
+    family,
+    () => gemmShapeClass(family, m, n, k, batch),
+    gemmTiling(device, m, n),
+    () => gemmCandidates(device, m, n),
+    () => {
+      const buffers = scratch.map((elements) => fill(device, [elements], 0));
+      return {
+        run: (tiling) => run(buffers, tiling),
+        dispose: () => {
+          for (const buffer of buffers) buffer.dispose();
+        },
+      };
+    },
+  );
+}
+
+function gemmWith(device: Device, a: Tensor, b: Tensor, args: GemmArgs, tiling: GemmTiling): Tensor {
   const shape = args.batch === 1 ? [args.m, args.n] : [args.batch, args.m, args.n];
-  const tiling = gemmTiling(device, args.m, args.n);
   const splits = gemmSplits(device, tiling, args.m, args.n, args.k, args.batch);
   const size = args.batch * args.m * args.n;
   const result = emptyTensor(device, splits === 1 ? shape : [splits, size]);
@@ -66,6 +98,18 @@ export function gemm(device: Device, a: Tensor, b: Tensor, args: GemmArgs): Tens
   const summed = reduceTo(device, result, [1, size], 'sum');
   result.dispose();
   return reshapeInto(summed, shape);
+}
+
+/**
+ * Batched C[b] = op(A[b])·op(B[b]) through the shared GEMM template; a small result with a long
+ * reduction is summed in k ranges by separate workgroups (split-K), then added up.
+ */
+export function gemm(device: Device, a: Tensor, b: Tensor, args: GemmArgs): Tensor {
+  const family = matmulSpec(args.transA, args.transB).key;
+  const tiling = tunedTiling(device, family, args, [a.size, b.size], ([ta, tb], t) => {
+    if (ta && tb) gemmWith(device, ta, tb, args, t).dispose();
+  });
+  return gemmWith(device, a, b, args, tiling);
 }
 
 export type Activation = 'none' | 'relu' | 'gelu';
@@ -120,16 +164,24 @@ fn store_c(batch: u32, m: u32, n: u32, acc: f32) {
   c[m * u.n + n] = ${ACTIVATION_WGSL[activation]};
 }`,
   };
-  const tiling = gemmTiling(device, m, n);
-  const kernel = device.kernel(gemmSource(spec, tiling));
-  const buffers = [
-    x.buffer,
-    w.buffer,
-    ...(bias ? [bias.buffer] : []),
-    out.buffer,
-    ...(pre ? [pre.buffer] : []),
-  ];
   const u = new Uniforms().u32(m).u32(n).u32(k).u32(1).u32(1).u32(k);
-  device.dispatch(kernel, buffers, u.bytes(), gemmGroups(tiling, m, n, 1));
+  const dispatch = (buffers: readonly GPUBuffer[], tiling: GemmTiling) =>
+    device.dispatch(device.kernel(gemmSource(spec, tiling)), buffers, u.bytes(), gemmGroups(tiling, m, n, 1));
+  const operands = [x, w, ...(bias ? [bias] : []), out, ...(pre ? [pre] : [])];
+  const tiling = tunedTiling(
+    device,
+    spec.key,
+    { m, n, k, batch: 1 },
+    operands.map((t) => t.size),
+    (scratch, t) =>
+      dispatch(
+        scratch.map((s) => s.buffer),
+        t,
+      ),
+  );
+  dispatch(
+    operands.map((t) => t.buffer),
+    tiling,
+  );
   return out;
 }
