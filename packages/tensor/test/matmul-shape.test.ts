@@ -183,6 +183,27 @@ describe('matmul', () => {
       }
   });
 
+  it('every tiling the autotuner may choose sums split-K ranges (k ranges that end inside a k tile)', async () => {
+    const device = await testDevice();
+    const [batch, m, n, k] = [1, 9, 13, 3000];
+    for (const { name, config } of gemmCandidates(device, m, n)) {
+      assert.ok(gemmSplits(device, config, m, n, k, batch) > 1, `${name} should split k`);
+      const { worst, largest } = await withTiling('matmul/nn', { m, n, k, batch }, name, () =>
+        gemmAgainstFloat64(sines(m * k, 7, 0.37), sines(k * n, 8, 0.37), {
+          batch,
+          m,
+          n,
+          k,
+          transA: false,
+          transB: false,
+          batchStrideA: 0,
+          batchStrideB: 0,
+        }),
+      );
+      assert.ok(worst < 1e-5, `${name}: max error ${worst} (largest |sum| ${largest})`);
+    }
+  });
+
   it('split-K: a small result over a long reduction, every transpose combination, batched and broadcast', async () => {
     const device = await testDevice();
     const [batch, m, n, k] = [2, 9, 13, 3000];
@@ -390,12 +411,12 @@ describe('linear with a fused bias/activation epilogue (Paddle [in, out] weights
       }
     }
 
-  it('gelu + bias on [2,17,6] x [6, 129] under every plain-workgroup tiling the autotuner may choose', async () => {
+  it('gelu + bias on [2,17,6] x [6, 129] with k tiles in workgroup memory (every such tiling the autotuner may choose)', async () => {
     const device = await testDevice();
     const [m, k, n] = [34, 6, 129];
-    const plain = gemmCandidates(device, m, n).filter((c) => !c.config.subgroupA);
-    assert.ok(plain.length >= 5);
-    for (const { name } of plain)
+    const staged = gemmCandidates(device, m, n).filter((c) => c.config.bk !== undefined);
+    assert.ok(staged.length >= 4);
+    for (const { name } of staged)
       await withTiling('linear/gelu/bias/pre', { m, n, k, batch: 1 }, name, () =>
         linearCase([2, 17, 6], k, n, 'gelu', true),
       );

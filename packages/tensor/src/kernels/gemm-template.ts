@@ -26,6 +26,10 @@ export interface GemmSpec {
    * store_c's `b` is split · batch + b: the matrix of a [splits, batch, m, n] partial buffer.
    */
   readonly functions: string;
+  /** The index A's loads walk contiguously (`k` for row-major A, `m` for transposed); default `k`. */
+  readonly aContiguous?: 'm' | 'k';
+  /** The index B's loads walk contiguously (`n` for row-major B, `k` for transposed); default `n`. */
+  readonly bContiguous?: 'k' | 'n';
 }
 
 export interface GemmTiling {
@@ -37,6 +41,12 @@ export interface GemmTiling {
   readonly subgroupA: boolean;
   /** k iterations per loop trip (the remainder runs one at a time). */
   readonly unroll?: number;
+  /**
+   * Stage k tiles of this depth in workgroup memory: the workgroup loads its (tm·wy)×bk slice of A
+   * and bk×(tn·wx) slice of B once, cooperatively and along each operand's contiguous index, and
+   * every lane reads its operands from there (how GPUs reuse loads; no subgroup sharing).
+   */
+  readonly bk?: number;
 }
 
 /** The register tile side of large results on subgroup adapters. */
@@ -60,13 +70,15 @@ export function gemmTiling(device: Device, m: number, n: number): GemmTiling {
 
 /** A tiling's name in kernel keys and the autotune cache. */
 export function tilingName(t: GemmTiling): string {
-  return `${t.tm}x${t.tn}/${t.wx}x${t.wy}/${t.subgroupA ? 'sg' : 'plain'}/u${t.unroll ?? 1}`;
+  const sharing = t.bk ? `shared${t.bk}` : t.subgroupA ? 'sg' : 'plain';
+  return `${t.tm}x${t.tn}/${t.wx}x${t.wy}/${sharing}/u${t.unroll ?? 1}`;
 }
 
 /**
  * Tilings the autotuner times for an m×n result, the default (`gemmTiling`) first. Subgroup rows
  * where the adapter's subgroup size is fixed; plain workgroups of 64–256 lanes with 4×4 to 8×8
- * register tiles (the shapes GPUs favour without shared memory) everywhere.
+ * register tiles, loading from memory or from k tiles staged in workgroup memory (what GPUs
+ * favour), everywhere.
  */
 export function gemmCandidates(device: Device, m: number, n: number): TuneCandidate<GemmTiling>[] {
   const maxLanes = device.limits.maxComputeInvocationsPerWorkgroup;
@@ -89,9 +101,18 @@ export function gemmCandidates(device: Device, m: number, n: number): TuneCandid
     [4, 4, 16, 8],
   ] as const)
     tilings.push({ tm, tn, wx, wy, subgroupA: false });
+  for (const [tm, tn, wx, wy, bk] of [
+    [4, 4, 16, 16, 16],
+    [8, 8, 8, 8, 16],
+    [8, 4, 16, 16, 16],
+    [4, 8, 16, 16, 16],
+    [8, 8, 16, 16, 8],
+  ] as const)
+    tilings.push({ tm, tn, wx, wy, subgroupA: false, bk });
   const seen = new Set<string>();
+  const sharedBytes = (t: GemmTiling) => (t.tm * t.wy + t.tn * t.wx) * (t.bk ?? 0) * 4;
   return tilings
-    .filter((t) => t.wx * t.wy <= maxLanes)
+    .filter((t) => t.wx * t.wy <= maxLanes && sharedBytes(t) <= device.limits.maxComputeWorkgroupStorageSize)
     .map((config) => ({ name: tilingName(config), config }))
     .filter(({ name }) => !seen.has(name) && seen.add(name));
 }
@@ -102,12 +123,40 @@ export function gemmShapeClass(family: string, m: number, n: number, k: number, 
   return `${family} m${2 ** log2(m)} n${2 ** log2(n)} k${2 ** log2(k)}${batch > 1 ? ' batched' : ''}`;
 }
 
+/** The k loop of a tiling that stages k tiles of depth t.bk in workgroup memory (see GemmTiling.bk). */
+function stagedLoop(spec: GemmSpec, t: GemmTiling, bk: number, step: (k: string) => string): string {
+  const [bm, bn, lanes] = [t.tm * t.wy, t.tn * t.wx, t.wx * t.wy];
+  // Tile element e → (tile row or column, k offset), contiguous along the operand's memory order.
+  const aAt = spec.aContiguous === 'm' ? [`e % ${bm}u`, `e / ${bm}u`] : [`e / ${bk}u`, `e % ${bk}u`];
+  const bAt = spec.bContiguous === 'k' ? [`e / ${bk}u`, `e % ${bk}u`] : [`e % ${bn}u`, `e / ${bn}u`];
+  const fill = (size: number, body: string) =>
+    Array.from({ length: Math.ceil(size / lanes) }, (_, l) => {
+      const guard = (l + 1) * lanes > size ? `if (e < ${size}u) ` : '';
+      return `{ let e = lidx + ${l * lanes}u; ${guard}{ ${body} } }`;
+    }).join('\n    ');
+  return `let lidx = lid.y * ${t.wx}u + lid.x;
+  let tile_row = wg.y * ${bm}u;
+  let tile_col = wg.x * ${bn}u;
+  for (var kt = k_start; kt < k_end; kt += ${bk}u) {
+    let kn = min(${bk}u, k_end - kt);
+    ${fill(bm * bk, `let r = ${aAt[0]}; let kk = ${aAt[1]}; tile_a[kk * ${bm}u + r] = load_a(batch, min(tile_row + r, u.m - 1u), min(kt + kk, u.k - 1u));`)}
+    ${fill(bk * bn, `let c = ${bAt[0]}; let kk = ${bAt[1]}; tile_b[kk * ${bn}u + c] = load_b(batch, min(kt + kk, u.k - 1u), min(tile_col + c, u.n - 1u));`)}
+    workgroupBarrier();
+    for (var kk = 0u; kk < kn; kk++) ${step('kk')}
+    workgroupBarrier();
+  }`;
+}
+
 export function gemmSource(spec: GemmSpec, t: GemmTiling): KernelSource {
   const acc = Array.from({ length: t.tm * t.tn }, (_, i) => `var c${i} = 0.0;`).join(' ');
+  const bk = t.bk ?? 0;
   // One k step: A values (shared across the subgroup row when possible), B values, the FMAs.
   const step = (k: string): string => {
     const lines: string[] = ['{'];
-    if (t.subgroupA) {
+    if (bk > 0) {
+      for (let i = 0; i < t.tm; i++)
+        lines.push(`let a${i} = tile_a[${k} * ${t.tm * t.wy}u + lid.y * ${t.tm}u + ${i}u];`);
+    } else if (t.subgroupA) {
       // Lane l loads rows l, l + wx, ...; row i then comes from lane i % wx of load i / wx.
       for (let b = 0; b < Math.ceil(t.tm / t.wx); b++)
         lines.push(`let mine${b} = load_a(batch, arow${b}, ${k});`);
@@ -116,7 +165,12 @@ export function gemmSource(spec: GemmSpec, t: GemmTiling): KernelSource {
     } else {
       for (let i = 0; i < t.tm; i++) lines.push(`let a${i} = load_a(batch, rows[${i}], ${k});`);
     }
-    for (let j = 0; j < t.tn; j++) lines.push(`let b${j} = load_b(batch, ${k}, cols[${j}]);`);
+    for (let j = 0; j < t.tn; j++)
+      lines.push(
+        bk > 0
+          ? `let b${j} = tile_b[${k} * ${t.tn * t.wx}u + lid.x + ${j * t.wx}u];`
+          : `let b${j} = load_b(batch, ${k}, cols[${j}]);`,
+      );
     for (let i = 0; i < t.tm; i++)
       for (let j = 0; j < t.tn; j++) lines.push(`c${i * t.tn + j} = fma(a${i}, b${j}, c${i * t.tn + j});`);
     lines.push('}');
@@ -124,13 +178,15 @@ export function gemmSource(spec: GemmSpec, t: GemmTiling): KernelSource {
   };
   const unroll = t.unroll ?? 1;
   const loop =
-    unroll > 1
-      ? `var k = k_start;
+    bk > 0
+      ? stagedLoop(spec, t, bk, step)
+      : unroll > 1
+        ? `var k = k_start;
   for (; k + ${unroll - 1}u < k_end; k += ${unroll}u) {
     ${Array.from({ length: unroll }, (_, i) => step(i === 0 ? 'k' : `k + ${i}u`)).join('\n    ')}
   }
   for (; k < k_end; k++) ${step('k')}`
-      : `for (var k = k_start; k < k_end; k++) ${step('k')}`;
+        : `for (var k = k_start; k < k_end; k++) ${step('k')}`;
   const stores: string[] = [];
   for (let i = 0; i < t.tm; i++) {
     for (let j = 0; j < t.tn; j++) {
@@ -148,6 +204,12 @@ struct U { m: u32, n: u32, k: u32, batch: u32, splits: u32, k_chunk: u32, ${spec
 @group(0) @binding(0) var<uniform> u: U;
 ${spec.decls}
 ${spec.functions}
+${
+  bk > 0
+    ? `var<workgroup> tile_a: array<f32, ${t.tm * t.wy * bk}>;
+var<workgroup> tile_b: array<f32, ${bk * t.tn * t.wx}>;`
+    : ''
+}
 @compute @workgroup_size(${t.wx}, ${t.wy})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let lane = lid.x;

@@ -30,6 +30,8 @@ function matmulSpec(transA: boolean, transB: boolean) {
   const bAt = transB ? 'n * u.k + k' : 'k * u.n + n';
   return {
     key: `matmul/${transA ? 't' : 'n'}${transB ? 't' : 'n'}`,
+    aContiguous: transA ? ('m' as const) : ('k' as const),
+    bContiguous: transB ? ('k' as const) : ('n' as const),
     bindings: ['read', 'read', 'rw'] as const,
     uniformFields: 'stride_a: u32, stride_b: u32,',
     decls: /* wgsl */ `
