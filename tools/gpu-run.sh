@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # On a GPU machine without Node (the `device` tool's H100/H200): unpacks the bundle that
 # tools/gpu-bundle.sh made (.gpu/segtrain-gpu.tar.xz), then measures there and writes to $OUT
-# (default ./gpu-results): doctor.txt, log.txt and gpu-reports.tar (every suite's .md/.json/.svg;
+# (default ./gpu-results): doctor.txt, log.txt, autotune.json and gpu-reports.tar (every suite's .md/.json/.svg;
 # the device tool returns at most 8 files).
 #   - segtrain doctor (the adapter, its limits and features);
 #   - segtrain-bench kernels: GEMM 512³…6144³ and the conv cases;
 #   - segtrain-bench models --profile at 4×3×512×1024 (the issue's PyTorch comparison) and 4×3×64×128;
 #   - segtrain-bench train: the three seed configs' full step at 4×3×512×1024.
+# Kernels are autotuned (on by default on a GPU): the first suite tunes the GEMM shape classes it
+# meets, the cache ($OUT/autotune.json, every candidate's time per class) serves the later suites
+# and comes back; GEMM is also run untuned (SEGTRAIN_AUTOTUNE=0) as the same-session baseline.
 #
 #   device run: bash tools/gpu-run.sh   (carry [".gpu"]; about 3–5 minutes on an H200)
 #   SEGTRAIN_GPU_QUICK=1 bash tools/gpu-run.sh   # small sizes: a smoke run of the bundle here
@@ -31,6 +34,7 @@ fi
 NVIDIA_ICD=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 if [[ -z ${VK_DRIVER_FILES:-} && -f $NVIDIA_ICD ]]; then export VK_DRIVER_FILES=$NVIDIA_ICD; fi
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
+export SEGTRAIN_AUTOTUNE_CACHE=$OUT/autotune.json
 export PATH=$APP/bin:$PATH
 cd "$APP"
 echo "bundle of $(cat COMMIT), node $(node --version), $(nproc) cores" | tee "$OUT/log.txt"
@@ -50,10 +54,11 @@ if [[ -n ${SEGTRAIN_GPU_QUICK:-} ]]; then
   bench models --quick --models liteseg --profile --reps 2
   bench train --config "${SEEDS%%,*}" --input 1x3x64x128 --reps 2
 else
+  SEGTRAIN_AUTOTUNE=0 bench kernels --no-tfjs --gemm 1024,2048,4096 --reps 5
   bench kernels --no-tfjs --gemm 512,1024,1536,2048,3072,4096,6144 --reps 5
   bench models --input 4x3x512x1024 --profile --reps 5
   bench models --input 4x3x64x128 --reps 5
   bench train --config "$SEEDS" --input 4x3x512x1024 --reps 5
 fi
 tar -cf "$OUT/gpu-reports.tar" -C "$APP" reports
-echo "==> $OUT: doctor.txt, log.txt, gpu-reports.tar ($(tar -tf "$OUT/gpu-reports.tar" | grep -c '\.md$') reports)"
+echo "==> $OUT: doctor.txt, log.txt, autotune.json, gpu-reports.tar ($(tar -tf "$OUT/gpu-reports.tar" | grep -c '\.md$') reports)"

@@ -5,7 +5,7 @@ import { SMALL_ALLREDUCE_BYTES } from '@segtrain/collective';
 import { LINK_RATES, simNetUnavailable } from '@segtrain/collective/simnet';
 import { loadConfig } from '@segtrain/config';
 import { type ComponentConfig, withoutPretrained } from '@segtrain/models';
-import { AUTOTUNE_ENV, type Device, getDevice } from '@segtrain/tensor';
+import { AUTOTUNE_ENV, type Device, getDevice, type TuneResult } from '@segtrain/tensor';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { allReduceMarkdown, type BenchLink, parseSize, runAllReduceBench } from './allreduce.js';
 import { compareMarkdown, compareReports, readReport } from './compare.js';
@@ -502,13 +502,19 @@ async function scalingBench(o: BenchOptions, log: (line: string) => void): Promi
   return 0;
 }
 
+/** The chosen variant's time over the default's, as timed while tuning. */
+function tunedRatio(c: TuneResult): string {
+  const [chosen, fallback] = [c.ms[c.chosen], c.ms[c.fallback]];
+  return chosen && fallback ? `${(chosen / fallback).toFixed(2)}× ${c.fallback}` : 'default';
+}
+
 /** Whether kernels were tuned for this run, and the choices it used (a report names its variants). */
 export function autotuneFact(device: Device): string {
   const { enabled, cacheFile } = device.tuner.options;
   if (!enabled) return `off (the measured defaults; ${AUTOTUNE_ENV}=1 tunes)`;
   const choices = device.tuner.choices();
   return `on, ${choices.length} shape class(es) tuned${cacheFile ? ` (cache ${cacheFile})` : ''}: ${choices
-    .map((c) => `${c.shapeClass} → ${c.chosen}`)
+    .map((c) => `${c.shapeClass} → ${c.chosen} (${tunedRatio(c)})`)
     .join('; ')}`;
 }
 

@@ -87,6 +87,7 @@ describe('GEMM autotuning', () => {
     assert.deepEqual(Object.keys(result.ms).sort(), [...names].sort());
     const fastest = Math.min(...Object.values(result.ms));
     assert.equal(result.ms[result.chosen], fastest);
+    assert.equal(result.fallback, names[0]);
     assert.equal(result.shapeClass, gemmShapeClass('matmul/nn', m, n, k, 1));
     assert.equal(tuner.pending, 0);
 

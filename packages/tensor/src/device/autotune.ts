@@ -34,6 +34,8 @@ export interface TuneResult {
   readonly family: string;
   readonly shapeClass: string;
   readonly chosen: string;
+  /** The candidate used untuned (the family's default). */
+  readonly fallback: string;
   /** Milliseconds per call of each candidate (best of the timed batches). */
   readonly ms: Readonly<Record<string, number>>;
 }
@@ -66,8 +68,8 @@ export function autotuneOptionsFromEnv(software: boolean, env = process.env): Au
 
 const key = (family: string, shapeClass: string) => `${family}|${shapeClass}`;
 
-/** Wall time per call aimed for in one timed batch: long enough that a submit's overhead fades. */
-const BATCH_MS = 20;
+/** Wall time aimed for in one timed batch: long enough that a submit's overhead fades. */
+const BATCH_MS = 10;
 const MAX_BATCH = 64;
 const TIMED_BATCHES = 3;
 
@@ -98,7 +100,7 @@ export class Autotuner {
 
   /**
    * The config for a shape class: the tuned choice when there is one, else `fallback` (the family's
-   * default, which should also be a candidate), noting the class for `run()` when tuning is on.
+   * default, which must be the first candidate), noting the class for `run()` when tuning is on.
    * `candidates` and `prepare` are called only when the class is looked up or tuned.
    */
   choose<C>(
@@ -139,7 +141,7 @@ export class Autotuner {
         trial.dispose();
       }
       const chosen = Object.entries(ms).reduce((best, next) => (next[1] < best[1] ? next : best))[0];
-      const result = { family, shapeClass, chosen, ms };
+      const result = { family, shapeClass, chosen, fallback: pending.candidates[0]?.name ?? chosen, ms };
       this.chosen.set(id, result);
       this.resolved.set(id, pending.candidates.find((c) => c.name === chosen)?.config);
       results.push(result);
