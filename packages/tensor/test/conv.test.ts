@@ -1,8 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
-import { convConfig, depthwiseConfig } from '../src/kernels/conv.js';
-import { checkOp, testDevice } from '../src/testing/index.js';
+import {
+  convConfig,
+  convShapeClass,
+  depthwiseConfig,
+  registerBlockCandidates,
+  weightGradCandidates,
+} from '../src/kernels/conv.js';
+import { checkOp, testDevice, withTunedChoices } from '../src/testing/index.js';
 
 type Pads = [number, number, number, number];
 
@@ -534,6 +540,58 @@ describe('conv2d kernel variants (plain weight loads; generic instead of row ker
       () => Object.assign(convConfig, { subgroups: true, rowVariant: true }),
     );
   });
+});
+
+// Every register block and launch shape the autotuner may choose (on GPUs) for each pass, on cases
+// with channel tails, strides, groups, a wide kernel and a long reduction: candidate i of every pass
+// at once, read from a cache file as a tuned process would.
+describe('conv2d under every autotune candidate', () => {
+  const picked = [
+    '3x3 stride 2 pad 1, bias',
+    'groups 2, 4 out channels per group (blocked path), stride 2',
+    '18 in / 20 out channels (16-blocks with tails), 2x2 kernel',
+    '1x7 kernel (widest row variant), pad [0, 0, 3, 3]',
+    '3x3 pad 1 on 12x43 (x blocks of 8 and a 3-wide tail)',
+    'batch 3 on 5x7, stride 2 (lanes span images: the small-map fold)',
+  ];
+  for (const c of cases.filter((k) => picked.includes(k.name))) {
+    const cout = c.w[0] ?? 0;
+    const geometry = T.conv2dGeometry(c.x, c.w, c.bias ? [cout] : null, c.options);
+    const passes = [
+      ['conv2d/fwd', registerBlockCandidates()],
+      ['conv2d/dx', registerBlockCandidates()],
+      ['conv2d/dw', weightGradCandidates(geometry)],
+    ] as const;
+    const count = Math.max(...passes.map(([, list]) => list.length));
+    it(`${c.name}: ${count} candidate sets`, async () => {
+      const device = await testDevice();
+      const ref: RefOptions = {
+        stride: [geometry.sh, geometry.sw],
+        pads: c.pads,
+        dilation: [geometry.dh, geometry.dw],
+        groups: geometry.groups,
+      };
+      for (let i = 0; i < count; i++) {
+        const choices = passes.map(([family, list]) => ({
+          family,
+          shapeClass: convShapeClass(family, geometry),
+          name: (list[Math.min(i, list.length - 1)] as { name: string }).name,
+        }));
+        const { untuned } = await withTunedChoices(device, choices, () =>
+          checkOp({
+            name: `conv2d ${c.name} with ${choices.map((k) => k.name).join(', ')}`,
+            inputs: c.bias
+              ? [{ shape: c.x }, { shape: c.w }, { shape: [cout] }]
+              : [{ shape: c.x }, { shape: c.w }],
+            gpu: ([x, w, b]) => T.conv2d(x as T.Tensor, w as T.Tensor, b ?? null, c.options),
+            ref: ([x, w, b]) => convRef(x as Float64Array, c.x, w as Float64Array, c.w, b ?? null, ref).out,
+            seed: 4 + i,
+          }),
+        );
+        assert.equal(untuned, 0, 'every pass ran its pinned candidate');
+      }
+    });
+  }
 });
 
 // Every depthwise case through each of its kernels: the strip kernel where it fits (above), the

@@ -1,13 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, it, vi } from 'vitest';
-import { Autotuner } from '../src/device/autotune.js';
 import * as T from '../src/index.js';
 import { gemmCandidates, gemmShapeClass, gemmSplits, gemmTiling } from '../src/kernels/gemm-template.js';
 import { type Activation, type GemmArgs, gemm } from '../src/kernels/matmul.js';
-import { checkOp, erf64, stridesOf, testDevice } from '../src/testing/index.js';
+import { checkOp, erf64, stridesOf, testDevice, withTunedChoices } from '../src/testing/index.js';
 
 function matmulRef(sa: number[], sb: number[]) {
   return ([a, b]: Float64Array[]) => {
@@ -62,7 +58,7 @@ async function gemmAgainstFloat64(av: Float32Array, bv: Float32Array, args: Gemm
   return { worst, largest, shape };
 }
 
-/** Runs `fn` with the GEMM tiling `name` chosen for `family` at these sizes (through a cache file). */
+/** Runs `fn` with the GEMM tiling `name` chosen for `family` at these sizes; checks that it ran. */
 async function withTiling<R>(
   family: string,
   size: { m: number; n: number; k: number; batch: number },
@@ -70,18 +66,10 @@ async function withTiling<R>(
   fn: () => Promise<R>,
 ): Promise<R> {
   const device = await testDevice();
-  const cacheFile = join(mkdtempSync(join(tmpdir(), 'segtrain-tiling-')), 'autotune.json');
   const shapeClass = gemmShapeClass(family, size.m, size.n, size.k, size.batch);
-  const entry = { family, shapeClass, chosen: name, ms: {} };
-  writeFileSync(
-    cacheFile,
-    JSON.stringify({ format: 1, adapters: { pinned: { [`${family}|${shapeClass}`]: entry } } }),
-  );
-  const saved = device.tuner;
-  device.tuner = new Autotuner('pinned', { enabled: true, cacheFile }, () => device.sync());
   const spy = vi.spyOn(device, 'kernel');
   try {
-    const result = await fn();
+    const { result } = await withTunedChoices(device, [{ family, shapeClass, name }], fn);
     const keys = spy.mock.calls.map(([source]) => source.key);
     assert.ok(
       keys.includes(`gemm/${family}/${name}`),
@@ -90,7 +78,6 @@ async function withTiling<R>(
     return result;
   } finally {
     spy.mockRestore();
-    device.tuner = saved;
   }
 }
 

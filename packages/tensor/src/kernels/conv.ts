@@ -3,8 +3,14 @@
  * input gradient, weight gradient, bias gradient, and what they share (common.ts).
  */
 export { conv2dBiasGrad } from './conv/bias-grad.js';
-export { type ConvGeometry, channelBlock, convConfig } from './conv/common.js';
+export {
+  type ConvGeometry,
+  channelBlock,
+  convConfig,
+  convShapeClass,
+  registerBlockCandidates,
+} from './conv/common.js';
 export { depthwiseConfig } from './conv/depthwise.js';
 export { conv2dForward } from './conv/forward.js';
 export { conv2dInputGrad } from './conv/input-grad.js';
-export { conv2dWeightGrad } from './conv/weight-grad.js';
+export { conv2dWeightGrad, weightGradCandidates } from './conv/weight-grad.js';

@@ -1,5 +1,6 @@
 import type { TuneCandidate } from '../device/autotune.js';
 import type { Access, Device, KernelSource } from '../device/device.js';
+import { pow2Class } from './tuned.js';
 
 /**
  * One tiled GEMM, C[b](m, n) = Σ_k A[b](m, k) · B[b](k, n), whose operand loads and result store are
@@ -119,8 +120,7 @@ export function gemmCandidates(device: Device, m: number, n: number): TuneCandid
 
 /** The autotune class of a GEMM: its kernel family and each size rounded up to a power of two. */
 export function gemmShapeClass(family: string, m: number, n: number, k: number, batch: number): string {
-  const log2 = (v: number) => Math.ceil(Math.log2(Math.max(1, v)));
-  return `${family} m${2 ** log2(m)} n${2 ** log2(n)} k${2 ** log2(k)}${batch > 1 ? ' batched' : ''}`;
+  return `${family} m${pow2Class(m)} n${pow2Class(n)} k${pow2Class(k)}${batch > 1 ? ' batched' : ''}`;
 }
 
 /** The k loop of a tiling that stages k tiles of depth t.bk in workgroup memory (see GemmTiling.bk). */

@@ -1,6 +1,6 @@
 import type { Device } from '../device/device.js';
 import type { Tensor } from '../tensor.js';
-import { fill, GELU_WGSL } from './elementwise.js';
+import { GELU_WGSL } from './elementwise.js';
 import {
   type GemmTiling,
   gemmCandidates,
@@ -12,6 +12,7 @@ import {
 } from './gemm-template.js';
 import { emptyTensor, reshapeInto, Uniforms } from './launch.js';
 import { reduceTo } from './reduce.js';
+import { tunedConfig } from './tuned.js';
 
 export interface GemmArgs {
   readonly batch: number;
@@ -45,32 +46,23 @@ fn store_c(batch: u32, m: u32, n: u32, v: f32) { c[(batch * u.m + m) * u.n + n] 
   };
 }
 
-/**
- * The tiling for a GEMM kernel family at this shape: the autotuner's choice, or the default while
- * the shape class is untuned. `scratch` lists the sizes of the bindings a trial run needs.
- */
+/** The tiling for a GEMM kernel family at this shape: tuned, or the default while untuned. */
 function tunedTiling(
   device: Device,
   family: string,
   size: { m: number; n: number; k: number; batch: number },
   scratch: readonly number[],
-  run: (buffers: readonly Tensor[], tiling: GemmTiling) => void,
+  run: (operands: readonly Tensor[], tiling: GemmTiling) => void,
 ): GemmTiling {
   const { m, n, k, batch } = size;
-  return device.tuner.choose(
+  return tunedConfig(
+    device,
     family,
     () => gemmShapeClass(family, m, n, k, batch),
     gemmTiling(device, m, n),
     () => gemmCandidates(device, m, n),
-    () => {
-      const buffers = scratch.map((elements) => fill(device, [elements], 0));
-      return {
-        run: (tiling) => run(buffers, tiling),
-        dispose: () => {
-          for (const buffer of buffers) buffer.dispose();
-        },
-      };
-    },
+    scratch,
+    run,
   );
 }
 

@@ -6,3 +6,4 @@
 export { assertClose, erf64, rand, stridesOf } from './numeric.js';
 export { checkOp, type InputSpec, type OpCase, type Ref, testDevice } from './ops.js';
 export { DEMO_CONFIG, paddlesegConfig, repoRoot } from './paths.js';
+export { type TunedChoice, withTunedChoices } from './tuning.js';

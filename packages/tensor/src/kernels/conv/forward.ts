@@ -11,9 +11,11 @@ import {
   forwardBuffers,
   launchSliced,
   MAX_ROW_KW,
+  type RegisterBlock,
   range,
   rowBlock,
   SB,
+  tunedRegisterBlock,
   UNIFORM_STRUCT,
   uniforms,
   workgroupFor,
@@ -28,7 +30,7 @@ import { depthwiseFits, depthwiseForward } from './depthwise.js';
 // only the x reads are real per-lane gathers. Taps run outside, input channels inside, so the
 // per-lane offsets and padding masks are computed once per tap. No divergent control flow before
 // the stores (subgroupBroadcast needs every lane). Measured on lavapipe (2 vCPU): OCB 16 × XB 4
-// beat 8×4, 16×2 and 8×8, and 16 × 8 beats 16 × 4 (FWD_BLOCK).
+// beat 8×4, 16×2 and 8×8, and 16 × 8 beats 16 × 4 (REGISTER_BLOCKS in common.ts).
 
 function forwardSource(
   ocb: number,
@@ -204,32 +206,24 @@ ${bias ? `    let b${o} = bs[oc0 + ${o}u];\n` : ''}${range(xb)
   };
 }
 
-/**
- * Forward register block: output channels × output x positions per invocation, tuned on lavapipe.
- * 16 × 8 against 16 × 4 (same session): the demo step's forward convolutions 46–63 vs 73–76 ms of
- * GPU time; 4×128×16×32 3×3 17 vs 20–22 ms; 2×64×128×256 equal (134–142 ms).
- */
-const FWD_BLOCK = { oc: 16, x: 8 };
-
-export function conv2dForward(
+function forwardWith(
   device: Device,
   x: Tensor,
   w: Tensor,
   bias: Tensor | null,
+  out: Tensor,
   g: ConvGeometry,
-): Tensor {
-  if (depthwiseFits(g) && convConfig.depthwise) return depthwiseForward(device, x, w, bias, g);
+  block: RegisterBlock,
+): void {
   const coutPg = g.cout / g.groups;
-  const ocb = channelBlock(coutPg, FWD_BLOCK.oc);
-  const fold = foldImages(g.n, g.hout * Math.ceil(g.wout / FWD_BLOCK.x));
+  const ocb = channelBlock(coutPg, block.ch);
+  const fold = foldImages(g.n, g.hout * Math.ceil(g.wout / block.x));
   const rows = fold ? g.n * g.hout : g.hout;
-  const xb = rowBlock(rows, g.wout, FWD_BLOCK.x);
+  const xb = rowBlock(rows, g.wout, block.x);
   const xblocks = Math.ceil(g.wout / xb);
   const positions = rows * xblocks;
   const slices = (fold ? 1 : g.n) * g.groups * Math.ceil(coutPg / ocb);
-  const out = emptyTensor(device, [g.n, g.cout, g.hout, g.wout]);
   const u = uniforms(g, { ocb, icb: 1, xblocks, total: positions });
-  const buffers = forwardBuffers(x, w, bias, out);
   const rowKw = g.sw === 1 && g.dw === 1 && g.kw <= MAX_ROW_KW && convConfig.rowVariant ? g.kw : 0;
   launchSliced(
     device,
@@ -242,10 +236,32 @@ export function conv2dForward(
       workgroupFor(positions),
       fold,
     ),
-    buffers,
+    forwardBuffers(x, w, bias, out),
     u,
     positions,
     slices,
   );
+}
+
+export function conv2dForward(
+  device: Device,
+  x: Tensor,
+  w: Tensor,
+  bias: Tensor | null,
+  g: ConvGeometry,
+): Tensor {
+  if (depthwiseFits(g) && convConfig.depthwise) return depthwiseForward(device, x, w, bias, g);
+  const outSize = g.n * g.cout * g.hout * g.wout;
+  const block = tunedRegisterBlock(
+    device,
+    'conv2d/fwd',
+    g,
+    [x.size, w.size, ...(bias ? [bias.size] : []), outSize],
+    ([sx, sw, sb, so], candidate) => {
+      if (sx && sw && sb) forwardWith(device, sx, sw, so ? sb : null, so ?? sb, g, candidate);
+    },
+  );
+  const out = emptyTensor(device, [g.n, g.cout, g.hout, g.wout]);
+  forwardWith(device, x, w, bias, out, g, block);
   return out;
 }

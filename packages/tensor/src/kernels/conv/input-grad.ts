@@ -8,9 +8,11 @@ import {
   foldImages,
   launchSliced,
   MAX_ROW_KW,
+  type RegisterBlock,
   range,
   rowBlock,
   SB,
+  tunedRegisterBlock,
   UNIFORM_STRUCT,
   uniforms,
   workgroupFor,
@@ -198,26 +200,25 @@ ${range(xb)
   };
 }
 
-/**
- * Input-gradient register block: input channels × input x positions per invocation. 16 × 8 against
- * 16 × 4 on lavapipe: the demo step's dX kernels 56–71 vs 73–76 ms; 2×64×128×256 3×3 129–132 vs
- * 143–154 ms.
- */
-const DX_BLOCK = { ic: 16, x: 8 };
-
-export function conv2dInputGrad(device: Device, dy: Tensor, w: Tensor, g: ConvGeometry): Tensor {
+function inputGradWith(
+  device: Device,
+  dy: Tensor,
+  w: Tensor,
+  out: Tensor,
+  g: ConvGeometry,
+  block: RegisterBlock,
+): void {
   const cinPg = g.cin / g.groups;
-  const icb = channelBlock(cinPg, DX_BLOCK.ic);
+  const icb = channelBlock(cinPg, block.ch);
   // Per stride class: ceil(h/sh) rows of ceil(w/sw) positions (at most).
   const classW = Math.ceil(g.w / g.sw);
   const classH = Math.ceil(g.h / g.sh);
-  const fold = foldImages(g.n, classH * Math.ceil(classW / DX_BLOCK.x));
+  const fold = foldImages(g.n, classH * Math.ceil(classW / block.x));
   const rows = fold ? g.n * classH : classH;
-  const xb = rowBlock(rows, classW, DX_BLOCK.x);
+  const xb = rowBlock(rows, classW, block.x);
   const xblocks = Math.ceil(classW / xb);
   const positions = rows * xblocks;
   const slices = (fold ? 1 : g.n) * g.groups * Math.ceil(cinPg / icb) * g.sh * g.sw;
-  const out = emptyTensor(device, [g.n, g.cin, g.h, g.w]);
   const u = uniforms(g, { ocb: 1, icb, xblocks, total: positions, chunk: classH });
   const rowKw = g.sw === 1 && g.dw === 1 && g.kw <= MAX_ROW_KW && convConfig.rowVariant ? g.kw : 0;
   const source = inputGradSource(
@@ -229,5 +230,20 @@ export function conv2dInputGrad(device: Device, dy: Tensor, w: Tensor, g: ConvGe
     fold,
   );
   launchSliced(device, source, [dy.buffer, w.buffer, out.buffer], u, positions, slices);
+}
+
+export function conv2dInputGrad(device: Device, dy: Tensor, w: Tensor, g: ConvGeometry): Tensor {
+  const outSize = g.n * g.cin * g.h * g.w;
+  const block = tunedRegisterBlock(
+    device,
+    'conv2d/dx',
+    g,
+    [dy.size, w.size, outSize],
+    ([sdy, sw, so], candidate) => {
+      if (sdy && sw && so) inputGradWith(device, sdy, sw, so, g, candidate);
+    },
+  );
+  const out = emptyTensor(device, [g.n, g.cin, g.h, g.w]);
+  inputGradWith(device, dy, w, out, g, block);
   return out;
 }

@@ -1,16 +1,20 @@
 import type { Device, KernelSource } from '../../device/device.js';
 import type { Tensor } from '../../tensor.js';
 import { emptyTensor } from '../launch.js';
+import { tunedConfig } from '../tuned.js';
 import {
   type ConvGeometry,
   channelBlock,
   convConfig,
+  convShapeClass,
   fold,
   launchSliced,
   MAX_ROW_KW,
+  namedBlock,
   range,
   SB,
   splitReduction,
+  TARGET_WORKGROUPS,
   UNIFORM_STRUCT,
   uniforms,
 } from './common.js';
@@ -25,7 +29,7 @@ import {
 /** Weight-gradient workgroup size: small, so (input-channel block × tap) lanes waste few slots. */
 const DW_WG = 16;
 
-function weightGradSource(ocb: number, icb: number, sub: boolean, rowKw = 0): KernelSource {
+function weightGradSource(ocb: number, icb: number, sub: boolean, rowKw: number, wg: number): KernelSource {
   // Row variant (stride 1, dilation 1 along x, kernel width rowKw baked in): lanes are
   // (input-channel block, ky) and each invocation holds all rowKw taps of its row; along an output
   // row the x values form a sliding window, so one new x value per channel is loaded per position.
@@ -100,20 +104,20 @@ ${range(icb)
       dyo++;
     }`;
   return {
-    key: `conv2d/dw/oc${ocb}/ic${icb}/row${rowKw}/sg${sub ? 1 : 0}`,
+    key: `conv2d/dw/oc${ocb}/ic${icb}/row${rowKw}/sg${sub ? 1 : 0}${wg === DW_WG ? '' : `/wg${wg}`}`,
     bindings: ['read', 'read', 'rw'],
-    workgroupSize: DW_WG,
+    workgroupSize: wg,
     wgsl: () => /* wgsl */ `${sub ? 'enable subgroups;' : ''}
 ${UNIFORM_STRUCT}
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> partial: array<f32>;
-@compute @workgroup_size(${DW_WG})
+@compute @workgroup_size(${wg})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>${
           sub ? ',\n        @builtin(subgroup_invocation_id) sl: u32, @builtin(subgroup_size) ss: u32' : ''
         }) {
-  let t = linear_id(gid, groups, ${DW_WG}u);
+  let t = linear_id(gid, groups, ${wg}u);
   let valid = t < u.total;
   let tt = min(t, u.total - 1u);
   let khw = u.kh * u.kw;
@@ -210,15 +214,48 @@ const DW_BLOCK = { oc: 16, ic: 4 };
  */
 const DW_ROW_BLOCK = { oc: 16, ic: 2 };
 
-export function conv2dWeightGrad(device: Device, dy: Tensor, x: Tensor, g: ConvGeometry): Tensor {
+/** A weight-gradient launch: register block, workgroup size and the workgroups the split aims for. */
+interface WeightGradConfig {
+  readonly oc: number;
+  readonly ic: number;
+  readonly wg: number;
+  readonly target: number;
+}
+
+/**
+ * The autotuner's candidates (on by default on GPUs), the lavapipe-tuned default first: GPUs want
+ * full warps (64 lanes) and far more workgroups than a CPU's two cores.
+ */
+function weightGradConfigs(rowKw: number): WeightGradConfig[] {
+  const block = rowKw > 0 ? DW_ROW_BLOCK : DW_BLOCK;
+  const configs: WeightGradConfig[] = [{ ...block, wg: DW_WG, target: TARGET_WORKGROUPS }];
+  for (const [oc, ic, wg, target] of [
+    [block.oc, block.ic, 64, TARGET_WORKGROUPS],
+    [block.oc, block.ic, DW_WG, 1024],
+    [block.oc, block.ic, 64, 1024],
+    [8, 2, 64, 1024],
+    [8, 4, 64, 4096],
+  ] as const)
+    configs.push({ oc, ic, wg, target });
+  return configs;
+}
+
+const weightGradRowKw = (g: ConvGeometry) =>
+  g.sw === 1 && g.dw === 1 && g.kw > 1 && g.kw <= MAX_ROW_KW && convConfig.rowVariant ? g.kw : 0;
+
+function weightGradWith(
+  device: Device,
+  dy: Tensor,
+  x: Tensor,
+  g: ConvGeometry,
+  config: WeightGradConfig,
+): Tensor {
   const cinPg = g.cin / g.groups;
   const coutPg = g.cout / g.groups;
-  const rowKw =
-    g.sw === 1 && g.dw === 1 && g.kw > 1 && g.kw <= MAX_ROW_KW && convConfig.rowVariant ? g.kw : 0;
-  const block = rowKw > 0 ? DW_ROW_BLOCK : DW_BLOCK;
-  const ocb = channelBlock(coutPg, block.oc);
+  const rowKw = weightGradRowKw(g);
+  const ocb = channelBlock(coutPg, config.oc);
   // Row variant: ocb × icb × kw accumulators; keep them near 64 for wide kernels.
-  const icb = channelBlock(cinPg, rowKw > 3 ? 1 : block.ic);
+  const icb = channelBlock(cinPg, rowKw > 3 ? 1 : config.ic);
   const lanes = Math.ceil(cinPg / icb) * g.kh * (rowKw > 0 ? 1 : g.kw);
   const shape = [g.cout, cinPg, g.kh, g.kw];
   const outputs = g.cout * cinPg * g.kh * g.kw;
@@ -230,13 +267,34 @@ export function conv2dWeightGrad(device: Device, dy: Tensor, x: Tensor, g: ConvG
   const { parts, chunk } = splitReduction(
     device,
     rsize,
-    blocks * Math.ceil(lanes / DW_WG),
+    blocks * Math.ceil(lanes / config.wg),
     outputs,
     Math.floor(maxZ / blocks),
+    config.target,
   );
   const partial = emptyTensor(device, parts === 1 ? shape : [outputs, parts]);
   const u = uniforms(g, { ocb, icb, xblocks: 1, total: lanes, parts, chunk });
-  const source = weightGradSource(ocb, icb, device.hasSubgroups && convConfig.subgroups, rowKw);
+  const source = weightGradSource(ocb, icb, device.hasSubgroups && convConfig.subgroups, rowKw, config.wg);
   launchSliced(device, source, [dy.buffer, x.buffer, partial.buffer], u, lanes, blocks * parts);
   return parts === 1 ? partial : fold(device, partial, g, shape, parts);
+}
+
+/** The weight gradient's autotune candidates for this geometry, the default first. */
+export const weightGradCandidates = (g: ConvGeometry) =>
+  weightGradConfigs(weightGradRowKw(g)).map((c) => namedBlock({ ...c }));
+
+export function conv2dWeightGrad(device: Device, dy: Tensor, x: Tensor, g: ConvGeometry): Tensor {
+  const candidates = weightGradCandidates(g);
+  const config = tunedConfig(
+    device,
+    'conv2d/dw',
+    () => convShapeClass('conv2d/dw', g),
+    (candidates[0] as { config: WeightGradConfig }).config,
+    () => candidates,
+    [dy.size, x.size],
+    ([sdy, sx], candidate) => {
+      if (sdy && sx) weightGradWith(device, sdy, sx, g, candidate).dispose();
+    },
+  );
+  return weightGradWith(device, dy, x, g, config);
 }
