@@ -68,10 +68,13 @@ export function autotuneOptionsFromEnv(software: boolean, env = process.env): Au
 
 const key = (family: string, shapeClass: string) => `${family}|${shapeClass}`;
 
-/** Wall time aimed for in one timed batch: long enough that a submit's overhead fades. */
-const BATCH_MS = 10;
+/**
+ * Wall time aimed for in one timed batch: long enough that a submit's overhead fades, short enough
+ * that a model's few hundred shape classes tune in a minute or two on a GPU.
+ */
+const BATCH_MS = 5;
 const MAX_BATCH = 64;
-const TIMED_BATCHES = 3;
+const TIMED_BATCHES = 2;
 
 export class Autotuner {
   private readonly chosen = new Map<string, TuneResult>();
