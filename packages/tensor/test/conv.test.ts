@@ -347,6 +347,14 @@ const cases: Case[] = [
     pads: [2, 2, 5, 5],
   },
   {
+    name: 'depthwise 3x3 pad 1, batch 2, 40x32 (weight gradient summed by 2 workgroups, then folded)',
+    x: [2, 2, 40, 32],
+    w: [2, 1, 3, 3],
+    bias: true,
+    options: { groups: 2, padding: 1 },
+    pads: [1, 1, 1, 1],
+  },
+  {
     name: 'depthwise 3x3 pad 1, 264 wide (66 quads: two workgroups along x)',
     x: [1, 2, 3, 264],
     w: [2, 1, 3, 3],

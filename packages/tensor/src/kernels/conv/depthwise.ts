@@ -12,6 +12,7 @@ import type { Tensor } from '../../tensor.js';
 import { emptyTensor, gridFor, Uniforms } from '../launch.js';
 import {
   type ConvGeometry,
+  fold,
   forwardAccess,
   forwardBindings,
   forwardBuffers,
@@ -165,6 +166,63 @@ function stripFits(device: Device, g: ConvGeometry): boolean {
   );
 }
 
+/**
+ * WGSL for a strip lane's input window: `loads` masks and loads the aligned vec4s v0, v1, … of input
+ * row `row` that cover its STRIP_QUADS output vec4s and the kw − 1 columns beside them (`ok` masks
+ * the whole row), and `shifted(o)` forms s{o}_{kx}: the 4 inputs under tap kx of output vec4 o.
+ * `vbase` (the window's first vec4) and `wq` (vec4s per row) must be in scope.
+ */
+function stripWindow(
+  kw: number,
+  pl: number,
+  ok: string,
+): { loads: string; shifted: (o: number) => string; left: number } {
+  const win = 4 * STRIP_QUADS + kw - 1;
+  // The window starts `off` values into input vec4 q0 − left.
+  const left = Math.ceil(pl / 4);
+  const off = 4 * left - pl;
+  const value = (i: number) => `v${Math.floor((off + i) / 4)}.${'xyzw'[(off + i) % 4]}`;
+  const loads = range(Math.ceil((off + win) / 4))
+    .map(
+      (j) => `    let vi${j} = vbase + ${j};
+    let v${j} = select(vec4<f32>(), x[row + u32(clamp(vi${j}, 0, wq - 1))], ${ok} && vi${j} >= 0 && vi${j} < wq);`,
+    )
+    .join('\n');
+  const shifted = (o: number) =>
+    range(kw)
+      .map(
+        (kx) =>
+          `    let s${o}_${kx} = vec4<f32>(${range(4)
+            .map((i) => value(4 * o + kx + i))
+            .join(', ')});`,
+      )
+      .join('\n');
+  return { loads, shifted, left };
+}
+
+/**
+ * How strips cover an output: lanes per output row (STRIP_QUADS vec4s each) and rows per strip —
+ * long strips, shortened until the lanes fill the device — and the uniforms both strip kernels
+ * start with (h, hout, wq, wq_out, c, rows).
+ */
+function stripLayout(device: Device, g: ConvGeometry) {
+  const wqOut = g.wout / 4;
+  const lanesPerRow = Math.ceil(wqOut / STRIP_QUADS);
+  let rows = Math.min(STRIP_MAX_ROWS, pow2AtLeast(g.hout));
+  while (rows > STRIP_MIN_ROWS && g.n * g.cin * lanesPerRow * Math.ceil(g.hout / rows) < stripLanes(device))
+    rows /= 2;
+  const uniforms = () =>
+    new Uniforms()
+      .u32(g.h)
+      .u32(g.hout)
+      .u32(g.w / 4)
+      .u32(wqOut)
+      .u32(g.cin)
+      .u32(rows);
+  return { lanesPerRow, rows, strips: Math.ceil(g.hout / rows), uniforms };
+}
+
+/** `flip`: the filter rotated by 180° (the input gradient as a forward convolution of dY). */
 function depthwiseStripSource(
   kh: number,
   kw: number,
@@ -172,13 +230,9 @@ function depthwiseStripSource(
   bias: boolean,
   wgx: number,
   wgy: number,
+  flip: boolean,
 ): KernelSource {
-  const win = 4 * STRIP_QUADS + kw - 1;
-  // The window starts `off` values into input vec4 q0 − left.
-  const left = Math.ceil(pl / 4);
-  const off = 4 * left - pl;
-  const loads = Math.ceil((off + win) / 4);
-  const value = (i: number) => `v${Math.floor((off + i) / 4)}.${'xyzw'[(off + i) % 4]}`;
+  const { loads, shifted, left } = stripWindow(kw, pl, 'ok');
   const rowSum = (o: number, ky: number) =>
     range(kw).reduce(
       (acc, kx) => (acc ? `fma(s${o}_${kx}, vec4<f32>(w${ky}_${kx}), ${acc})` : `s${o}_${kx} * w${ky}_${kx}`),
@@ -195,7 +249,7 @@ function depthwiseStripSource(
         ].join('\n');
   const quads = range(STRIP_QUADS);
   return {
-    key: `conv2d/depthwise-strip/q${STRIP_QUADS}/k${kh}x${kw}/pl${pl}/bias${bias ? 1 : 0}/wg${wgx}x${wgy}`,
+    key: `conv2d/depthwise-strip/q${STRIP_QUADS}/k${kh}x${kw}/pl${pl}/bias${bias ? 1 : 0}/wg${wgx}x${wgy}${flip ? '/flip' : ''}`,
     bindings: forwardAccess(bias),
     workgroupSize: wgx * wgy,
     wgsl: () => /* wgsl */ `
@@ -213,7 +267,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 ${range(kh)
   .map((ky) =>
     range(kw)
-      .map((kx) => `  let w${ky}_${kx} = wt[c * ${kh * kw}u + ${ky * kw + kx}u];`)
+      .map(
+        (kx) =>
+          `  let w${ky}_${kx} = wt[c * ${kh * kw}u + ${flip ? kh * kw - 1 - (ky * kw + kx) : ky * kw + kx}u];`,
+      )
       .join('\n'),
   )
   .join('\n')}
@@ -224,22 +281,10 @@ ${bias ? '  let b = bs[c];\n' : ''}${quads
     let iy = i32(y0 + r) - u.pt;
     let ok = iy >= 0 && iy < i32(u.h);
     let row = (plane * u.h + u32(clamp(iy, 0, i32(u.h) - 1))) * u.wq;
-${range(loads)
-  .map(
-    (j) => `    let vi${j} = vbase + ${j};
-    let v${j} = select(vec4<f32>(), x[row + u32(clamp(vi${j}, 0, wq - 1))], ok && vi${j} >= 0 && vi${j} < wq);`,
-  )
-  .join('\n')}
+${loads}
 ${quads
   .map(
-    (o) => `${range(kw)
-      .map(
-        (kx) =>
-          `    let s${o}_${kx} = vec4<f32>(${range(4)
-            .map((i) => value(4 * o + kx + i))
-            .join(', ')});`,
-      )
-      .join('\n')}
+    (o) => `${shifted(o)}
 ${range(kh)
   .map((ky) => `    let h${o}_${ky} = ${rowSum(o, ky)};`)
   .join('\n')}
@@ -258,25 +303,21 @@ ${quads.map((o) => `      if (q + ${o}u < u.wq_out) { out[at + ${o}u] = done${o}
 
 const pow2AtLeast = (v: number) => 2 ** Math.ceil(Math.log2(Math.max(1, v)));
 
-function depthwiseStrip(device: Device, x: Tensor, w: Tensor, bias: Tensor | null, g: ConvGeometry): Tensor {
+function depthwiseStrip(
+  device: Device,
+  x: Tensor,
+  w: Tensor,
+  bias: Tensor | null,
+  g: ConvGeometry,
+  flip = false,
+): Tensor {
   const planes = g.n * g.cin;
-  const wqOut = g.wout / 4;
-  const lanesPerRow = Math.ceil(wqOut / STRIP_QUADS);
-  let rows = Math.min(STRIP_MAX_ROWS, pow2AtLeast(g.hout));
-  while (rows > STRIP_MIN_ROWS && planes * lanesPerRow * Math.ceil(g.hout / rows) < stripLanes(device))
-    rows /= 2;
-  const strips = Math.ceil(g.hout / rows);
+  const { lanesPerRow, rows, strips, uniforms } = stripLayout(device, g);
   const wgx = Math.min(STRIP_WG, pow2AtLeast(lanesPerRow));
   const wgy = Math.min(STRIP_WG / wgx, pow2AtLeast(strips));
   const out = emptyTensor(device, [g.n, g.cout, g.hout, g.wout]);
-  const source = depthwiseStripSource(g.kh, g.kw, g.pl, bias !== null, wgx, wgy);
-  const u = new Uniforms()
-    .u32(g.h)
-    .u32(g.hout)
-    .u32(g.w / 4)
-    .u32(wqOut)
-    .u32(g.cin)
-    .u32(rows)
+  const source = depthwiseStripSource(g.kh, g.kw, g.pl, bias !== null, wgx, wgy, flip);
+  const u = uniforms()
     .u32(rows + g.kh - 1)
     .i32(g.pt);
   device.dispatch(device.kernel(source), forwardBuffers(x, w, bias, out), u.bytes(), [
@@ -285,6 +326,25 @@ function depthwiseStrip(device: Device, x: Tensor, w: Tensor, bias: Tensor | nul
     planes,
   ]);
   return out;
+}
+
+/**
+ * The input gradient of a depthwise convolution with stride and dilation 1, by the strip kernel:
+ * dX is dY convolved with the filter rotated by 180° and padded by k − 1 − p. Null where the strip
+ * kernel does not apply (the grouped input-gradient kernel computes those).
+ */
+export function depthwiseInputGrad(device: Device, dy: Tensor, w: Tensor, g: ConvGeometry): Tensor | null {
+  if (!depthwiseFits(g) || g.sh !== 1 || g.dh !== 1) return null;
+  const transposed: ConvGeometry = {
+    ...g,
+    h: g.hout,
+    w: g.wout,
+    hout: g.h,
+    wout: g.w,
+    pt: g.kh - 1 - g.pt,
+    pl: g.kw - 1 - g.pl,
+  };
+  return stripFits(device, transposed) ? depthwiseStrip(device, dy, w, null, transposed, true) : null;
 }
 
 export function depthwiseForward(
@@ -309,4 +369,120 @@ export function depthwiseForward(
     1,
   ]);
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weight gradient of a depthwise convolution (stride and dilation 1, widths multiples of 4):
+// dW[c, ky, kx] = Σ dY[n, c, oy, ox] · X[n, c, oy + ky − pt, ox + kx − pl]. A lane takes
+// STRIP_QUADS output vec4s down a strip of rows of one image, reads each input row of the strip
+// once and keeps the kh dY rows it pairs with in registers (input row iy pairs with dY row
+// iy + pt − ky for tap row ky), holding all kh·kw sums; a workgroup adds its lanes' sums in
+// workgroup memory and writes one partial per tap, which a fold adds up. The grouped weight-gradient
+// kernel gave each channel a workgroup of 16 lanes of which kh worked.
+
+const DW_STRIP_WG = 64;
+const DW_STRIP_MIN_WG = 8;
+/** The most taps a lane keeps sums for. */
+const MAX_DW_TAPS = 25;
+
+function depthwiseWeightGradSource(kh: number, kw: number, pl: number, wg: number): KernelSource {
+  const taps = kh * kw;
+  const { loads, shifted, left } = stripWindow(kw, pl, 'ok');
+  const quads = range(STRIP_QUADS);
+  return {
+    key: `conv2d/depthwise-dw/q${STRIP_QUADS}/k${kh}x${kw}/pl${pl}/wg${wg}`,
+    bindings: ['read', 'read', 'rw'],
+    workgroupSize: wg,
+    wgsl: () => /* wgsl */ `
+struct U {
+  h: u32, hout: u32, wq: u32, wq_out: u32, c: u32, rows: u32, strips: u32, lanes_per_row: u32,
+  items: u32, parts: u32, pt: i32,
+}
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> dy: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> partial: array<f32>;
+var<workgroup> sums: array<f32, ${wg * taps}>;
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let c = wid.z;
+  let p = wid.x;
+  let item = p * ${wg}u + lid.x;
+  let live = item < u.items;
+  let it = min(item, u.items - 1u);
+  let q = (it % u.lanes_per_row) * ${STRIP_QUADS}u;
+  let rest = it / u.lanes_per_row;
+  let y0 = (rest % u.strips) * u.rows;
+  let plane = (rest / u.strips) * u.c + c;
+  let vbase = i32(min(q, u.wq_out - 1u)) - ${left};
+  let wq = i32(u.wq);
+${range(taps)
+  .map((t) => `  var a${t} = 0.0;`)
+  .join('\n')}
+${quads.flatMap((o) => range(kh).map((ky) => `  var d${o}_${ky} = vec4<f32>();`)).join('\n')}
+  for (var r = 0u; r < u.rows + ${kh - 1}u; r++) {
+    // dY row y0 + r enters the window as d·_0; the older rows move down one tap row.
+    let oy = y0 + r;
+    let dy_ok = live && r < u.rows && oy < u.hout;
+    let dy_row = (plane * u.hout + min(oy, u.hout - 1u)) * u.wq_out;
+${quads
+  .map(
+    (o) => `${range(kh - 1)
+      .reverse()
+      .map((ky) => `    d${o}_${ky + 1} = d${o}_${ky};`)
+      .join('\n')}
+    d${o}_0 = select(vec4<f32>(), dy[dy_row + min(q + ${o}u, u.wq_out - 1u)], dy_ok && q + ${o}u < u.wq_out);`,
+  )
+  .join('\n')}
+    let iy = i32(y0 + r) - u.pt;
+    let ok = live && iy >= 0 && iy < i32(u.h);
+    let row = (plane * u.h + u32(clamp(iy, 0, i32(u.h) - 1))) * u.wq;
+${loads}
+${quads
+  .map(
+    (o) => `${shifted(o)}
+${range(kh)
+  .flatMap((ky) => range(kw).map((kx) => `    a${ky * kw + kx} += dot(d${o}_${ky}, s${o}_${kx});`))
+  .join('\n')}`,
+  )
+  .join('\n')}
+  }
+${range(taps)
+  .map((t) => `  sums[lid.x * ${taps}u + ${t}u] = a${t};`)
+  .join('\n')}
+  workgroupBarrier();
+  for (var t = lid.x; t < ${taps}u; t += ${wg}u) {
+    var total = 0.0;
+    for (var l = 0u; l < ${wg}u; l++) { total += sums[l * ${taps}u + t]; }
+    partial[(c * ${taps}u + t) * u.parts + p] = total;
+  }
+}`,
+  };
+}
+
+/**
+ * The depthwise weight gradient by the strip kernel, or null where it does not apply (the grouped
+ * weight-gradient kernel computes those).
+ */
+export function depthwiseWeightGrad(device: Device, dy: Tensor, x: Tensor, g: ConvGeometry): Tensor | null {
+  const taps = g.kh * g.kw;
+  if (
+    !depthwiseFits(g) ||
+    !stripFits(device, g) ||
+    taps > MAX_DW_TAPS ||
+    g.cin > device.limits.maxComputeWorkgroupsPerDimension
+  )
+    return null;
+  const { lanesPerRow, strips, uniforms } = stripLayout(device, g);
+  const items = g.n * strips * lanesPerRow;
+  // Small maps have few lanes per channel: a workgroup no wider than them (down to a SIMD width).
+  const wg = Math.min(DW_STRIP_WG, Math.max(DW_STRIP_MIN_WG, pow2AtLeast(items)));
+  const parts = Math.ceil(items / wg);
+  if (parts > device.limits.maxComputeWorkgroupsPerDimension) return null;
+  const shape = [g.cout, 1, g.kh, g.kw];
+  const partial = emptyTensor(device, parts === 1 ? shape : [g.cin * taps, parts]);
+  const u = uniforms().u32(strips).u32(lanesPerRow).u32(items).u32(parts).i32(g.pt);
+  const source = depthwiseWeightGradSource(g.kh, g.kw, g.pl, wg);
+  device.dispatch(device.kernel(source), [dy.buffer, x.buffer, partial.buffer], u.bytes(), [parts, 1, g.cin]);
+  return parts === 1 ? partial : fold(device, partial, g, shape, parts);
 }

@@ -17,6 +17,7 @@ import {
   uniforms,
   workgroupFor,
 } from './common.js';
+import { depthwiseInputGrad } from './depthwise.js';
 
 // ---------------------------------------------------------------------------------------------
 // Input gradient, gather form: one invocation = ICB input channels × XB input x positions of one
@@ -233,6 +234,8 @@ function inputGradWith(
 }
 
 export function conv2dInputGrad(device: Device, dy: Tensor, w: Tensor, g: ConvGeometry): Tensor {
+  const depthwise = convConfig.depthwise ? depthwiseInputGrad(device, dy, w, g) : null;
+  if (depthwise) return depthwise;
   const outSize = g.n * g.cin * g.h * g.w;
   const block = tunedRegisterBlock(
     device,

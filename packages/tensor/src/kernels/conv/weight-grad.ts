@@ -18,6 +18,7 @@ import {
   UNIFORM_STRUCT,
   uniforms,
 } from './common.js';
+import { depthwiseWeightGrad } from './depthwise.js';
 
 // ---------------------------------------------------------------------------------------------
 // Weight gradient: lanes = (input channel, filter tap) of one group; one invocation accumulates
@@ -284,6 +285,8 @@ export const weightGradCandidates = (g: ConvGeometry) =>
   weightGradConfigs(weightGradRowKw(g)).map((c) => namedBlock({ ...c }));
 
 export function conv2dWeightGrad(device: Device, dy: Tensor, x: Tensor, g: ConvGeometry): Tensor {
+  const depthwise = convConfig.depthwise ? depthwiseWeightGrad(device, dy, x, g) : null;
+  if (depthwise) return depthwise;
   const candidates = weightGradCandidates(g);
   const config = tunedConfig(
     device,
