@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Packs what a GPU machine without Node needs to run segtrain: this machine's Node binary, the built
 # workspace (dist/, package.json files, configs) and its runtime node_modules (Dawn's dawn.node for
-# linux-x64 only, sharp, zeromq; no tfjs, biome, turbo, typescript, esbuild, vite/vitest), as
-# .gpu/segtrain-gpu.tar.xz. tools/gpu-run.sh unpacks it there and runs the GPU measurements.
+# linux-x64 only, sharp, zeromq; no tfjs, biome, turbo, typescript, esbuild, vite/vitest, and no
+# onnxruntime: export and ONNX predict are not measured there), as .gpu/segtrain-gpu.tar.xz. The
+# device tool carries at most 64 MiB: the script stops above that. tools/gpu-run.sh unpacks it there and runs the GPU measurements.
 #
 #   bash tools/gpu-bundle.sh        # after `pnpm build`
 #
@@ -34,6 +35,7 @@ EXCLUDES=(
   --exclude='node_modules/.pnpm/*rolldown*' --exclude='node_modules/.pnpm/vite*'
   --exclude='node_modules/.pnpm/@vitest*' --exclude='node_modules/.pnpm/core-js*'
   --exclude='node_modules/.pnpm/@oxc*' --exclude='node_modules/.pnpm/tsx@*'
+  --exclude='node_modules/.pnpm/onnxruntime*'
   --exclude='node_modules/.pnpm/webgpu@*/node_modules/webgpu/dist/darwin*'
   --exclude='node_modules/.pnpm/webgpu@*/node_modules/webgpu/dist/win32*'
   --exclude='node_modules/.pnpm/webgpu@*/node_modules/webgpu/dist/linux-arm64'
@@ -50,3 +52,8 @@ echo "==> packing $(cat "$STAGE/COMMIT") into .gpu/segtrain-gpu.tar.xz"
 tar -cf - "${EXCLUDES[@]}" "${WORKSPACE[@]}" -C "$STAGE" bin COMMIT | xz -6 -T0 >.gpu/segtrain-gpu.tar.xz.tmp
 mv .gpu/segtrain-gpu.tar.xz.tmp .gpu/segtrain-gpu.tar.xz
 echo "==> $(du -h .gpu/segtrain-gpu.tar.xz | cut -f1) .gpu/segtrain-gpu.tar.xz"
+MAX_BYTES=$((64 * 1024 * 1024))
+if (($(stat -c %s .gpu/segtrain-gpu.tar.xz) > MAX_BYTES)); then
+  echo "error: the bundle is over the device tool's 64 MiB carry limit: exclude what grew (du -sh node_modules/.pnpm/*)" >&2
+  exit 1
+fi

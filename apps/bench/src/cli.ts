@@ -513,7 +513,7 @@ export function autotuneFact(device: Device): string {
   const { enabled, cacheFile } = device.tuner.options;
   if (!enabled) return `off (the measured defaults; ${AUTOTUNE_ENV}=1 tunes)`;
   const choices = device.tuner.choices();
-  return `on, ${choices.length} shape class(es) tuned${cacheFile ? ` (cache ${cacheFile})` : ''}: ${choices
+  return `on, ${choices.length} shape class(es) tuned here or read from ${cacheFile ?? 'no cache'}: ${choices
     .map((c) => `${c.shapeClass} → ${c.chosen} (${tunedRatio(c)})`)
     .join('; ')}`;
 }

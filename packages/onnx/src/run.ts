@@ -1,7 +1,7 @@
 /**
- * Running an exported model without the training stack: onnxruntime-node on the CPU.
+ * Running an exported model without the training stack: onnxruntime-node on the CPU, loaded on
+ * first use (its native library is large and most commands never run a model through it).
  */
-import * as ort from 'onnxruntime-node';
 
 export interface OnnxSession {
   /** The graph input's shape as exported (NCHW). */
@@ -16,6 +16,7 @@ export interface OnnxSession {
 
 /** Opens an ONNX file (or its bytes) written by `exportOnnx`. */
 export async function openOnnx(model: string | Uint8Array): Promise<OnnxSession> {
+  const ort = await import('onnxruntime-node');
   const session =
     typeof model === 'string'
       ? await ort.InferenceSession.create(model)
