@@ -11,7 +11,8 @@
 # meets, the cache ($OUT/autotune.json, every candidate's time per class) serves the later suites
 # and comes back; GEMM is also run untuned (SEGTRAIN_AUTOTUNE=0) as the same-session baseline.
 #
-#   device run: bash tools/gpu-run.sh   (carry [".gpu"]; about 3–5 minutes on an H200)
+#   device run: bash tools/gpu-run.sh   (carry [".gpu"]; 3–5 minutes on an H200 untuned, plus the
+#   first tuning of each shape class)
 #   SEGTRAIN_GPU_QUICK=1 bash tools/gpu-run.sh   # small sizes: a smoke run of the bundle here
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
