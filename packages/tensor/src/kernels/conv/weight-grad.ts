@@ -223,13 +223,18 @@ interface WeightGradConfig {
   readonly target: number;
 }
 
+/** The launch tuned on lavapipe: the row or generic block, 16-lane workgroups, 128 in all. */
+function defaultWeightGradConfig(rowKw: number): WeightGradConfig {
+  return { ...(rowKw > 0 ? DW_ROW_BLOCK : DW_BLOCK), wg: DW_WG, target: TARGET_WORKGROUPS };
+}
+
 /**
  * The autotuner's candidates (on by default on GPUs), the lavapipe-tuned default first: GPUs want
  * full warps (64 lanes) and far more workgroups than a CPU's two cores.
  */
 function weightGradConfigs(rowKw: number): WeightGradConfig[] {
-  const block = rowKw > 0 ? DW_ROW_BLOCK : DW_BLOCK;
-  const configs: WeightGradConfig[] = [{ ...block, wg: DW_WG, target: TARGET_WORKGROUPS }];
+  const block = defaultWeightGradConfig(rowKw);
+  const configs: WeightGradConfig[] = [block];
   for (const [oc, ic, wg, target] of [
     [block.oc, block.ic, 64, TARGET_WORKGROUPS],
     [block.oc, block.ic, DW_WG, 1024],
@@ -287,13 +292,12 @@ export const weightGradCandidates = (g: ConvGeometry) =>
 export function conv2dWeightGrad(device: Device, dy: Tensor, x: Tensor, g: ConvGeometry): Tensor {
   const depthwise = convConfig.depthwise ? depthwiseWeightGrad(device, dy, x, g) : null;
   if (depthwise) return depthwise;
-  const candidates = weightGradCandidates(g);
   const config = tunedConfig(
     device,
     'conv2d/dw',
     () => convShapeClass('conv2d/dw', g),
-    (candidates[0] as { config: WeightGradConfig }).config,
-    () => candidates,
+    defaultWeightGradConfig(weightGradRowKw(g)),
+    () => weightGradCandidates(g),
     [dy.size, x.size],
     ([sdy, sx], candidate) => {
       if (sdy && sx) weightGradWith(device, sdy, sx, g, candidate).dispose();
