@@ -113,6 +113,40 @@ describe('GEMM autotuning', () => {
     for (const t of [a, b]) t.dispose();
   });
 
+  it('a candidate that fails on this adapter is left out with a warning; the others are timed', async () => {
+    const base = await testDevice();
+    const tuner = new Autotuner('adapter A', { enabled: true, cacheFile: null }, () => base.sync());
+    const candidates = ['default', 'broken', 'other'].map((name) => ({ name, config: name }));
+    const runs: string[] = [];
+    const config = tuner.choose(
+      'test/family',
+      () => 'class 1',
+      'default',
+      () => candidates,
+      () => ({
+        run: (name: string) => {
+          if (name === 'broken') throw new Error('exceeds maxComputeWorkgroupStorageSize');
+          runs.push(name);
+        },
+        dispose: () => {},
+      }),
+    );
+    assert.equal(config, 'default');
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
+    try {
+      const [result] = await tuner.run();
+      assert.deepEqual(Object.keys(result?.ms ?? {}).sort(), ['default', 'other']);
+      assert.ok(result?.chosen === 'default' || result?.chosen === 'other');
+      assert.match(
+        String(warn.mock.calls[0]?.[0]),
+        /^autotune test\/family class 1: candidate broken failed on this adapter and is left out \(exceeds maxComputeWorkgroupStorageSize\)$/,
+      );
+      assert.ok(runs.includes('other') && runs.includes('default'));
+    } finally {
+      warn.mockRestore();
+    }
+  });
+
   it('a cache file that is not JSON is ignored with a warning naming it', async () => {
     const base = await testDevice();
     const cacheFile = freshCache();

@@ -3,7 +3,9 @@
  * kernel family's default variant and notes the class; `run()` (the trainer calls it after its
  * first step) then times every candidate variant of the noted classes on this adapter and keeps the
  * fastest, cached in a JSON file keyed by the adapter and driver, so a later process starts tuned.
- * Candidates compute the same sums in the same order, so a choice changes speed, not results.
+ * Candidates compute the same sums in the same order (except where a reduction is split into a
+ * different number of partial sums), so a choice changes speed, not results. A candidate that fails
+ * on this adapter (a limit, a driver's compile error) is left out with a warning.
  *
  * On by default on hardware adapters; off on software ones (lavapipe: a CPU shared with the data
  * loader times too noisily to tune, and tests stay on the measured defaults). `SEGTRAIN_AUTOTUNE=1`
@@ -135,16 +137,31 @@ export class Autotuner {
     const results: TuneResult[] = [];
     for (const [id, pending] of this.pendingClasses) {
       const [family = '', shapeClass = ''] = id.split('|');
-      const trial = pending.prepare();
       const ms: Record<string, number> = {};
+      let trial: TuneTrial<unknown> | null = null;
       try {
-        for (const candidate of pending.candidates)
-          ms[candidate.name] = await this.time(trial, candidate.config);
+        // Scratch operands as large as the call's: a failure keeps the default for the class.
+        trial = pending.prepare();
+        for (const candidate of pending.candidates) {
+          try {
+            ms[candidate.name] = await this.time(trial, candidate.config);
+          } catch (error) {
+            console.warn(
+              `autotune ${family} ${shapeClass}: candidate ${candidate.name} failed on this adapter and is left out (${(error as Error).message})`,
+            );
+          }
+        }
+      } catch (error) {
+        console.warn(`autotune ${family} ${shapeClass}: keeping the default (${(error as Error).message})`);
       } finally {
-        trial.dispose();
+        trial?.dispose();
       }
-      const chosen = Object.entries(ms).reduce((best, next) => (next[1] < best[1] ? next : best))[0];
-      const result = { family, shapeClass, chosen, fallback: pending.candidates[0]?.name ?? chosen, ms };
+      const fallback = pending.candidates[0]?.name ?? '';
+      const timed = Object.entries(ms);
+      const chosen = timed.length
+        ? timed.reduce((best, next) => (next[1] < best[1] ? next : best))[0]
+        : fallback;
+      const result = { family, shapeClass, chosen, fallback, ms };
       this.chosen.set(id, result);
       this.resolved.set(id, pending.candidates.find((c) => c.name === chosen)?.config);
       results.push(result);
