@@ -200,7 +200,33 @@ describe('the built binary', () => {
       assert.equal(report.adapter.isFallback, true);
       assert.equal(report.adapter.vendor, 'mesa');
     }
+    assert.match(
+      byName.autotune.value,
+      /^(on|off) \((a GPU|a CPU adapter|SEGTRAIN_AUTOTUNE=[01])\); cache \//,
+    );
+    if (report.adapter.isFallback && !process.env.SEGTRAIN_AUTOTUNE)
+      assert.match(byName.autotune.value, /^off \(a CPU adapter\)/);
     assert.equal(r.status, report.ok ? 0 : 1);
+  });
+
+  it('segtrain doctor fails a SEGTRAIN_AUTOTUNE that is neither 1 nor 0, naming it', () => {
+    const r = spawnSync(process.execPath, [bin, 'doctor'], {
+      encoding: 'utf8',
+      env: {
+        ...process.env,
+        SEGTRAIN_AUTOTUNE: 'yes',
+        XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp',
+      },
+    });
+    assert.equal(r.status, 1, r.stdout + r.stderr);
+    assert.match(
+      r.stdout,
+      /^FAIL {2}autotune SEGTRAIN_AUTOTUNE=yes: expected 1 \(tune kernels\) or 0 \(use the defaults\)$/m,
+    );
+    assert.match(
+      r.stderr,
+      /- autotune: set SEGTRAIN_AUTOTUNE to 1 \(tune kernels\) or 0 \(keep the defaults\), or unset it/,
+    );
   });
 
   it('segtrain doctor without pnpm on PATH notes it and still exits 0 (training can run)', () => {

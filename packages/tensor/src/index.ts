@@ -28,6 +28,7 @@ export {
   AUTOTUNE_ENV,
   type AutotuneOptions,
   Autotuner,
+  autotuneOptionsFromEnv,
   type TuneCandidate,
   type TuneResult,
   type TuneTrial,

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { type AdapterReport, probeAdapter } from '@segtrain/tensor';
+import { type AdapterReport, AUTOTUNE_ENV, autotuneOptionsFromEnv, probeAdapter } from '@segtrain/tensor';
 import type { CommandSpec, FlagSpec, ParsedArgs } from '../args.js';
 import type { Io } from '../io.js';
 
@@ -53,6 +53,30 @@ const ADAPTER_ADVICE =
   '(mesa-vulkan-drivers and libvulkan1 from bookworm-backports; Mesa 22 from bookworm main is too old for Dawn). ' +
   'Elsewhere install a Vulkan driver (a GPU vendor driver, or Mesa >= 23 with lavapipe) and the Vulkan loader, and set XDG_RUNTIME_DIR.';
 
+/** Whether kernels will be tuned on this adapter, and where the choices are kept; a bad SEGTRAIN_AUTOTUNE stops training. */
+function autotuneCheck(software: boolean): Check {
+  try {
+    const { enabled, cacheFile } = autotuneOptionsFromEnv(software);
+    const why = process.env[AUTOTUNE_ENV]
+      ? `${AUTOTUNE_ENV}=${process.env[AUTOTUNE_ENV]}`
+      : software
+        ? 'a CPU adapter'
+        : 'a GPU';
+    return {
+      name: 'autotune',
+      ok: true,
+      value: `${enabled ? 'on' : 'off'} (${why}); cache ${cacheFile}`,
+    };
+  } catch (error) {
+    return {
+      name: 'autotune',
+      ok: false,
+      value: error instanceof Error ? error.message : String(error),
+      advice: `set ${AUTOTUNE_ENV} to 1 (tune kernels) or 0 (keep the defaults), or unset it`,
+    };
+  }
+}
+
 /** Exit 1 only for what stops `train` (no adapter, Node too old); pnpm and ZeroMQ are information. */
 async function doctor(args: ParsedArgs, io: Io): Promise<number> {
   const checks: Check[] = [];
@@ -95,6 +119,7 @@ async function doctor(args: ParsedArgs, io: Io): Promise<number> {
       : (adapterError ?? 'no adapter'),
     advice: ADAPTER_ADVICE,
   });
+  if (adapter) checks.push(autotuneCheck(adapter.isFallback));
   const failed = checks.filter((c) => !c.ok && !c.info);
   const notes = checks.filter((c) => !c.ok && c.info);
   if (args.flags.json) {
