@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'vitest';
+import { describe, it, vi } from 'vitest';
 import * as T from '../src/index.js';
 import {
   convConfig,
   convShapeClass,
   depthwiseConfig,
-  registerBlockCandidates,
+  registerVariantCandidates,
   weightGradCandidates,
 } from '../src/kernels/conv.js';
 import { checkOp, testDevice, withTunedChoices } from '../src/testing/index.js';
@@ -347,6 +347,22 @@ const cases: Case[] = [
     pads: [2, 2, 5, 5],
   },
   {
+    name: '1x1 conv, 6 in / 10 out, batch 2 on 5x7 (a GEMM per image when tuned)',
+    x: [2, 6, 5, 7],
+    w: [10, 6, 1, 1],
+    bias: false,
+    options: {},
+    pads: [0, 0, 0, 0],
+  },
+  {
+    name: '1x1 conv with bias, 20 in / 3 out on 9x4 (the forward keeps the conv kernel)',
+    x: [1, 20, 9, 4],
+    w: [3, 20, 1, 1],
+    bias: true,
+    options: {},
+    pads: [0, 0, 0, 0],
+  },
+  {
     name: 'depthwise 3x3 pad 1, batch 2, 40x32 (weight gradient summed by 2 workgroups, then folded)',
     x: [2, 2, 40, 32],
     w: [2, 1, 3, 3],
@@ -561,13 +577,15 @@ describe('conv2d under every autotune candidate', () => {
     '1x7 kernel (widest row variant), pad [0, 0, 3, 3]',
     '3x3 pad 1 on 12x43 (x blocks of 8 and a 3-wide tail)',
     'batch 3 on 5x7, stride 2 (lanes span images: the small-map fold)',
+    '1x1 conv, 6 in / 10 out, batch 2 on 5x7 (a GEMM per image when tuned)',
+    '1x1 conv with bias, 20 in / 3 out on 9x4 (the forward keeps the conv kernel)',
   ];
   for (const c of cases.filter((k) => picked.includes(k.name))) {
     const cout = c.w[0] ?? 0;
     const geometry = T.conv2dGeometry(c.x, c.w, c.bias ? [cout] : null, c.options);
     const passes = [
-      ['conv2d/fwd', registerBlockCandidates()],
-      ['conv2d/dx', registerBlockCandidates()],
+      ['conv2d/fwd', registerVariantCandidates(geometry, !c.bias)],
+      ['conv2d/dx', registerVariantCandidates(geometry, true)],
       ['conv2d/dw', weightGradCandidates(geometry)],
     ] as const;
     const count = Math.max(...passes.map(([, list]) => list.length));
@@ -585,18 +603,33 @@ describe('conv2d under every autotune candidate', () => {
           shapeClass: convShapeClass(family, geometry),
           name: (list[Math.min(i, list.length - 1)] as { name: string }).name,
         }));
-        const { untuned } = await withTunedChoices(device, choices, () =>
-          checkOp({
-            name: `conv2d ${c.name} with ${choices.map((k) => k.name).join(', ')}`,
-            inputs: c.bias
-              ? [{ shape: c.x }, { shape: c.w }, { shape: [cout] }]
-              : [{ shape: c.x }, { shape: c.w }],
-            gpu: ([x, w, b]) => T.conv2d(x as T.Tensor, w as T.Tensor, b ?? null, c.options),
-            ref: ([x, w, b]) => convRef(x as Float64Array, c.x, w as Float64Array, c.w, b ?? null, ref).out,
-            seed: 4 + i,
-          }),
+        const kernels = vi.spyOn(device, 'kernel');
+        let run: Awaited<ReturnType<typeof withTunedChoices>>;
+        let keys: string[] = [];
+        try {
+          run = await withTunedChoices(device, choices, () =>
+            checkOp({
+              name: `conv2d ${c.name} with ${choices.map((k) => k.name).join(', ')}`,
+              inputs: c.bias
+                ? [{ shape: c.x }, { shape: c.w }, { shape: [cout] }]
+                : [{ shape: c.x }, { shape: c.w }],
+              gpu: ([x, w, b]) => T.conv2d(x as T.Tensor, w as T.Tensor, b ?? null, c.options),
+              ref: ([x, w, b]) => convRef(x as Float64Array, c.x, w as Float64Array, c.w, b ?? null, ref).out,
+              seed: 4 + i,
+            }),
+          );
+        } finally {
+          keys = kernels.mock.calls.map(([source]) => source.key);
+          kernels.mockRestore();
+        }
+        const { untuned } = run;
+        // A pass pinned to the GEMM runs matmul kernels, whose own (GEMM) class is left untuned.
+        const gemmPasses = choices.filter((k) => k.name === 'gemm').length;
+        assert.equal(untuned, gemmPasses, 'every pass ran its pinned candidate');
+        assert.equal(
+          keys.some((k) => k.startsWith('gemm/matmul/')),
+          gemmPasses > 0,
         );
-        assert.equal(untuned, 0, 'every pass ran its pinned candidate');
       }
     });
   }

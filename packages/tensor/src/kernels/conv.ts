@@ -8,7 +8,7 @@ export {
   channelBlock,
   convConfig,
   convShapeClass,
-  registerBlockCandidates,
+  registerVariantCandidates,
 } from './conv/common.js';
 export { depthwiseConfig } from './conv/depthwise.js';
 export { conv2dForward } from './conv/forward.js';

@@ -66,11 +66,18 @@ function tunedTiling(
   );
 }
 
-function gemmWith(device: Device, a: Tensor, b: Tensor, args: GemmArgs, tiling: GemmTiling): Tensor {
+function gemmWith(
+  device: Device,
+  a: Tensor,
+  b: Tensor,
+  args: GemmArgs,
+  tiling: GemmTiling,
+  into: Tensor | null = null,
+): Tensor {
   const shape = args.batch === 1 ? [args.m, args.n] : [args.batch, args.m, args.n];
   const splits = gemmSplits(device, tiling, args.m, args.n, args.k, args.batch);
   const size = args.batch * args.m * args.n;
-  const result = emptyTensor(device, splits === 1 ? shape : [splits, size]);
+  const result = splits === 1 && into ? into : emptyTensor(device, splits === 1 ? shape : [splits, size]);
   const spec = matmulSpec(args.transA, args.transB);
   const kernel = device.kernel(gemmSource({ ...spec, bindings: [...spec.bindings] }, tiling));
   const u = new Uniforms()
@@ -91,19 +98,29 @@ function gemmWith(device: Device, a: Tensor, b: Tensor, args: GemmArgs, tiling: 
   if (splits === 1) return result;
   const summed = reduceTo(device, result, [1, size], 'sum');
   result.dispose();
-  return reshapeInto(summed, shape);
+  if (!into) return reshapeInto(summed, shape);
+  device.copy(summed.buffer, 0, into.buffer, 0, summed.bytes);
+  summed.dispose();
+  return into;
 }
 
 /**
  * Batched C[b] = op(A[b])·op(B[b]) through the shared GEMM template; a small result with a long
- * reduction is summed in k ranges by separate workgroups (split-K), then added up.
+ * reduction is summed in k ranges by separate workgroups (split-K), then added up. With `into`, C
+ * is written to that tensor's buffer (batch·m·n values in any shape) and `into` is returned.
  */
-export function gemm(device: Device, a: Tensor, b: Tensor, args: GemmArgs): Tensor {
+export function gemm(
+  device: Device,
+  a: Tensor,
+  b: Tensor,
+  args: GemmArgs,
+  into: Tensor | null = null,
+): Tensor {
   const family = matmulSpec(args.transA, args.transB).key;
   const tiling = tunedTiling(device, family, args, [a.size, b.size], ([ta, tb], t) => {
     if (ta && tb) gemmWith(device, ta, tb, args, t).dispose();
   });
-  return gemmWith(device, a, b, args, tiling);
+  return gemmWith(device, a, b, args, tiling, into);
 }
 
 export type Activation = 'none' | 'relu' | 'gelu';

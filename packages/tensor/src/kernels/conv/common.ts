@@ -1,7 +1,9 @@
+import type { TuneCandidate } from '../../device/autotune.js';
 import type { Access, Device, KernelSource } from '../../device/device.js';
 import type { Tensor } from '../../tensor.js';
 import { emptyTensor, gridFor, LINEAR_ID, launch, Uniforms } from '../launch.js';
 import { pow2Class, tunedConfig } from '../tuned.js';
+import { isPointwise, POINTWISE_GEMM } from './pointwise.js';
 
 /**
  * 2-D convolution on NCHW f32 tensors, weights [Cout, Cin/groups, KH, KW], as dedicated kernels:
@@ -129,21 +131,35 @@ export const REGISTER_BLOCKS: readonly RegisterBlock[] = [
 /** REGISTER_BLOCKS as autotune candidates. */
 export const registerBlockCandidates = () => REGISTER_BLOCKS.map((b) => namedBlock({ ...b }));
 
-/** The register block of a forward or input-gradient call: tuned for its class, else the default. */
+/** A forward or input-gradient variant: a register block of the convolution kernel, or the GEMM. */
+export type RegisterVariant = RegisterBlock | typeof POINTWISE_GEMM;
+
+/** Those passes' candidates for this geometry: the register blocks, and the GEMM for 1×1 ones. */
+export function registerVariantCandidates(
+  g: ConvGeometry,
+  gemmAllowed: boolean,
+): TuneCandidate<RegisterVariant>[] {
+  const list: TuneCandidate<RegisterVariant>[] = registerBlockCandidates();
+  if (gemmAllowed && isPointwise(g)) list.push({ name: POINTWISE_GEMM, config: POINTWISE_GEMM });
+  return list;
+}
+
+/** The variant of a forward or input-gradient call: tuned for its class, else the default block. */
 export function tunedRegisterBlock(
   device: Device,
   pass: 'conv2d/fwd' | 'conv2d/dx',
   g: ConvGeometry,
   scratch: readonly number[],
-  run: (operands: readonly Tensor[], block: RegisterBlock) => void,
-): RegisterBlock {
+  run: (operands: readonly Tensor[], variant: RegisterVariant) => void,
+  gemmAllowed: boolean,
+): RegisterVariant {
   const fallback = REGISTER_BLOCKS[0] as RegisterBlock;
-  return tunedConfig(
+  return tunedConfig<RegisterVariant>(
     device,
     pass,
     () => convShapeClass(pass, g),
     fallback,
-    registerBlockCandidates,
+    () => registerVariantCandidates(g, gemmAllowed),
     scratch,
     run,
   );

@@ -12,6 +12,7 @@ import {
   launchSliced,
   MAX_ROW_KW,
   type RegisterBlock,
+  type RegisterVariant,
   range,
   rowBlock,
   SB,
@@ -21,6 +22,7 @@ import {
   workgroupFor,
 } from './common.js';
 import { depthwiseFits, depthwiseForward } from './depthwise.js';
+import { POINTWISE_GEMM, pointwiseForward } from './pointwise.js';
 
 // ---------------------------------------------------------------------------------------------
 // Forward: one invocation = OCB output channels × XB consecutive output x positions of one row.
@@ -252,16 +254,22 @@ export function conv2dForward(
 ): Tensor {
   if (depthwiseFits(g) && convConfig.depthwise) return depthwiseForward(device, x, w, bias, g);
   const outSize = g.n * g.cout * g.hout * g.wout;
-  const block = tunedRegisterBlock(
+  // The GEMM path has no bias epilogue: a biased 1×1 convolution keeps the convolution kernel.
+  const run = (xs: Tensor, ws: Tensor, bs: Tensor | null, out: Tensor, variant: RegisterVariant) =>
+    variant === POINTWISE_GEMM
+      ? pointwiseForward(device, xs, ws, out, g)
+      : forwardWith(device, xs, ws, bs, out, g, variant);
+  const variant = tunedRegisterBlock(
     device,
     'conv2d/fwd',
     g,
     [x.size, w.size, ...(bias ? [bias.size] : []), outSize],
     ([sx, sw, sb, so], candidate) => {
-      if (sx && sw && sb) forwardWith(device, sx, sw, so ? sb : null, so ?? sb, g, candidate);
+      if (sx && sw && sb) run(sx, sw, so ? sb : null, so ?? sb, candidate);
     },
+    bias === null,
   );
   const out = emptyTensor(device, [g.n, g.cout, g.hout, g.wout]);
-  forwardWith(device, x, w, bias, out, g, block);
+  run(x, w, bias, out, variant);
   return out;
 }

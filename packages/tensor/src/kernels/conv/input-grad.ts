@@ -9,6 +9,7 @@ import {
   launchSliced,
   MAX_ROW_KW,
   type RegisterBlock,
+  type RegisterVariant,
   range,
   rowBlock,
   SB,
@@ -18,6 +19,7 @@ import {
   workgroupFor,
 } from './common.js';
 import { depthwiseInputGrad } from './depthwise.js';
+import { POINTWISE_GEMM, pointwiseInputGrad } from './pointwise.js';
 
 // ---------------------------------------------------------------------------------------------
 // Input gradient, gather form: one invocation = ICB input channels × XB input x positions of one
@@ -237,16 +239,21 @@ export function conv2dInputGrad(device: Device, dy: Tensor, w: Tensor, g: ConvGe
   const depthwise = convConfig.depthwise ? depthwiseInputGrad(device, dy, w, g) : null;
   if (depthwise) return depthwise;
   const outSize = g.n * g.cin * g.h * g.w;
-  const block = tunedRegisterBlock(
+  const run = (dys: Tensor, ws: Tensor, out: Tensor, variant: RegisterVariant) =>
+    variant === POINTWISE_GEMM
+      ? pointwiseInputGrad(device, dys, ws, out, g)
+      : inputGradWith(device, dys, ws, out, g, variant);
+  const variant = tunedRegisterBlock(
     device,
     'conv2d/dx',
     g,
     [dy.size, w.size, outSize],
     ([sdy, sw, so], candidate) => {
-      if (sdy && sw && so) inputGradWith(device, sdy, sw, so, g, candidate);
+      if (sdy && sw && so) run(sdy, sw, so, candidate);
     },
+    true,
   );
   const out = emptyTensor(device, [g.n, g.cin, g.h, g.w]);
-  inputGradWith(device, dy, w, out, g, block);
+  run(dy, w, out, variant);
   return out;
 }

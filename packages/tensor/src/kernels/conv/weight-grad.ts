@@ -1,3 +1,4 @@
+import type { TuneCandidate } from '../../device/autotune.js';
 import type { Device, KernelSource } from '../../device/device.js';
 import type { Tensor } from '../../tensor.js';
 import { emptyTensor } from '../launch.js';
@@ -19,6 +20,7 @@ import {
   uniforms,
 } from './common.js';
 import { depthwiseWeightGrad } from './depthwise.js';
+import { isPointwise, POINTWISE_GEMM, pointwiseWeightGrad } from './pointwise.js';
 
 // ---------------------------------------------------------------------------------------------
 // Weight gradient: lanes = (input channel, filter tap) of one group; one invocation accumulates
@@ -285,14 +287,26 @@ function weightGradWith(
   return parts === 1 ? partial : fold(device, partial, g, shape, parts);
 }
 
+/** A weight-gradient variant: a launch of the convolution kernel, or (1×1 convolutions) the GEMM. */
+type WeightGradVariant = WeightGradConfig | typeof POINTWISE_GEMM;
+
 /** The weight gradient's autotune candidates for this geometry, the default first. */
-export const weightGradCandidates = (g: ConvGeometry) =>
-  weightGradConfigs(weightGradRowKw(g)).map((c) => namedBlock({ ...c }));
+export function weightGradCandidates(g: ConvGeometry): TuneCandidate<WeightGradVariant>[] {
+  const list: TuneCandidate<WeightGradVariant>[] = weightGradConfigs(weightGradRowKw(g)).map((c) =>
+    namedBlock({ ...c }),
+  );
+  if (isPointwise(g)) list.push({ name: POINTWISE_GEMM, config: POINTWISE_GEMM });
+  return list;
+}
 
 export function conv2dWeightGrad(device: Device, dy: Tensor, x: Tensor, g: ConvGeometry): Tensor {
   const depthwise = convConfig.depthwise ? depthwiseWeightGrad(device, dy, x, g) : null;
   if (depthwise) return depthwise;
-  const config = tunedConfig(
+  const run = (dys: Tensor, xs: Tensor, variant: WeightGradVariant) =>
+    variant === POINTWISE_GEMM
+      ? pointwiseWeightGrad(device, dys, xs, g)
+      : weightGradWith(device, dys, xs, g, variant);
+  const variant = tunedConfig<WeightGradVariant>(
     device,
     'conv2d/dw',
     () => convShapeClass('conv2d/dw', g),
@@ -300,8 +314,8 @@ export function conv2dWeightGrad(device: Device, dy: Tensor, x: Tensor, g: ConvG
     () => weightGradCandidates(g),
     [dy.size, x.size],
     ([sdy, sx], candidate) => {
-      if (sdy && sx) weightGradWith(device, sdy, sx, g, candidate).dispose();
+      if (sdy && sx) run(sdy, sx, candidate).dispose();
     },
   );
-  return weightGradWith(device, dy, x, g, config);
+  return run(dy, x, variant);
 }
