@@ -53,6 +53,12 @@ export interface GemmTiling {
 /** The register tile side of large results on subgroup adapters. */
 const LARGE_TILE = 16;
 
+/** The adapter's subgroup size when subgroups are on and it is fixed (a row can be one subgroup); else 0. */
+function fixedSubgroupSize(device: Device): number {
+  const size = device.subgroupMinSize;
+  return device.hasSubgroups && size === device.subgroupMaxSize ? size : 0;
+}
+
 /**
  * The tiling for this device and an m×n result: subgroup sharing when the subgroup size is fixed
  * and small enough (lavapipe), with 16×16 register tiles when the result fills them. Measured on
@@ -61,12 +67,11 @@ const LARGE_TILE = 16;
  * which waste fewer lanes at the edges.
  */
 export function gemmTiling(device: Device, m: number, n: number): GemmTiling {
-  const min = device.subgroupMinSize;
-  const fixed = device.hasSubgroups && min === device.subgroupMaxSize && min >= 8 && min <= 16;
-  if (!fixed) return { tm: 8, tn: 8, wx: 8, wy: 8, subgroupA: false };
-  const wy = Math.max(1, 16 / min);
-  const large = m >= LARGE_TILE * wy && n >= LARGE_TILE * min;
-  return { tm: large ? LARGE_TILE : 8, tn: large ? LARGE_TILE : 8, wx: min, wy, subgroupA: true };
+  const sg = fixedSubgroupSize(device);
+  if (sg < 8 || sg > 16) return { tm: 8, tn: 8, wx: 8, wy: 8, subgroupA: false };
+  const wy = Math.max(1, 16 / sg);
+  const large = m >= LARGE_TILE * wy && n >= LARGE_TILE * sg;
+  return { tm: large ? LARGE_TILE : 8, tn: large ? LARGE_TILE : 8, wx: sg, wy, subgroupA: true };
 }
 
 /** A tiling's name in kernel keys and the autotune cache. */
@@ -84,8 +89,8 @@ export function tilingName(t: GemmTiling): string {
 export function gemmCandidates(device: Device, m: number, n: number): TuneCandidate<GemmTiling>[] {
   const maxLanes = device.limits.maxComputeInvocationsPerWorkgroup;
   const tilings: GemmTiling[] = [gemmTiling(device, m, n)];
-  const sg = device.subgroupMinSize;
-  if (device.hasSubgroups && sg === device.subgroupMaxSize && sg >= 8 && sg <= 64)
+  const sg = fixedSubgroupSize(device);
+  if (sg >= 8 && sg <= 64)
     for (const [tm, tn] of [
       [8, 8],
       [16, 8],

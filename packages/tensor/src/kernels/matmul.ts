@@ -68,6 +68,7 @@ function tunedTiling(
 
 function gemmWith(
   device: Device,
+  spec: ReturnType<typeof matmulSpec>,
   a: Tensor,
   b: Tensor,
   args: GemmArgs,
@@ -78,7 +79,6 @@ function gemmWith(
   const splits = gemmSplits(device, tiling, args.m, args.n, args.k, args.batch);
   const size = args.batch * args.m * args.n;
   const result = splits === 1 && into ? into : emptyTensor(device, splits === 1 ? shape : [splits, size]);
-  const spec = matmulSpec(args.transA, args.transB);
   const kernel = device.kernel(gemmSource({ ...spec, bindings: [...spec.bindings] }, tiling));
   const u = new Uniforms()
     .u32(args.m)
@@ -116,11 +116,11 @@ export function gemm(
   args: GemmArgs,
   into: Tensor | null = null,
 ): Tensor {
-  const family = matmulSpec(args.transA, args.transB).key;
-  const tiling = tunedTiling(device, family, args, [a.size, b.size], ([ta, tb], t) => {
-    if (ta && tb) gemmWith(device, ta, tb, args, t).dispose();
+  const spec = matmulSpec(args.transA, args.transB);
+  const tiling = tunedTiling(device, spec.key, args, [a.size, b.size], ([ta, tb], t) => {
+    if (ta && tb) gemmWith(device, spec, ta, tb, args, t).dispose();
   });
-  return gemmWith(device, a, b, args, tiling, into);
+  return gemmWith(device, spec, a, b, args, tiling, into);
 }
 
 export type Activation = 'none' | 'relu' | 'gelu';

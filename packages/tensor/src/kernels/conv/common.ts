@@ -3,7 +3,7 @@ import type { Access, Device, KernelSource } from '../../device/device.js';
 import type { Tensor } from '../../tensor.js';
 import { emptyTensor, gridFor, LINEAR_ID, launch, Uniforms } from '../launch.js';
 import { pow2Class, tunedConfig } from '../tuned.js';
-import { isPointwise, POINTWISE_GEMM } from './pointwise.js';
+import { type POINTWISE_GEMM, withPointwiseGemm } from './pointwise.js';
 
 /**
  * 2-D convolution on NCHW f32 tensors, weights [Cout, Cin/groups, KH, KW], as dedicated kernels:
@@ -128,9 +128,6 @@ export const REGISTER_BLOCKS: readonly RegisterBlock[] = [
   { ch: 4, x: 8 },
 ];
 
-/** REGISTER_BLOCKS as autotune candidates. */
-export const registerBlockCandidates = () => REGISTER_BLOCKS.map((b) => namedBlock({ ...b }));
-
 /** A forward or input-gradient variant: a register block of the convolution kernel, or the GEMM. */
 export type RegisterVariant = RegisterBlock | typeof POINTWISE_GEMM;
 
@@ -139,9 +136,11 @@ export function registerVariantCandidates(
   g: ConvGeometry,
   gemmAllowed: boolean,
 ): TuneCandidate<RegisterVariant>[] {
-  const list: TuneCandidate<RegisterVariant>[] = registerBlockCandidates();
-  if (gemmAllowed && isPointwise(g)) list.push({ name: POINTWISE_GEMM, config: POINTWISE_GEMM });
-  return list;
+  return withPointwiseGemm<RegisterBlock>(
+    REGISTER_BLOCKS.map((b) => namedBlock({ ...b })),
+    g,
+    gemmAllowed,
+  );
 }
 
 /** The variant of a forward or input-gradient call: tuned for its class, else the default block. */

@@ -167,27 +167,32 @@ function stripFits(device: Device, g: ConvGeometry): boolean {
 }
 
 /**
- * WGSL for a strip lane's input window: `loads` masks and loads the aligned vec4s v0, v1, … of input
- * row `row` that cover its STRIP_QUADS output vec4s and the kw − 1 columns beside them (`ok` masks
- * the whole row), and `shifted(o)` forms s{o}_{kx}: the 4 inputs under tap kx of output vec4 o.
- * `vbase` (the window's first vec4) and `wq` (vec4s per row) must be in scope.
+ * WGSL for a strip lane's input window at loop step r: `loads` masks and loads the aligned vec4s
+ * v0, v1, … of input row y0 + r − pt that cover its STRIP_QUADS output vec4s and the kw − 1 columns
+ * beside them (`live`, when not empty, masks the whole row too), and `shifted(o)` forms s{o}_{kx}:
+ * the 4 inputs under tap kx of output vec4 o. `r`, `y0`, `plane`, `vbase` (the window's first vec4)
+ * and `wq` (vec4s per row) must be in scope.
  */
 function stripWindow(
   kw: number,
   pl: number,
-  ok: string,
+  live: string,
 ): { loads: string; shifted: (o: number) => string; left: number } {
   const win = 4 * STRIP_QUADS + kw - 1;
   // The window starts `off` values into input vec4 q0 − left.
   const left = Math.ceil(pl / 4);
   const off = 4 * left - pl;
   const value = (i: number) => `v${Math.floor((off + i) / 4)}.${'xyzw'[(off + i) % 4]}`;
-  const loads = range(Math.ceil((off + win) / 4))
-    .map(
+  // Input row iy = y0 + r − pt of the lane's plane (`row`: its first vec4), masked outside the map.
+  const loads = [
+    `    let iy = i32(y0 + r) - u.pt;
+    let ok = ${live ? `${live} && ` : ''}iy >= 0 && iy < i32(u.h);
+    let row = (plane * u.h + u32(clamp(iy, 0, i32(u.h) - 1))) * u.wq;`,
+    ...range(Math.ceil((off + win) / 4)).map(
       (j) => `    let vi${j} = vbase + ${j};
-    let v${j} = select(vec4<f32>(), x[row + u32(clamp(vi${j}, 0, wq - 1))], ${ok} && vi${j} >= 0 && vi${j} < wq);`,
-    )
-    .join('\n');
+    let v${j} = select(vec4<f32>(), x[row + u32(clamp(vi${j}, 0, wq - 1))], ok && vi${j} >= 0 && vi${j} < wq);`,
+    ),
+  ].join('\n');
   const shifted = (o: number) =>
     range(kw)
       .map(
@@ -232,7 +237,7 @@ function depthwiseStripSource(
   wgy: number,
   flip: boolean,
 ): KernelSource {
-  const { loads, shifted, left } = stripWindow(kw, pl, 'ok');
+  const { loads, shifted, left } = stripWindow(kw, pl, '');
   const rowSum = (o: number, ky: number) =>
     range(kw).reduce(
       (acc, kx) => (acc ? `fma(s${o}_${kx}, vec4<f32>(w${ky}_${kx}), ${acc})` : `s${o}_${kx} * w${ky}_${kx}`),
@@ -278,9 +283,6 @@ ${bias ? '  let b = bs[c];\n' : ''}${quads
   .flatMap((o) => range(kh - 1).map((j) => `  var p${o}_${j} = vec4<f32>();`))
   .join('\n')}
   for (var r = 0u; r < u.steps; r++) {
-    let iy = i32(y0 + r) - u.pt;
-    let ok = iy >= 0 && iy < i32(u.h);
-    let row = (plane * u.h + u32(clamp(iy, 0, i32(u.h) - 1))) * u.wq;
 ${loads}
 ${quads
   .map(
@@ -387,7 +389,7 @@ const MAX_DW_TAPS = 25;
 
 function depthwiseWeightGradSource(kh: number, kw: number, pl: number, wg: number): KernelSource {
   const taps = kh * kw;
-  const { loads, shifted, left } = stripWindow(kw, pl, 'ok');
+  const { loads, shifted, left } = stripWindow(kw, pl, 'live');
   const quads = range(STRIP_QUADS);
   return {
     key: `conv2d/depthwise-dw/q${STRIP_QUADS}/k${kh}x${kw}/pl${pl}/wg${wg}`,
@@ -434,9 +436,6 @@ ${quads
     d${o}_0 = select(vec4<f32>(), dy[dy_row + min(q + ${o}u, u.wq_out - 1u)], dy_ok && q + ${o}u < u.wq_out);`,
   )
   .join('\n')}
-    let iy = i32(y0 + r) - u.pt;
-    let ok = live && iy >= 0 && iy < i32(u.h);
-    let row = (plane * u.h + u32(clamp(iy, 0, i32(u.h) - 1))) * u.wq;
 ${loads}
 ${quads
   .map(

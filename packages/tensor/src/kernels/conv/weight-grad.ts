@@ -20,7 +20,7 @@ import {
   uniforms,
 } from './common.js';
 import { depthwiseWeightGrad } from './depthwise.js';
-import { isPointwise, POINTWISE_GEMM, pointwiseWeightGrad } from './pointwise.js';
+import { POINTWISE_GEMM, pointwiseWeightGrad, withPointwiseGemm } from './pointwise.js';
 
 // ---------------------------------------------------------------------------------------------
 // Weight gradient: lanes = (input channel, filter tap) of one group; one invocation accumulates
@@ -292,11 +292,10 @@ type WeightGradVariant = WeightGradConfig | typeof POINTWISE_GEMM;
 
 /** The weight gradient's autotune candidates for this geometry, the default first. */
 export function weightGradCandidates(g: ConvGeometry): TuneCandidate<WeightGradVariant>[] {
-  const list: TuneCandidate<WeightGradVariant>[] = weightGradConfigs(weightGradRowKw(g)).map((c) =>
-    namedBlock({ ...c }),
+  return withPointwiseGemm<WeightGradConfig>(
+    weightGradConfigs(weightGradRowKw(g)).map((c) => namedBlock({ ...c })),
+    g,
   );
-  if (isPointwise(g)) list.push({ name: POINTWISE_GEMM, config: POINTWISE_GEMM });
-  return list;
 }
 
 export function conv2dWeightGrad(device: Device, dy: Tensor, x: Tensor, g: ConvGeometry): Tensor {
