@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { describe, it, vi } from 'vitest';
+import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
 import {
   convConfig,
@@ -603,26 +603,17 @@ describe('conv2d under every autotune candidate', () => {
           shapeClass: convShapeClass(family, geometry),
           name: (list[Math.min(i, list.length - 1)] as { name: string }).name,
         }));
-        const kernels = vi.spyOn(device, 'kernel');
-        let run: Awaited<ReturnType<typeof withTunedChoices>>;
-        let keys: string[] = [];
-        try {
-          run = await withTunedChoices(device, choices, () =>
-            checkOp({
-              name: `conv2d ${c.name} with ${choices.map((k) => k.name).join(', ')}`,
-              inputs: c.bias
-                ? [{ shape: c.x }, { shape: c.w }, { shape: [cout] }]
-                : [{ shape: c.x }, { shape: c.w }],
-              gpu: ([x, w, b]) => T.conv2d(x as T.Tensor, w as T.Tensor, b ?? null, c.options),
-              ref: ([x, w, b]) => convRef(x as Float64Array, c.x, w as Float64Array, c.w, b ?? null, ref).out,
-              seed: 4 + i,
-            }),
-          );
-        } finally {
-          keys = kernels.mock.calls.map(([source]) => source.key);
-          kernels.mockRestore();
-        }
-        const { untuned } = run;
+        const { untuned, kernels: keys } = await withTunedChoices(device, choices, () =>
+          checkOp({
+            name: `conv2d ${c.name} with ${choices.map((k) => k.name).join(', ')}`,
+            inputs: c.bias
+              ? [{ shape: c.x }, { shape: c.w }, { shape: [cout] }]
+              : [{ shape: c.x }, { shape: c.w }],
+            gpu: ([x, w, b]) => T.conv2d(x as T.Tensor, w as T.Tensor, b ?? null, c.options),
+            ref: ([x, w, b]) => convRef(x as Float64Array, c.x, w as Float64Array, c.w, b ?? null, ref).out,
+            seed: 4 + i,
+          }),
+        );
         // A pass pinned to the GEMM runs matmul kernels, whose own (GEMM) class is left untuned.
         const gemmPasses = choices.filter((k) => k.name === 'gemm').length;
         assert.equal(untuned, gemmPasses, 'every pass ran its pinned candidate');
