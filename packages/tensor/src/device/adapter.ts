@@ -10,6 +10,7 @@
  * (e.g. `llvmpipe`). Unset, Dawn's default adapter is used.
  */
 import { create, globals } from 'webgpu';
+import { gpuPollModeFromEnv, installPolitePolling } from './poll.js';
 
 export interface AdapterReport {
   /** Vendor as Dawn reports it, e.g. `mesa`, `nvidia`. */
@@ -66,6 +67,7 @@ export function getGpu(options: readonly string[] = []): GPU {
   if (!globalsInstalled) {
     // GPUBufferUsage, GPUMapMode, ... as globals, as in a browser.
     Object.assign(globalThis, globals);
+    if (gpuPollModeFromEnv() === 'sleep') installPolitePolling();
     globalsInstalled = true;
   }
   const key = options.join('\n');
