@@ -206,7 +206,23 @@ describe('the built binary', () => {
     );
     if (report.adapter.isFallback && !process.env.SEGTRAIN_AUTOTUNE)
       assert.match(byName.autotune.value, /^off \(a CPU adapter\)/);
+    if (!process.env.SEGTRAIN_GPU_POLL) assert.match(byName['gpu poll'].value, /^sleep \(/);
     assert.equal(r.status, report.ok ? 0 : 1);
+  });
+
+  it('segtrain doctor fails a SEGTRAIN_GPU_POLL other than sleep or spin, naming it, without probing', () => {
+    const r = spawnSync(process.execPath, [bin, 'doctor'], {
+      encoding: 'utf8',
+      env: {
+        ...process.env,
+        SEGTRAIN_GPU_POLL: 'busy',
+        XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp',
+      },
+    });
+    assert.equal(r.status, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, /^FAIL {2}gpu poll SEGTRAIN_GPU_POLL=busy: expected sleep .* or spin/m);
+    assert.doesNotMatch(r.stdout, /webgpu/);
+    assert.match(r.stderr, /^- gpu poll: set SEGTRAIN_GPU_POLL to sleep or spin, or unset it$/m);
   });
 
   it('segtrain doctor fails a SEGTRAIN_AUTOTUNE that is neither 1 nor 0, naming it', () => {

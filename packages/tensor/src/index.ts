@@ -44,6 +44,7 @@ export {
   type KernelProfile,
   type KernelSource,
 } from './device/device.js';
+export { GPU_POLL_ENV, type GpuPollMode, gpuPollModeFromEnv } from './device/poll.js';
 export { conv2dBiasGrad, conv2dForward, conv2dInputGrad, conv2dWeightGrad } from './kernels/conv.js';
 export type { Activation } from './kernels/matmul.js';
 export { type AdamOptions, adamUpdate, type MomentumOptions, momentumUpdate } from './kernels/optimizer.js';

@@ -1,5 +1,12 @@
 import { execFileSync } from 'node:child_process';
-import { type AdapterReport, AUTOTUNE_ENV, autotuneOptionsFromEnv, probeAdapter } from '@segtrain/tensor';
+import {
+  type AdapterReport,
+  AUTOTUNE_ENV,
+  autotuneOptionsFromEnv,
+  GPU_POLL_ENV,
+  gpuPollModeFromEnv,
+  probeAdapter,
+} from '@segtrain/tensor';
 import type { CommandSpec, FlagSpec, ParsedArgs } from '../args.js';
 import type { Io } from '../io.js';
 
@@ -53,29 +60,41 @@ const ADAPTER_ADVICE =
   '(mesa-vulkan-drivers and libvulkan1 from bookworm-backports; Mesa 22 from bookworm main is too old for Dawn). ' +
   'Elsewhere install a Vulkan driver (a GPU vendor driver, or Mesa >= 23 with lavapipe) and the Vulkan loader, and set XDG_RUNTIME_DIR.';
 
-/** Whether kernels will be tuned on this adapter, and where the choices are kept; a bad SEGTRAIN_AUTOTUNE stops training. */
-function autotuneCheck(software: boolean): Check {
+/** A setting read from the environment: its description, or a failure naming it with what to set. */
+function envCheck(name: string, describe: () => string, advice: string): Check {
   try {
-    const { enabled, cacheFile } = autotuneOptionsFromEnv(software);
-    const why = process.env[AUTOTUNE_ENV]
-      ? `${AUTOTUNE_ENV}=${process.env[AUTOTUNE_ENV]}`
-      : software
-        ? 'a CPU adapter'
-        : 'a GPU';
-    return {
-      name: 'autotune',
-      ok: true,
-      value: `${enabled ? 'on' : 'off'} (${why}); cache ${cacheFile}`,
-    };
+    return { name, ok: true, value: describe() };
   } catch (error) {
-    return {
-      name: 'autotune',
-      ok: false,
-      value: error instanceof Error ? error.message : String(error),
-      advice: `set ${AUTOTUNE_ENV} to 1 (tune kernels) or 0 (keep the defaults), or unset it`,
-    };
+    return { name, ok: false, value: error instanceof Error ? error.message : String(error), advice };
   }
 }
+
+/** Whether kernels will be tuned on this adapter, and where the choices are kept; a bad SEGTRAIN_AUTOTUNE stops training. */
+const autotuneCheck = (software: boolean): Check =>
+  envCheck(
+    'autotune',
+    () => {
+      const { enabled, cacheFile } = autotuneOptionsFromEnv(software);
+      const why = process.env[AUTOTUNE_ENV]
+        ? `${AUTOTUNE_ENV}=${process.env[AUTOTUNE_ENV]}`
+        : software
+          ? 'a CPU adapter'
+          : 'a GPU';
+      return `${enabled ? 'on' : 'off'} (${why}); cache ${cacheFile}`;
+    },
+    `set ${AUTOTUNE_ENV} to 1 (tune kernels) or 0 (keep the defaults), or unset it`,
+  );
+
+/** How the main thread waits for the GPU; a bad SEGTRAIN_GPU_POLL stops training. */
+const gpuPollCheck = (): Check =>
+  envCheck(
+    'gpu poll',
+    () =>
+      gpuPollModeFromEnv() === 'sleep'
+        ? 'sleep (a wait for the GPU sleeps between its polls after the first 0.25 ms)'
+        : `spin (${GPU_POLL_ENV}=spin: Dawn's busy polling)`,
+    `set ${GPU_POLL_ENV} to sleep or spin, or unset it`,
+  );
 
 /** Exit 1 only for what stops `train` (no adapter, Node too old); pnpm and ZeroMQ are information. */
 async function doctor(args: ParsedArgs, io: Io): Promise<number> {
@@ -104,21 +123,26 @@ async function doctor(args: ParsedArgs, io: Io): Promise<number> {
       'data-parallel training needs it: reinstall with `pnpm install` (zeromq must be listed under allowBuilds in pnpm-workspace.yaml)',
     info: true,
   });
+  const poll = gpuPollCheck();
+  checks.push(poll);
   let adapter: AdapterReport | null = null;
-  let adapterError: string | undefined;
-  try {
-    adapter = await probeAdapter();
-  } catch (error) {
-    adapterError = error instanceof Error ? error.message : String(error);
+  // Opening Dawn reads the same variable: a bad value is reported once, by its own check.
+  if (poll.ok) {
+    let adapterError: string | undefined;
+    try {
+      adapter = await probeAdapter();
+    } catch (error) {
+      adapterError = error instanceof Error ? error.message : String(error);
+    }
+    checks.push({
+      name: 'webgpu',
+      ok: adapter !== null,
+      value: adapter
+        ? `${adapter.vendor} ${adapter.name || adapter.device}${adapter.isFallback ? ' (CPU fallback)' : ''}`
+        : (adapterError ?? 'no adapter'),
+      advice: ADAPTER_ADVICE,
+    });
   }
-  checks.push({
-    name: 'webgpu',
-    ok: adapter !== null,
-    value: adapter
-      ? `${adapter.vendor} ${adapter.name || adapter.device}${adapter.isFallback ? ' (CPU fallback)' : ''}`
-      : (adapterError ?? 'no adapter'),
-    advice: ADAPTER_ADVICE,
-  });
   if (adapter) checks.push(autotuneCheck(adapter.isFallback));
   const failed = checks.filter((c) => !c.ok && !c.info);
   const notes = checks.filter((c) => !c.ok && c.info);
