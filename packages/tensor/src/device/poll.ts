@@ -55,14 +55,12 @@ function isDawnPoll(callback: unknown, args: readonly unknown[]): callback is ()
 }
 
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
-let installed: (() => void) | null = null;
+let installed = false;
 
-/**
- * Wraps `globalThis.setImmediate` once (Dawn looks it up at every poll) so that Dawn's polls sleep
- * as described above. Returns a function that restores the original.
- */
-export function installPolitePolling(): () => void {
-  if (installed) return installed;
+/** Wraps `globalThis.setImmediate` once (Dawn looks it up at every poll) so that Dawn's polls sleep as described above. */
+export function installPolitePolling(): void {
+  if (installed) return;
+  installed = true;
   const original = globalThis.setImmediate;
   // True while Dawn's poll runs: a poll armed from inside one continues a wait, any other starts one.
   let polling = false;
@@ -93,9 +91,4 @@ export function installPolitePolling(): () => void {
     value: (original as unknown as Record<symbol, unknown>)[promisify.custom],
   });
   globalThis.setImmediate = wrapper as typeof setImmediate;
-  installed = () => {
-    if (globalThis.setImmediate === wrapper) globalThis.setImmediate = original;
-    installed = null;
-  };
-  return installed;
 }
