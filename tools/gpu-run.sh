@@ -9,7 +9,9 @@
 #   - segtrain-bench train: the three seed configs' full step at 4×3×512×1024.
 # Kernels are autotuned (on by default on a GPU): the first suite tunes the GEMM shape classes it
 # meets, the cache ($OUT/autotune.json, every candidate's time per class) serves the later suites
-# and comes back; GEMM is also run untuned (SEGTRAIN_AUTOTUNE=0) as the same-session baseline.
+# and comes back; GEMM is also run untuned (SEGTRAIN_AUTOTUNE=0) as the same-session baseline, and
+# the small-input models with Dawn's own busy polling (SEGTRAIN_GPU_POLL=spin) as the baseline of
+# the polite waits (packages/tensor/README.md, "Waiting for the GPU").
 #
 #   device run: bash tools/gpu-run.sh   (carry [".gpu"]; 3–5 minutes on an H200 untuned, plus the
 #   first tuning of each shape class)
@@ -59,6 +61,7 @@ else
   bench kernels --no-tfjs --gemm 512,1024,1536,2048,3072,4096,6144 --reps 5
   bench models --input 4x3x512x1024 --profile --reps 5
   bench models --input 4x3x64x128 --reps 5
+  SEGTRAIN_GPU_POLL=spin bench models --input 4x3x64x128 --reps 5
   bench train --config "$SEEDS" --input 4x3x512x1024 --reps 5
 fi
 tar -cf "$OUT/gpu-reports.tar" -C "$APP" reports

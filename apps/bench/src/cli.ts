@@ -5,7 +5,14 @@ import { SMALL_ALLREDUCE_BYTES } from '@segtrain/collective';
 import { LINK_RATES, simNetUnavailable } from '@segtrain/collective/simnet';
 import { loadConfig } from '@segtrain/config';
 import { type ComponentConfig, withoutPretrained } from '@segtrain/models';
-import { AUTOTUNE_ENV, type Device, getDevice, type TuneResult } from '@segtrain/tensor';
+import {
+  AUTOTUNE_ENV,
+  type Device,
+  GPU_POLL_ENV,
+  getDevice,
+  gpuPollModeFromEnv,
+  type TuneResult,
+} from '@segtrain/tensor';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { allReduceMarkdown, type BenchLink, parseSize, runAllReduceBench } from './allreduce.js';
 import { compareMarkdown, compareReports, readReport } from './compare.js';
@@ -309,6 +316,7 @@ export async function runBench(argv: string[]): Promise<number> {
   const machine = async () => ({
     adapter: device.adapterName,
     autotune: autotuneFact(device),
+    'gpu poll': gpuPollModeFromEnv() === 'sleep' ? 'sleep (polite waits)' : `spin (${GPU_POLL_ENV}=spin)`,
     ...(await machineFacts()),
   });
   if (command === 'train') {
