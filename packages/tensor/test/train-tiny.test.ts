@@ -101,7 +101,10 @@ describe('a tiny conv net trains on the GPU with flat memory', () => {
       assert.equal(s.storageBuffersCreated, warm.storageBuffersCreated, 'GPU buffers created after warm-up');
       assert.equal(s.storageBytesOwned, warm.storageBytesOwned, 'pool bytes grew after warm-up');
       assert.equal(s.paramBytes, warm.paramBytes, 'parameter bytes changed');
+      // The pool hands out the same buffers every step, so every dispatch finds its bind group.
+      assert.equal(s.bindGroupsCreated, warm.bindGroupsCreated, 'bind groups created after warm-up');
     }
+    assert.ok((snapshots.at(-1)?.bindGroupsReused ?? 0) > warm.bindGroupsReused, 'no bind group was reused');
     assert.equal(T.liveTensorCount(), liveAfterWarmup, 'tensors leaked across steps');
     for (const t of [
       xs,

@@ -1,5 +1,6 @@
 import { isSoftwareAdapter, requestAdapter } from './adapter.js';
 import { Autotuner, autotuneOptionsFromEnv } from './autotune.js';
+import { BindGroupCache } from './bind-groups.js';
 import { BufferPool } from './pool.js';
 
 export type Access = 'read' | 'rw';
@@ -29,6 +30,9 @@ export interface DeviceStats {
   paramBytes: number;
   dispatches: number;
   submits: number;
+  /** Bind groups created, and dispatches that reused a cached one (see bind-groups.ts). */
+  bindGroupsCreated: number;
+  bindGroupsReused: number;
 }
 
 /** GPU time of one kernel (by cache key) over a profiled span. */
@@ -93,6 +97,7 @@ export class Device {
   tuner: Autotuner;
   private readonly pipelines = new Map<string, Kernel>();
   private readonly layouts = new Map<string, GPUBindGroupLayout>();
+  private readonly bindGroups = new BindGroupCache();
   private readonly storage: BufferPool;
   private readonly staging: BufferPool;
   private readonly uniformArena: GPUBuffer;
@@ -131,6 +136,7 @@ export class Device {
       gpu,
       GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
       'storage',
+      (buffer) => this.bindGroups.forget(buffer),
     );
     this.staging = new BufferPool(gpu, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'staging');
     this.uniformArena = gpu.createBuffer({
@@ -173,6 +179,8 @@ export class Device {
       paramBytes: this.paramBytes,
       dispatches: this.dispatchCount,
       submits: this.submitCount,
+      bindGroupsCreated: this.bindGroups.misses,
+      bindGroupsReused: this.bindGroups.hits,
     };
   }
 
@@ -260,6 +268,7 @@ export class Device {
   /** Destroyed after the next submit: recorded work may still read it (submitted work may, legally). */
   destroyParamBuffer(buffer: GPUBuffer): void {
     this.paramBytes -= buffer.size;
+    this.bindGroups.forget(buffer);
     if (this.encoder) this.doomed.push(buffer);
     else buffer.destroy();
   }
@@ -354,13 +363,15 @@ export class Device {
     const offset = this.slot * UNIFORM_SLOT;
     this.uniformData.set(new Uint8Array(uniforms.buffer, uniforms.byteOffset, uniforms.byteLength), offset);
     this.slot++;
-    const bindGroup = this.gpu.createBindGroup({
-      layout: this.layout(kernel.bindings),
-      entries: [
-        { binding: 0, resource: { buffer: this.uniformArena, offset: 0, size: UNIFORM_SLOT } },
-        ...buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
-      ],
-    });
+    const bindGroup = this.bindGroups.get(kernel.bindings.join(','), buffers, () =>
+      this.gpu.createBindGroup({
+        layout: this.layout(kernel.bindings),
+        entries: [
+          { binding: 0, resource: { buffer: this.uniformArena, offset: 0, size: UNIFORM_SLOT } },
+          ...buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
+        ],
+      }),
+    );
     if (!this.encoder) this.encoder = this.gpu.createCommandEncoder();
     const profiler = this.profiler;
     if (profiler) {

@@ -1,11 +1,16 @@
 /**
  * GPU buffers by size class. A released buffer waits until the submit that used it has been issued
  * (`afterSubmit`): only then may a later `writeBuffer` or dispatch reuse it in queue order.
+ * `acquire` hands out the oldest free buffer of the class, so a step that repeats the same
+ * acquires and releases gets the same buffers every time (and its dispatches their cached bind
+ * groups), whatever order the previous step released them in.
  */
 export class BufferPool {
   private readonly free = new Map<number, GPUBuffer[]>();
   private pending: GPUBuffer[] = [];
   private readonly sizeOf = new WeakMap<GPUBuffer, number>();
+  /** Creation order: each free list is kept sorted newest first, so pop() gives the oldest. */
+  private readonly age = new WeakMap<GPUBuffer, number>();
   /** Buffers ever created by this pool (flat after warm-up in a steady training loop). */
   created = 0;
   /** Bytes in buffers this pool owns, in use or free. */
@@ -17,6 +22,8 @@ export class BufferPool {
     private readonly device: GPUDevice,
     private readonly usage: GPUBufferUsageFlags,
     private readonly label: string,
+    /** Called before the pool destroys one of its buffers. */
+    private readonly beforeDestroy: (buffer: GPUBuffer) => void = () => {},
   ) {}
 
   /** Size classes 2^k and 1.5·2^k (at most 33 % slack), 256 bytes minimum. */
@@ -40,6 +47,7 @@ export class BufferPool {
   private create(size: number): GPUBuffer {
     const buffer = this.device.createBuffer({ size, usage: this.usage, label: `${this.label}-${size}` });
     this.sizeOf.set(buffer, size);
+    this.age.set(buffer, this.created);
     this.created++;
     this.ownedBytes += size;
     return buffer;
@@ -61,7 +69,10 @@ export class BufferPool {
         list = [];
         this.free.set(size, list);
       }
-      list.push(buffer);
+      const age = this.age.get(buffer) ?? 0;
+      let at = list.length;
+      while (at > 0 && (this.age.get(list[at - 1] as GPUBuffer) ?? 0) < age) at--;
+      list.splice(at, 0, buffer);
     }
     this.pending = [];
   }
@@ -71,6 +82,7 @@ export class BufferPool {
     for (const list of this.free.values()) {
       for (const buffer of list) {
         this.ownedBytes -= this.sizeOf.get(buffer) ?? 0;
+        this.beforeDestroy(buffer);
         buffer.destroy();
       }
     }
