@@ -6,12 +6,12 @@
  * `optimizer` config block can be passed in as it is.
  */
 import {
-  adamUpdate,
+  adamUpdates,
   add,
   clamp,
   div,
   full,
-  momentumUpdate,
+  momentumUpdates,
   mul,
   noGrad,
   persistent,
@@ -234,20 +234,42 @@ export class Optimizer {
             if (slot && p.grad) work.push({ slot, group, grad: p.grad });
           }
         const grads = this.clip(work.map((w) => w.grad));
+        // One fused update per group of parameters sharing their options (and Adam's step count),
+        // a few parameters per dispatch.
+        const batches = new Map<
+          string,
+          { group: ParamGroup; t: number; entries: Array<{ slot: Slot; grad: Tensor }> }
+        >();
         work.forEach(({ slot, group }, i) => {
-          const g = grads[i] as Tensor;
+          if (this.type !== 'SGD' && this.type !== 'Momentum') slot.t++;
+          const key = `${this.groups.indexOf(group)}/${slot.t}`;
+          const batch = batches.get(key) ?? { group, t: slot.t, entries: [] };
+          batch.entries.push({ slot, grad: grads[i] as Tensor });
+          batches.set(key, batch);
+        });
+        for (const { group, t, entries } of batches.values()) {
           const plr = lr * group.lrMult;
-          const p = slot.param;
+          const device = (entries[0] as (typeof entries)[number]).slot.param.device;
           if (this.type === 'SGD' || this.type === 'Momentum') {
-            momentumUpdate(p.device, p, g, slot.velocity ?? (this.scratch as Tensor), {
+            const targets = entries.map(({ slot, grad }) => ({
+              param: slot.param,
+              grad,
+              velocity: slot.velocity ?? (this.scratch as Tensor),
+            }));
+            momentumUpdates(device, targets, {
               lr: plr,
               momentum: this.momentum,
               weightDecay: group.weightDecay,
               nesterov: this.nesterov,
             });
           } else {
-            slot.t++;
-            adamUpdate(p.device, p, g, slot.moment1 as Tensor, slot.moment2 as Tensor, plr, slot.t, {
+            const targets = entries.map(({ slot, grad }) => ({
+              param: slot.param,
+              grad,
+              moment1: slot.moment1 as Tensor,
+              moment2: slot.moment2 as Tensor,
+            }));
+            adamUpdates(device, targets, plr, t, {
               beta1: this.beta1,
               beta2: this.beta2,
               epsilon: this.epsilon,
@@ -255,7 +277,7 @@ export class Optimizer {
               decoupled: this.type === 'AdamW',
             });
           }
-        });
+        }
         grads.forEach((g, i) => {
           if (g !== work[i]?.grad) g.dispose();
         });

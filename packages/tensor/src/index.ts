@@ -47,7 +47,16 @@ export {
 export { GPU_POLL_ENV, type GpuPollMode, gpuPollModeFromEnv } from './device/poll.js';
 export { conv2dBiasGrad, conv2dForward, conv2dInputGrad, conv2dWeightGrad } from './kernels/conv.js';
 export type { Activation } from './kernels/matmul.js';
-export { type AdamOptions, adamUpdate, type MomentumOptions, momentumUpdate } from './kernels/optimizer.js';
+export {
+  type AdamOptions,
+  type AdamTarget,
+  adamUpdate,
+  adamUpdates,
+  type MomentumOptions,
+  type MomentumTarget,
+  momentumUpdate,
+  momentumUpdates,
+} from './kernels/optimizer.js';
 export { kthSmallest, ohemKeepMask } from './kernels/select.js';
 export {
   type Conv2dOptions,
