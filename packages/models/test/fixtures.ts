@@ -69,8 +69,10 @@ export async function overfitAccuracy(
     tidy(() => backward(totalLoss(model, x, y)));
     optimizer.step(lr);
     optimizer.zeroGrad();
-    // Waiting regularly keeps lavapipe from crashing on a long queue of training steps.
-    if (step % 10 === 0) await device.sync();
+    // Waiting regularly bounds the work in flight. On lavapipe the process's memory mappings grew
+    // by about one per dispatch in flight, and a process may have 65,530: ten unwaited OCRNet steps
+    // (44,000 dispatches) reached 45,000-50,000, and the process sometimes died (SIGSEGV in memset).
+    if (step % 5 === 0) await device.sync();
   }
   model.eval();
   const predicted = (await noGrad(() =>

@@ -22,7 +22,7 @@ describe('bind group cache', () => {
     assert.deepEqual([cache.hits, cache.misses, made], [1, 3, 3]);
   });
 
-  it("drops a buffer's groups when it is forgotten, and starts over past its capacity", () => {
+  it("drops a buffer's groups when it is forgotten, and the least recently used past its capacity", () => {
     const cache = new BindGroupCache(3);
     const [a, b, c] = [fakeBuffer('a'), fakeBuffer('b'), fakeBuffer('c')];
     let made = 0;
@@ -34,13 +34,19 @@ describe('bind group cache', () => {
     assert.equal(cache.size, 1);
     cache.get('rw', [b], create);
     assert.equal(made, 3, 'the group without a survives');
-    cache.get('rw', [a], create);
-    cache.get('rw', [c], create);
+    cache.get('rw', [a], create); // g3
+    cache.get('rw', [c], create); // g4
+    cache.get('rw', [b], create); // a hit: b's group is now the most recent
+    cache.get('read,rw', [c, a], create); // g5: over capacity, drops [a] (least recently used)
     assert.equal(cache.size, 3);
-    cache.get('read,rw', [c, a], create);
-    assert.equal(cache.size, 1, 'a full cache starts over');
+    const missesBefore = cache.misses;
+    for (const buffers of [[b], [c], [c, a]])
+      cache.get(buffers.length === 1 ? 'rw' : 'read,rw', buffers, create);
+    assert.equal(cache.misses, missesBefore, 'b, c and [c, a] stayed');
+    cache.get('rw', [a], create);
+    assert.equal(cache.misses, missesBefore + 1, '[a] was dropped');
     cache.forget(fakeBuffer('never bound'));
-    assert.equal(cache.size, 1);
+    assert.equal(cache.size, 3);
   });
 });
 

@@ -9,14 +9,19 @@
 export class BindGroupCache {
   private readonly ids = new WeakMap<GPUBuffer, number>();
   private nextId = 1;
-  private readonly groups = new Map<string, GPUBindGroup>();
+  /** Groups by key, least recently used first (a Map keeps insertion order; a hit re-inserts). */
+  private readonly groups = new Map<string, { group: GPUBindGroup; ids: readonly number[] }>();
   /** Cache keys by buffer id, to drop a buffer's groups when it goes. */
-  private readonly keysOf = new Map<number, string[]>();
+  private readonly keysOf = new Map<number, Set<string>>();
   hits = 0;
   misses = 0;
 
-  /** At most this many groups are kept; past it the cache starts over (a shape change, not steady training). */
-  constructor(private readonly capacity = 8192) {}
+  /**
+   * At most this many groups are kept, the least recently used dropped first: on lavapipe the
+   * process's memory mappings grow with the bind groups alive (about one each) and may not pass
+   * 65,530. Two thousand cover a training step of the demo (831 dispatches).
+   */
+  constructor(private readonly capacity = 2048) {}
 
   get(layoutKey: string, buffers: readonly GPUBuffer[], create: () => GPUBindGroup): GPUBindGroup {
     const ids = buffers.map((b) => this.idOf(b));
@@ -24,25 +29,27 @@ export class BindGroupCache {
     const cached = this.groups.get(key);
     if (cached) {
       this.hits++;
-      return cached;
+      this.groups.delete(key);
+      this.groups.set(key, cached);
+      return cached.group;
     }
     this.misses++;
-    if (this.groups.size >= this.capacity) this.clear();
     const group = create();
-    this.groups.set(key, group);
-    for (const id of new Set(ids)) {
+    this.groups.set(key, { group, ids });
+    for (const id of ids) {
       const keys = this.keysOf.get(id);
-      if (keys) keys.push(key);
-      else this.keysOf.set(id, [key]);
+      if (keys) keys.add(key);
+      else this.keysOf.set(id, new Set([key]));
     }
+    if (this.groups.size > this.capacity) this.drop(this.groups.keys().next().value as string);
     return group;
   }
 
-  /** Drops every group that binds `buffer` (call before destroying it). */
+  /** Drops every group that binds `buffer` (call when destroying it). */
   forget(buffer: GPUBuffer): void {
     const id = this.ids.get(buffer);
     if (id === undefined) return;
-    for (const key of this.keysOf.get(id) ?? []) this.groups.delete(key);
+    for (const key of this.keysOf.get(id) ?? []) this.drop(key);
     this.keysOf.delete(id);
   }
 
@@ -50,9 +57,15 @@ export class BindGroupCache {
     return this.groups.size;
   }
 
-  private clear(): void {
-    this.groups.clear();
-    this.keysOf.clear();
+  private drop(key: string): void {
+    const entry = this.groups.get(key);
+    if (!entry) return;
+    this.groups.delete(key);
+    for (const id of entry.ids) {
+      const keys = this.keysOf.get(id);
+      keys?.delete(key);
+      if (keys?.size === 0) this.keysOf.delete(id);
+    }
   }
 
   private idOf(buffer: GPUBuffer): number {
