@@ -72,17 +72,27 @@ ${channelChunkFold(
 
 /**
  * Part 2, per channel: merges the chunks' (count, mean, M2) in order (Chan et al.'s pairwise
- * update) → stats [mean(C), biased var(C)].
+ * update) → stats [mean(C), biased var(C)]. With `running`, the same lane also updates the running
+ * statistics, running = momentum·running + (1 − momentum)·batch (Paddle's convention: momentum
+ * weighs the old value): one dispatch less per BatchNorm, which on lavapipe costs more than the
+ * update itself.
  */
-const bnStatsFinalSource: KernelSource = {
-  key: 'norm/bn-stats-merge',
-  bindings: ['read', 'rw'],
-  workgroupSize: WG,
-  wgsl: () => /* wgsl */ `
-struct U { c: u32, parts: u32, chunk: u32, total: u32 }
+function bnStatsFinalSource(running: boolean): KernelSource {
+  return {
+    key: `norm/bn-stats-merge${running ? '/running' : ''}`,
+    bindings: running ? ['read', 'rw', 'rw', 'rw'] : ['read', 'rw'],
+    workgroupSize: WG,
+    wgsl: () => /* wgsl */ `
+struct U { c: u32, parts: u32, chunk: u32, total: u32, momentum: f32 }
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> partial: array<f32>;
 @group(0) @binding(2) var<storage, read_write> stats: array<f32>;
+${
+  running
+    ? `@group(0) @binding(3) var<storage, read_write> rmean: array<f32>;
+@group(0) @binding(4) var<storage, read_write> rvar: array<f32>;`
+    : ''
+}
 ${MAIN(WG)}
   if (t >= u.c) { return; }
   var n = 0.0;
@@ -97,12 +107,20 @@ ${MAIN(WG)}
     m2 += partial[(u.c + t) * u.parts + p] + d * d * (n * nb / merged);
     n = merged;
   }
+  let variance = max(m2 / n, 0.0);
   stats[t] = mean;
-  stats[u.c + t] = max(m2 / n, 0.0);
+  stats[u.c + t] = variance;${
+    running
+      ? `
+  rmean[t] = u.momentum * rmean[t] + (1.0 - u.momentum) * mean;
+  rvar[t] = u.momentum * rvar[t] + (1.0 - u.momentum) * variance;`
+      : ''
+  }
 }`,
-};
+  };
+}
 
-/** running = momentum·running + (1 − momentum)·batch (Paddle's convention: momentum weighs the old value). */
+/** running = momentum·running + (1 − momentum)·batch, from stats computed elsewhere (SyncBatchNorm's global ones). */
 const bnRunningSource: KernelSource = {
   key: 'norm/bn-running',
   bindings: ['read', 'rw', 'rw'],
@@ -255,8 +273,18 @@ function nchw(x: Tensor, op: string): [number, number, number] {
   return [n, c, x.size / (n * c)];
 }
 
-/** Per-channel [mean (C), biased variance (C)] over N and the spatial dims of an NCHW tensor. */
-export function bnStats(device: Device, x: Tensor): Tensor {
+/** Running statistics a training step updates, and how much of their old value it keeps. */
+export interface BnRunning {
+  readonly mean: Tensor;
+  readonly variance: Tensor;
+  readonly momentum: number;
+}
+
+/**
+ * Per-channel [mean (C), biased variance (C)] over N and the spatial dims of an NCHW tensor; with
+ * `running`, also updates those running statistics in the same dispatch.
+ */
+export function bnStats(device: Device, x: Tensor, running?: BnRunning): Tensor {
   const [n, c, hw] = nchw(x, 'batchNorm2d');
   const total = n * hw;
   const parts = Math.max(1, Math.ceil(total / NORM_CHUNK));
@@ -264,8 +292,15 @@ export function bnStats(device: Device, x: Tensor): Tensor {
   const u = new Uniforms().u32(n).u32(c).u32(hw).u32(parts).u32(NORM_CHUNK);
   launch(device, bnStatsPartialSource, [x.buffer, partial.buffer], u, c * parts);
   const stats = emptyTensor(device, [2 * c]);
-  const merge = new Uniforms().u32(c).u32(parts).u32(NORM_CHUNK).u32(total);
-  launch(device, bnStatsFinalSource, [partial.buffer, stats.buffer], merge, c);
+  const merge = new Uniforms()
+    .u32(c)
+    .u32(parts)
+    .u32(NORM_CHUNK)
+    .u32(total)
+    .f32(running?.momentum ?? 0);
+  const buffers = [partial.buffer, stats.buffer];
+  if (running) buffers.push(running.mean.buffer, running.variance.buffer);
+  launch(device, bnStatsFinalSource(running !== undefined), buffers, merge, c);
   partial.dispose();
   return stats;
 }

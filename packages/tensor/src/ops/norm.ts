@@ -111,9 +111,11 @@ export function batchNorm2d(
 
   let stats: Tensor;
   if (training) {
-    stats = bnStats(device, x);
-    if (options.sync) stats = synced(stats, (t) => options.sync?.stats(t, count) ?? t);
-    bnUpdateRunning(device, stats, runningMean, runningVar, momentum);
+    if (options.sync) {
+      // The running statistics follow the global batch, known only after the exchange.
+      stats = synced(bnStats(device, x), (t) => options.sync?.stats(t, count) ?? t);
+      bnUpdateRunning(device, stats, runningMean, runningVar, momentum);
+    } else stats = bnStats(device, x, { mean: runningMean, variance: runningVar, momentum });
   } else {
     // A snapshot: the backward must see the statistics the forward used.
     stats = emptyTensor(device, [2 * c]);
