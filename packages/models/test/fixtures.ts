@@ -69,10 +69,11 @@ export async function overfitAccuracy(
     tidy(() => backward(totalLoss(model, x, y)));
     optimizer.step(lr);
     optimizer.zeroGrad();
-    // Waiting regularly bounds the work in flight. On lavapipe the process's memory mappings grew
-    // by about one per dispatch in flight, and a process may have 65,530: ten unwaited OCRNet steps
-    // (44,000 dispatches) reached 45,000-50,000, and the process sometimes died (SIGSEGV in memset).
-    if (step % 5 === 0) await device.sync();
+    // Waiting bounds the work in flight, as the trainer does (two steps). On lavapipe the process's
+    // 4 KiB memfd mappings grew with the dispatches in flight and did not shrink afterwards, and a
+    // process may have 65,530: ten unwaited OCRNet steps (44,000 dispatches) reached 45,000-50,000
+    // and the process died (SIGSEGV in memset).
+    if (step % 2 === 0) await device.sync();
   }
   model.eval();
   const predicted = (await noGrad(() =>

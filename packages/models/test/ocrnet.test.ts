@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { reinitializeConvs, seedInitializers } from '@segtrain/nn';
 import {
   add,
   backward,
@@ -15,7 +14,7 @@ import {
 } from '@segtrain/tensor';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { buildModel, type ComponentConfig, HRNet, OCRNet } from '../src/index.js';
-import { overfitAccuracy, rand } from './fixtures.js';
+import { rand } from './fixtures.js';
 
 function ocrnetConfig(backbone: string, numClasses = 19): ComponentConfig {
   return {
@@ -334,26 +333,5 @@ describe('OCRNet + HRNet', () => {
       x.dispose();
       for (const p of proj) p.dispose();
     }
-  });
-});
-
-describe('OCRNet training', () => {
-  it('OCRNet (HRNet-W18) overfits one 64×128 batch to ≥ 0.95 pixel accuracy (eval mode)', async () => {
-    const device = await getDevice();
-    seedInitializers(3);
-    const model = buildModel(device, {
-      type: 'OCRNet',
-      num_classes: 6,
-      backbone_indices: [0],
-      backbone: { type: 'HRNet_W18' },
-    });
-    // From scratch, as the demo trains PP-LiteSeg: He-initialised convs and AdamW. Measured: eval-mode
-    // accuracy 0.92 after 50 steps, 0.98 after 60 (≈2 s a step on lavapipe). PaddleSeg's init
-    // (normal 0.001) with Momentum 0.05 needed 80 steps (0.98), over this test's 3-minute budget.
-    reinitializeConvs(model);
-    const accuracy = await overfitAccuracy(device, model, 6, 60, 2e-3);
-    assert.ok(accuracy >= 0.95, `pixel accuracy ${accuracy.toFixed(4)}`);
-    await device.sync();
-    model.dispose();
   });
 });
