@@ -184,12 +184,15 @@ describe('segtrain config show', () => {
 
 describe('the built binary', () => {
   const bin = join(repoRoot, 'apps/cli/dist/bin.js');
+  /** `segtrain doctor` with these arguments and environment variables on top of this process's. */
+  const doctor = (args: string[], env: Record<string, string> = {}) =>
+    spawnSync(process.execPath, [bin, 'doctor', ...args], {
+      encoding: 'utf8',
+      env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp', ...env },
+    });
 
   it('segtrain doctor reports the adapter, Node, pnpm and ZeroMQ', () => {
-    const r = spawnSync(process.execPath, [bin, 'doctor', '--json'], {
-      encoding: 'utf8',
-      env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
-    });
+    const r = doctor(['--json']);
     const report = JSON.parse(r.stdout);
     const byName = Object.fromEntries(report.checks.map((c: { name: string }) => [c.name, c]));
     assert.equal(byName.node.ok, true);
@@ -211,14 +214,7 @@ describe('the built binary', () => {
   });
 
   it('segtrain doctor fails a SEGTRAIN_GPU_POLL other than sleep or spin, naming it, without probing', () => {
-    const r = spawnSync(process.execPath, [bin, 'doctor'], {
-      encoding: 'utf8',
-      env: {
-        ...process.env,
-        SEGTRAIN_GPU_POLL: 'busy',
-        XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp',
-      },
-    });
+    const r = doctor([], { SEGTRAIN_GPU_POLL: 'busy' });
     assert.equal(r.status, 1, r.stdout + r.stderr);
     assert.match(r.stdout, /^FAIL {2}gpu poll SEGTRAIN_GPU_POLL=busy: expected sleep .* or spin/m);
     assert.doesNotMatch(r.stdout, /webgpu/);
@@ -226,14 +222,7 @@ describe('the built binary', () => {
   });
 
   it('segtrain doctor fails a SEGTRAIN_AUTOTUNE that is neither 1 nor 0, naming it', () => {
-    const r = spawnSync(process.execPath, [bin, 'doctor'], {
-      encoding: 'utf8',
-      env: {
-        ...process.env,
-        SEGTRAIN_AUTOTUNE: 'yes',
-        XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp',
-      },
-    });
+    const r = doctor([], { SEGTRAIN_AUTOTUNE: 'yes' });
     assert.equal(r.status, 1, r.stdout + r.stderr);
     assert.match(
       r.stdout,
@@ -247,10 +236,7 @@ describe('the built binary', () => {
 
   it('segtrain doctor without pnpm on PATH notes it and still exits 0 (training can run)', () => {
     const emptyPath = mkdtempSync(join(tmpdir(), 'segtrain-nopath-'));
-    const r = spawnSync(process.execPath, [bin, 'doctor'], {
-      encoding: 'utf8',
-      env: { ...process.env, PATH: emptyPath, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
-    });
+    const r = doctor([], { PATH: emptyPath });
     assert.equal(r.status, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /^note {2}pnpm {5}not found \(needed only to develop segtrain\)$/m);
     assert.match(r.stdout, /^ok {4}webgpu /m);

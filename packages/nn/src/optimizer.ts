@@ -236,12 +236,13 @@ export class Optimizer {
         const grads = this.clip(work.map((w) => w.grad));
         // One fused update per group of parameters sharing their options (and Adam's step count),
         // a few parameters per dispatch.
+        const adam = this.type === 'Adam' || this.type === 'AdamW';
         const batches = new Map<
           string,
           { group: ParamGroup; t: number; entries: Array<{ slot: Slot; grad: Tensor }> }
         >();
         work.forEach(({ slot, group }, i) => {
-          if (this.type !== 'SGD' && this.type !== 'Momentum') slot.t++;
+          if (adam) slot.t++;
           const key = `${this.groups.indexOf(group)}/${slot.t}`;
           const batch = batches.get(key) ?? { group, t: slot.t, entries: [] };
           batch.entries.push({ slot, grad: grads[i] as Tensor });
@@ -250,7 +251,7 @@ export class Optimizer {
         for (const { group, t, entries } of batches.values()) {
           const plr = lr * group.lrMult;
           const device = (entries[0] as (typeof entries)[number]).slot.param.device;
-          if (this.type === 'SGD' || this.type === 'Momentum') {
+          if (!adam) {
             const targets = entries.map(({ slot, grad }) => ({
               param: slot.param,
               grad,

@@ -70,6 +70,11 @@ ${channelChunkFold(
 }`,
 };
 
+/** WGSL: channel t's running statistics (`rmean`, `rvar`) take in this batch's `mean` and `variance`. */
+const updateRunning = (mean: string, variance: string) => `
+  rmean[t] = u.momentum * rmean[t] + (1.0 - u.momentum) * ${mean};
+  rvar[t] = u.momentum * rvar[t] + (1.0 - u.momentum) * ${variance};`;
+
 /**
  * Part 2, per channel: merges the chunks' (count, mean, M2) in order (Chan et al.'s pairwise
  * update) → stats [mean(C), biased var(C)]. With `running`, the same lane also updates the running
@@ -109,13 +114,7 @@ ${MAIN(WG)}
   }
   let variance = max(m2 / n, 0.0);
   stats[t] = mean;
-  stats[u.c + t] = variance;${
-    running
-      ? `
-  rmean[t] = u.momentum * rmean[t] + (1.0 - u.momentum) * mean;
-  rvar[t] = u.momentum * rvar[t] + (1.0 - u.momentum) * variance;`
-      : ''
-  }
+  stats[u.c + t] = variance;${running ? updateRunning('mean', 'variance') : ''}
 }`,
   };
 }
@@ -132,9 +131,7 @@ struct U { c: u32, momentum: f32 }
 @group(0) @binding(2) var<storage, read_write> rmean: array<f32>;
 @group(0) @binding(3) var<storage, read_write> rvar: array<f32>;
 ${MAIN(WG)}
-  if (t >= u.c) { return; }
-  rmean[t] = u.momentum * rmean[t] + (1.0 - u.momentum) * stats[t];
-  rvar[t] = u.momentum * rvar[t] + (1.0 - u.momentum) * stats[u.c + t];
+  if (t >= u.c) { return; }${updateRunning('stats[t]', 'stats[u.c + t]')}
 }`,
 };
 
