@@ -1,9 +1,20 @@
-// Op-by-op float64 audit of a model's forward: every op of one traced forward is recomputed in
-// float64 on the CPU from the same float32 inputs, and its relative error printed (worst first, and
-// per op type). An op whose error stands out from others of its kind is where precision is lost.
-//   node tools/f64-audit.mjs [config] [N C H W] [train|eval]   (needs `pnpm build`)
+// Float64 audit of a model's float32 numerics, op by op.
+//   node tools/f64-audit.mjs [--grad [--param NAME] | --export DIR] [config] [N C H W] [train|eval]
+// (needs `pnpm build`)
+// Forward (default): every op of one traced forward is recomputed in float64 on the CPU from the
+// same float32 inputs, and its relative error printed (worst first, and per op type).
+// --grad: one training step's backward (Σ over heads of mean pixel cross-entropy, fixed random
+// labels) twice: (1) op by op, each op's float64 input gradients from its float32 inputs and the
+// float32 gradient it received, against the gradients it passed on; (2) whole replays of the
+// forward and backward from the input and parameters, in float64 and in float64 rounded to float32
+// after every op (a floor no float32 engine beats), against each parameter's float32 gradient
+// (cosine and relative error). An op whose error stands out from others of its kind is where
+// precision is lost.
+// --export DIR: the traced graph, its inputs and our gradients, for tools/torch-replay.py (the same
+// graph through PyTorch in float32 and float64: how far float32 PyTorch lands from float64).
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { backward, dropoutScale, forward, REFERENCE_OPS, size } from './f64-reference.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const load = (p) => import(join(root, p));
@@ -12,264 +23,348 @@ const { buildModel, withoutPretrained } = await load('packages/models/dist/index
 const T = await load('packages/tensor/dist/index.js');
 
 const args = process.argv.slice(2);
+const flag = (name, withValue = false) => {
+  const at = args.indexOf(name);
+  if (at < 0) return withValue ? null : false;
+  const [, value] = args.splice(at, withValue ? 2 : 1);
+  return withValue ? value : true;
+};
+const exportDir = flag('--export', true);
+const askedParam = flag('--param', true);
+const gradMode = flag('--grad') || exportDir !== null;
 const config = args[0] ?? 'configs/ocrnet/ocrnet_hrnetw18_cityscapes_1024x512_160k.yml';
 const shape = args.length >= 5 ? args.slice(1, 5).map(Number) : [2, 3, 128, 256];
 const mode = args[5] ?? 'train';
-
-const size = (s) => s.reduce((a, b) => a * b, 1);
-const strides = (s) => s.map((_, i) => size(s.slice(i + 1)));
-
-function conv(x, w, b, g) {
-  const out = new Float64Array(g.n * g.cout * g.hout * g.wout);
-  const cinPg = g.cin / g.groups;
-  const coutPg = g.cout / g.groups;
-  for (let n = 0; n < g.n; n++)
-    for (let co = 0; co < g.cout; co++) {
-      const grp = Math.floor(co / coutPg);
-      for (let oy = 0; oy < g.hout; oy++)
-        for (let ox = 0; ox < g.wout; ox++) {
-          let acc = b ? b[co] : 0;
-          for (let ci = 0; ci < cinPg; ci++) {
-            const cin = grp * cinPg + ci;
-            for (let ky = 0; ky < g.kh; ky++) {
-              const iy = oy * g.sh + ky * g.dh - g.pt;
-              if (iy < 0 || iy >= g.h) continue;
-              for (let kx = 0; kx < g.kw; kx++) {
-                const ix = ox * g.sw + kx * g.dw - g.pl;
-                if (ix < 0 || ix >= g.w) continue;
-                acc +=
-                  x[((n * g.cin + cin) * g.h + iy) * g.w + ix] *
-                  w[((co * cinPg + ci) * g.kh + ky) * g.kw + kx];
-              }
-            }
-          }
-          out[((n * g.cout + co) * g.hout + oy) * g.wout + ox] = acc;
-        }
-    }
-  return out;
-}
-
-function batchNorm(x, s, w, b, eps, training, rm, rv) {
-  const [n, c] = s;
-  const hw = size(s) / (n * c);
-  const out = new Float64Array(x.length);
-  for (let ch = 0; ch < c; ch++) {
-    let mean = rm?.[ch] ?? 0;
-    let variance = rv?.[ch] ?? 1;
-    if (training) {
-      let sum = 0;
-      for (let i = 0; i < n; i++) for (let p = 0; p < hw; p++) sum += x[(i * c + ch) * hw + p];
-      mean = sum / (n * hw);
-      let sq = 0;
-      for (let i = 0; i < n; i++) for (let p = 0; p < hw; p++) sq += (x[(i * c + ch) * hw + p] - mean) ** 2;
-      variance = sq / (n * hw);
-    }
-    const inv = 1 / Math.sqrt(variance + eps);
-    for (let i = 0; i < n; i++)
-      for (let p = 0; p < hw; p++) {
-        const at = (i * c + ch) * hw + p;
-        out[at] = (x[at] - mean) * inv * w[ch] + b[ch];
-      }
-  }
-  return out;
-}
-
-function resize(x, s, [oh, ow], alignCorners) {
-  const [h, w] = s.slice(-2);
-  const planes = size(s) / (h * w);
-  const out = new Float64Array(planes * oh * ow);
-  const tap = (dst, inS, outS) => {
-    const src = alignCorners
-      ? outS > 1
-        ? (dst * (inS - 1)) / (outS - 1)
-        : 0
-      : Math.max((dst + 0.5) * (inS / outS) - 0.5, 0);
-    const i0 = Math.min(Math.floor(src), inS - 1);
-    return [i0, Math.min(i0 + 1, inS - 1), src - i0];
-  };
-  for (let p = 0; p < planes; p++)
-    for (let y = 0; y < oh; y++) {
-      const [y0, y1, ly] = tap(y, h, oh);
-      for (let xx = 0; xx < ow; xx++) {
-        const [x0, x1, lx] = tap(xx, w, ow);
-        const at = (yy, xv) => x[(p * h + yy) * w + xv];
-        const top = at(y0, x0) * (1 - lx) + at(y0, x1) * lx;
-        const bottom = at(y1, x0) * (1 - lx) + at(y1, x1) * lx;
-        out[(p * oh + y) * ow + xx] = top * (1 - ly) + bottom * ly;
-      }
-    }
-  return out;
-}
-
-function transpose(x, s, perm) {
-  const os = perm.map((p) => s[p]);
-  const is = strides(s);
-  const out = new Float64Array(x.length);
-  const ostr = strides(os);
-  for (let i = 0; i < out.length; i++) {
-    let src = 0;
-    for (let d = 0; d < os.length; d++) src += (Math.floor(i / ostr[d]) % os[d]) * is[perm[d]];
-    out[i] = x[src];
-  }
-  return out;
-}
-
-function softmax(x, s, axis) {
-  const inner = size(s.slice(axis + 1));
-  const d = s[axis];
-  const outer = size(s.slice(0, axis));
-  const out = new Float64Array(x.length);
-  for (let o = 0; o < outer; o++)
-    for (let i = 0; i < inner; i++) {
-      let m = -Infinity;
-      for (let k = 0; k < d; k++) m = Math.max(m, x[(o * d + k) * inner + i]);
-      let z = 0;
-      for (let k = 0; k < d; k++) z += Math.exp(x[(o * d + k) * inner + i] - m);
-      for (let k = 0; k < d; k++) out[(o * d + k) * inner + i] = Math.exp(x[(o * d + k) * inner + i] - m) / z;
-    }
-  return out;
-}
-
-function matmul(a, as, b, bs) {
-  const [m, k] = as.slice(-2);
-  const n = bs.at(-1);
-  const batch = Math.max(as.length === 3 ? as[0] : 1, bs.length === 3 ? bs[0] : 1);
-  const out = new Float64Array(batch * m * n);
-  for (let q = 0; q < batch; q++) {
-    const ao = as.length === 3 && as[0] > 1 ? q * m * k : 0;
-    const bo = bs.length === 3 && bs[0] > 1 ? q * k * n : 0;
-    for (let i = 0; i < m; i++)
-      for (let j = 0; j < n; j++) {
-        let acc = 0;
-        for (let t = 0; t < k; t++) acc += a[ao + i * k + t] * b[bo + t * n + j];
-        out[(q * m + i) * n + j] = acc;
-      }
-  }
-  return out;
-}
-
-function concat(parts, axis) {
-  const s0 = parts[0].shape;
-  const outer = size(s0.slice(0, axis));
-  const inner = size(s0.slice(axis + 1));
-  const total = parts.reduce((a, p) => a + p.shape[axis], 0);
-  const out = new Float64Array(outer * total * inner);
-  let off = 0;
-  for (const p of parts) {
-    const d = p.shape[axis];
-    for (let o = 0; o < outer; o++)
-      for (let k = 0; k < d * inner; k++) out[(o * total + off) * inner + k] = p.data[o * d * inner + k];
-    off += d;
-  }
-  return out;
-}
+const numClasses = 19;
 
 const device = await T.getDevice();
-const block = { num_classes: 19, ...withoutPretrained(loadConfig(join(root, config)).model) };
+const block = { num_classes: numClasses, ...withoutPretrained(loadConfig(join(root, config)).model) };
 T.manualSeed(1);
 const model = buildModel(device, block);
 if (mode === 'train') model.train();
 else model.eval();
 let seed = 7;
+const uniform = () => {
+  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+  return seed / 2 ** 32;
+};
 const x = T.tensor(
   device,
-  Float32Array.from({ length: size(shape) }, () => {
-    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
-    return (seed / 2 ** 32) * 2 - 1;
-  }),
+  Float32Array.from({ length: size(shape) }, () => uniform() * 2 - 1),
   shape,
 );
-const { ops } = T.noGrad(() => T.traceOps(() => model.forward(x)));
+
 const host = new Map();
 const data = async (t) => {
   if (!host.has(t)) host.set(t, Float64Array.from(await t.data()));
   return host.get(t);
 };
-const rows = [];
-const skipped = new Map();
-for (const [index, op] of ops.entries()) {
-  const ins = await Promise.all(op.inputs.map(data));
-  const s = op.inputs.map((t) => [...t.shape]);
-  const a = op.attrs;
-  let ref;
-  switch (op.op) {
-    case 'conv2d':
-      ref = conv(ins[0], ins[1], ins[2], a.geometry);
-      break;
-    case 'batchNorm2d':
-      ref = batchNorm(
-        ins[0],
-        s[0],
-        ins[1],
-        ins[2],
-        a.eps,
-        a.training,
-        a.training ? null : await data(a.runningMean),
-        a.training ? null : await data(a.runningVar),
-      );
-      if (a.activation === 'relu') ref = ref.map((v) => Math.max(v, 0));
-      break;
-    case 'relu':
-      ref = ins[0].map((v) => Math.max(v, 0));
-      break;
-    case 'add':
-      ref = ins[0].map((v, i) => v + ins[1][i]);
-      break;
-    case 'affine':
-      ref = ins[0].map((v) => v * a.scalars[0] + a.scalars[1]);
-      break;
-    case 'resizeBilinear':
-      ref = resize(ins[0], s[0], a.size, a.alignCorners);
-      break;
-    case 'reshape':
-      ref = ins[0];
-      break;
-    case 'transpose':
-      ref = transpose(ins[0], s[0], a.perm);
-      break;
-    case 'softmax':
-      ref = softmax(ins[0], s[0], a.axis);
-      break;
-    case 'matmul':
-      ref = matmul(ins[0], s[0], ins[1], s[1]);
-      break;
-    case 'concat':
-      ref = concat(
-        op.inputs.map((t, i) => ({ shape: t.shape, data: ins[i] })),
-        a.axis,
-      );
-      break;
-    default:
-      // No float64 reference here (or random, as dropout): listed below.
-      skipped.set(op.op, (skipped.get(op.op) ?? 0) + 1);
-      continue;
-  }
-  const got = await data(op.output);
+/** max |got − ref| / max |ref| */
+const relError = (got, ref) => {
   let worst = 0;
   let scale = 0;
   for (let i = 0; i < ref.length; i++) {
     worst = Math.max(worst, Math.abs(got[i] - ref[i]));
     scale = Math.max(scale, Math.abs(ref[i]));
   }
-  rows.push({ index, op: op.op, shape: op.output.shape.join('x'), rel: worst / (scale || 1), attrs: a });
+  return worst / (scale || 1);
+};
+const cosine = (p, q) => {
+  let pq = 0;
+  let pp = 0;
+  let qq = 0;
+  for (let i = 0; i < p.length; i++) {
+    pq += p[i] * q[i];
+    pp += p[i] * p[i];
+    qq += q[i] * q[i];
+  }
+  return pp === 0 && qq === 0 ? 1 : pq / Math.sqrt(pp * qq);
+};
+const describe = (op) => {
+  const g = op.attrs.geometry;
+  const conv = g ? ` k${g.kh} s${g.sh} pad ${g.pt},${g.pl} in ${g.h}x${g.w}` : '';
+  return `${op.op} ${op.output.shape.join('x')}${conv}`;
+};
+const paramNames = new Map(model.namedParameters().map(([name, t]) => [t, name]));
+
+/** What an op needs beyond its inputs: running statistics, the dropout mask. */
+async function extraOf(op) {
+  const a = op.attrs;
+  if (op.op === 'batchNorm2d' && !a.training)
+    return { running: { mean: await data(a.runningMean), variance: await data(a.runningVar) } };
+  if (op.op === 'dropout2d')
+    return { scale: dropoutScale(await data(op.inputs[0]), await data(op.output), op.inputs[0].shape) };
+  return {};
 }
-const byType = new Map();
-for (const r of rows) byType.set(r.op, [...(byType.get(r.op) ?? []), r.rel]);
-console.log(`${config} ${shape.join('x')} ${mode}: ${rows.length} ops audited`);
-if (skipped.size)
+
+function printByType(rows) {
+  const byType = new Map();
+  for (const r of rows) byType.set(r.type, [...(byType.get(r.type) ?? []), r.rel]);
+  for (const [type, rels] of byType) {
+    const sorted = [...rels].sort((p, q) => p - q);
+    console.log(
+      `  ${type.padEnd(22)} n=${String(rels.length).padStart(4)} median ${sorted[Math.floor(sorted.length / 2)].toExponential(2)} max ${sorted.at(-1).toExponential(2)}`,
+    );
+  }
+}
+
+const heading = `${config} ${shape.join('x')} ${mode}`;
+if (!gradMode) {
+  const { ops } = T.noGrad(() => T.traceOps(() => model.forward(x)));
+  const rows = [];
+  const skipped = new Map();
+  for (const [index, op] of ops.entries()) {
+    if (!REFERENCE_OPS.has(op.op) || op.op === 'dropout2d') {
+      // No float64 reference here (or random, as dropout): listed below.
+      skipped.set(op.op, (skipped.get(op.op) ?? 0) + 1);
+      continue;
+    }
+    const ins = await Promise.all(op.inputs.map(data));
+    const ref = forward(
+      op.op,
+      ins,
+      op.inputs.map((t) => [...t.shape]),
+      op.attrs,
+      await extraOf(op),
+    );
+    rows.push({ index, op, type: op.op, rel: relError(await data(op.output), ref) });
+  }
+  console.log(`${heading}: ${rows.length} ops audited`);
+  if (skipped.size)
+    console.log(
+      `  not audited (no reference here): ${[...skipped].map(([op, n]) => `${op} ×${n}`).join(', ')}`,
+    );
+  printByType(rows);
+  console.log('worst ops (max |f32 − f64| / max |f64|):');
+  for (const r of [...rows].sort((p, q) => q.rel - p.rel).slice(0, 12))
+    console.log(`  #${r.index} ${describe(r.op)}: ${r.rel.toExponential(2)}`);
+  process.exit(0);
+}
+
+// --- gradients -------------------------------------------------------------------------------
+const labelsHost = Int32Array.from({ length: shape[0] * shape[2] * shape[3] }, () =>
+  Math.floor(uniform() * numClasses),
+);
+const labels = T.tensor(device, labelsHost, [shape[0], shape[2], shape[3]], 'i32');
+const { result, ops } = T.traceOps(() => model.forward(x));
+const heads = Array.isArray(result) ? result : [result];
+// The op that produced each tensor (the outer one where ops nest), and the ops the heads need.
+const producer = new Map(ops.map((op) => [op.output, op]));
+const graph = new Set();
+for (const stack = [...heads]; stack.length; ) {
+  const op = producer.get(stack.pop());
+  if (!op || graph.has(op)) continue;
+  graph.add(op);
+  stack.push(...op.inputs);
+}
+const order = ops.filter((op) => graph.has(op));
+const missing = [...new Set(order.filter((op) => !REFERENCE_OPS.has(op.op)).map((op) => op.op))];
+if (missing.length) throw new Error(`f64-audit --grad: no float64 reference for ${missing.join(', ')}`);
+for (const op of order) await data(op.output);
+for (const op of order) for (const t of op.inputs) await data(t);
+
+// Snapshot each op's incoming gradient and the input gradients it returns (the engine frees or
+// accumulates into them right after).
+const seen = new Map();
+for (const op of order) {
+  const node = op.output.gradFn;
+  if (!node) continue;
+  const run = node.backward;
+  node.backward = (g) => {
+    const inputGrads = run(g);
+    seen.set(op, { grad: g.data(), inputs: inputGrads.map((t) => t?.data() ?? null) });
+    return inputGrads;
+  };
+}
+const loss = heads.map((logits) => T.mean(T.pixelCrossEntropy(logits, labels))).reduce((p, q) => T.add(p, q));
+T.backward(loss, { retainGraph: true });
+console.log(`${heading}: loss ${(await loss.item()).toFixed(6)}, ${order.length} ops in the graph`);
+
+if (exportDir) {
+  await exportGraph(exportDir);
+  process.exit(0);
+}
+
+/**
+ * The traced graph for tools/torch-replay.py: graph.json (ops with tensor ids and attributes, the
+ * leaves, parameter names, heads) and tensors.bin (float32 values of the leaves, dropout scales,
+ * labels as float32, our parameter gradients), each entry's byte offset in graph.json.
+ */
+async function exportGraph(dir) {
+  const ids = new Map();
+  const idOf = (t) => {
+    if (!ids.has(t)) ids.set(t, ids.size);
+    return ids.get(t);
+  };
+  const chunks = [];
+  let offset = 0;
+  const put = (values) => {
+    const bytes = Buffer.from(Float32Array.from(values).buffer);
+    chunks.push(bytes);
+    offset += bytes.length;
+    return { offset: offset - bytes.length, length: values.length };
+  };
+  const produced = new Set(order.map((op) => op.output));
+  const leaves = new Map();
+  const leaf = (t) => {
+    if (!produced.has(t) && !leaves.has(idOf(t)))
+      leaves.set(idOf(t), { shape: [...t.shape], name: paramNames.get(t) ?? null, ...put(host.get(t)) });
+    return idOf(t);
+  };
+  const graphOps = [];
+  for (const op of order) {
+    const a = op.attrs;
+    const attrs = { ...a };
+    if (op.op === 'batchNorm2d') {
+      attrs.runningMean = a.training ? null : leaf(a.runningMean);
+      attrs.runningVar = a.training ? null : leaf(a.runningVar);
+    }
+    if (op.op === 'dropout2d') attrs.scale = put((await extraOf(op)).scale);
+    graphOps.push({
+      op: op.op,
+      inputs: op.inputs.map(leaf),
+      output: idOf(op.output),
+      shape: [...op.output.shape],
+      attrs,
+    });
+  }
+  const grads = [];
+  for (const [name, p] of model.namedParameters())
+    if (p.grad) grads.push({ name, id: idOf(p), ...put(await p.grad.data()) });
+  const graph = {
+    config,
+    shape,
+    ops: graphOps,
+    leaves: Object.fromEntries(leaves),
+    heads: heads.map(idOf),
+    headValues: heads.map((h) => put(host.get(h))),
+    labels: { shape: [...labels.shape], ...put(labelsHost) },
+    grads,
+  };
+  const { mkdirSync, writeFileSync } = await import('node:fs');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'tensors.bin'), Buffer.concat(chunks));
+  writeFileSync(join(dir, 'graph.json'), JSON.stringify(graph));
   console.log(
-    `  not audited (no reference here): ${[...skipped].map(([op, n]) => `${op} ×${n}`).join(', ')}`,
-  );
-for (const [op, rels] of byType) {
-  const sorted = [...rels].sort((p, q) => p - q);
-  console.log(
-    `  ${op.padEnd(16)} n=${String(rels.length).padStart(3)} median ${sorted[Math.floor(sorted.length / 2)].toExponential(2)} max ${sorted.at(-1).toExponential(2)}`,
+    `exported ${graphOps.length} ops, ${leaves.size} leaves to ${dir} (python3 tools/torch-replay.py ${dir})`,
   );
 }
-console.log('worst ops (max |f32 − f64| / max |f64|):');
-for (const r of [...rows].sort((p, q) => q.rel - p.rel).slice(0, 12)) {
-  const g = r.attrs.geometry;
-  const extra = g ? ` k${g.kh} s${g.sh} pad ${g.pt},${g.pl} in ${g.h}x${g.w}` : '';
-  console.log(`  #${r.index} ${r.op} ${r.shape}${extra}: ${r.rel.toExponential(2)}`);
+
+// (1) op by op
+const local = [];
+for (const [index, op] of order.entries()) {
+  const snap = seen.get(op);
+  if (!snap) continue;
+  const ins = op.inputs.map((t) => host.get(t));
+  const s = op.inputs.map((t) => [...t.shape]);
+  const grad = Float64Array.from(await snap.grad);
+  const refs = backward(op.op, ins, s, op.attrs, host.get(op.output), grad, await extraOf(op));
+  for (const [i, got] of snap.inputs.entries()) {
+    if (!got || !refs[i] || !op.inputs[i].requiresGrad) continue;
+    const role = paramNames.get(op.inputs[i]) ?? `input ${i}`;
+    local.push({
+      index,
+      op,
+      type: `${op.op}/${paramNames.has(op.inputs[i]) ? 'param' : `d${i}`}`,
+      role,
+      rel: relError(Float64Array.from(await got), refs[i]),
+    });
+  }
 }
+console.log("(1) each op's backward from the float32 gradient it received, max |f32 − f64| / max |f64|:");
+printByType(local);
+for (const r of [...local].sort((p, q) => q.rel - p.rel).slice(0, 15))
+  console.log(`  #${r.index} ${describe(r.op)} → ${r.role}: ${r.rel.toExponential(2)}`);
+
+// (2) whole-model replays from the input and the parameters: in float64, and in float64 rounded to
+// float32 after every op (each op's result exact, then stored as float32: the best any float32
+// engine can do, the floor that the float32 gradients are judged against).
+const toF32 = (v) => Float64Array.from(Float32Array.from(v));
+async function replay(round) {
+  const value = new Map();
+  const current = (t) => value.get(t) ?? host.get(t);
+  const extras = new Map();
+  for (const op of order) {
+    extras.set(op, await extraOf(op));
+    const s = op.inputs.map((t) => [...t.shape]);
+    value.set(op.output, round(forward(op.op, op.inputs.map(current), s, op.attrs, extras.get(op))));
+  }
+  const grads = new Map();
+  for (const logits of heads) {
+    // d(mean CE)/d logits = (softmax − onehot) / pixels
+    const [n, c] = logits.shape;
+    const hw = logits.size / (n * c);
+    const z = value.get(logits);
+    const g = new Float64Array(z.length);
+    for (let b = 0; b < n; b++)
+      for (let p = 0; p < hw; p++) {
+        let m = -Infinity;
+        for (let k = 0; k < c; k++) m = Math.max(m, z[(b * c + k) * hw + p]);
+        let sum = 0;
+        for (let k = 0; k < c; k++) sum += Math.exp(z[(b * c + k) * hw + p] - m);
+        for (let k = 0; k < c; k++) {
+          const at = (b * c + k) * hw + p;
+          g[at] = (Math.exp(z[at] - m) / sum - (labelsHost[b * hw + p] === k ? 1 : 0)) / (n * hw);
+        }
+      }
+    grads.set(logits, round(g));
+  }
+  for (const op of [...order].reverse()) {
+    const g = grads.get(op.output);
+    if (!g) continue;
+    const s = op.inputs.map((t) => [...t.shape]);
+    const refs = backward(
+      op.op,
+      op.inputs.map(current),
+      s,
+      op.attrs,
+      value.get(op.output),
+      g,
+      extras.get(op),
+    );
+    op.inputs.forEach((t, i) => {
+      if (!refs[i] || !t.requiresGrad) return;
+      const previous = grads.get(t);
+      grads.set(t, round(previous ? refs[i].map((v, k) => v + previous[k]) : refs[i]));
+    });
+  }
+  return { value, grads };
+}
+const exact = await replay((v) => v);
+const floor = await replay(toF32);
+const params = [];
+const vanishing = [];
+for (const [name, p] of model.namedParameters()) {
+  const ref = exact.grads.get(p);
+  if (!ref || !p.grad) continue;
+  const got = Float64Array.from(await p.grad.data());
+  const norm = (v) => Math.sqrt(v.reduce((sum, e) => sum + e * e, 0));
+  // Zero in exact arithmetic (a conv bias right before a training-mode BatchNorm): what any
+  // float32 engine returns there is rounding noise; its cosine means nothing.
+  if (norm(ref) < 1e-4 * norm(got)) {
+    vanishing.push(name);
+    continue;
+  }
+  const floorCos = cosine(floor.grads.get(p), ref);
+  params.push({ name, cos: cosine(got, ref), floorCos, rel: relError(got, ref) });
+}
+const logitRel = (values) => heads.map((h) => relError(values(h), exact.value.get(h)).toExponential(2));
+console.log('(2) whole-model replay against float64: logits max |Δ| / max |f64|');
+console.log(
+  `  ours ${logitRel((h) => host.get(h)).join(', ')}; float32 floor ${logitRel((h) => floor.value.get(h)).join(', ')}`,
+);
+console.log(
+  `  ${params.length} parameter gradients, and ${vanishing.length} zero in exact arithmetic${vanishing.length ? ` (${vanishing[0]}, …)` : ''}`,
+);
+const count = (key) => params.filter((p) => p[key] < 0.9995).length;
+console.log(`  cosine < 0.9995: ours ${count('cos')}, float32 floor ${count('floorCos')}`);
+const show = (p) =>
+  `  ${p.name}: cosine ${p.cos.toFixed(6)} (floor ${p.floorCos.toFixed(6)}), rel ${p.rel.toExponential(2)}`;
+console.log('  worst by cosine:');
+for (const p of [...params].sort((a, b) => a.cos - b.cos).slice(0, 10)) console.log(show(p));
+const excess = (p) => (1 - p.cos) / Math.max(1 - p.floorCos, 1e-12);
+for (const p of params.filter((q) => q.name === askedParam)) console.log(`  asked for:\n${show(p)}`);
+console.log('  furthest beyond the float32 floor, (1 − cosine) / (1 − floor cosine):');
+for (const p of [...params].sort((a, b) => excess(b) - excess(a)).slice(0, 10))
+  console.log(`${show(p)}, ×${excess(p).toFixed(1)}`);
 process.exit(0);
