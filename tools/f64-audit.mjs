@@ -92,8 +92,12 @@ async function extraOf(op) {
   const a = op.attrs;
   if (op.op === 'batchNorm2d' && !a.training)
     return { running: { mean: await data(a.runningMean), variance: await data(a.runningVar) } };
-  if (op.op === 'dropout2d')
-    return { scale: dropoutScale(await data(op.inputs[0]), await data(op.output), op.inputs[0].shape) };
+  if (op.op === 'dropout2d' || op.op === 'drop_path') {
+    const planeFrom = op.op === 'dropout2d' ? 2 : 1;
+    return {
+      scale: dropoutScale(await data(op.inputs[0]), await data(op.output), op.inputs[0].shape, planeFrom),
+    };
+  }
   return {};
 }
 
@@ -158,8 +162,6 @@ for (const stack = [...heads]; stack.length; ) {
   stack.push(...op.inputs);
 }
 const order = ops.filter((op) => graph.has(op));
-const missing = [...new Set(order.filter((op) => !REFERENCE_OPS.has(op.op)).map((op) => op.op))];
-if (missing.length) throw new Error(`f64-audit --grad: no float64 reference for ${missing.join(', ')}`);
 for (const op of order) await data(op.output);
 for (const op of order) for (const t of op.inputs) await data(t);
 
@@ -184,6 +186,9 @@ if (exportDir) {
   await exportGraph(exportDir);
   process.exit(0);
 }
+const missing = [...new Set(order.filter((op) => !REFERENCE_OPS.has(op.op)).map((op) => op.op))];
+if (missing.length)
+  throw new Error(`f64-audit --grad: no float64 reference for ${missing.join(', ')} (--export works)`);
 
 /**
  * The traced graph for tools/torch-replay.py: graph.json (ops with tensor ids and attributes, the
@@ -219,7 +224,7 @@ async function exportGraph(dir) {
       attrs.runningMean = a.training ? null : leaf(a.runningMean);
       attrs.runningVar = a.training ? null : leaf(a.runningVar);
     }
-    if (op.op === 'dropout2d') attrs.scale = put((await extraOf(op)).scale);
+    if (op.op === 'dropout2d' || op.op === 'drop_path') attrs.scale = put((await extraOf(op)).scale);
     graphOps.push({
       op: op.op,
       inputs: op.inputs.map(leaf),

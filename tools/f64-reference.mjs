@@ -278,9 +278,10 @@ function eachConcatRun(shapes, axis, visit) {
 
 // Dropout's per-element scale (0 or 1/(1 − p)), read back from the float32 input and output: the
 // mask is random, so a float64 replay reuses the one the forward drew. Channel dropout drops whole
-// planes, so a plane's scale comes from any of its nonzero inputs.
-export function dropoutScale(x32, out32, s) {
-  const plane = s.length > 2 ? size(s.slice(2)) : 1;
+// planes (dims from 2 on), drop-path whole samples (dims from 1 on), so a plane's scale comes from
+// any of its nonzero inputs.
+export function dropoutScale(x32, out32, s, planeFrom = 2) {
+  const plane = size(s.slice(planeFrom));
   const scale = new Float64Array(x32.length);
   for (let start = 0; start < x32.length; start += plane) {
     let factor = 0;

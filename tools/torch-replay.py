@@ -56,8 +56,33 @@ def run(op, ins, a, values, dtype):
         return torch.matmul(ins[0], ins[1])
     if kind == "concat":
         return torch.cat(ins, a["axis"])
-    if kind == "dropout2d":
+    if kind in ("dropout2d", "drop_path"):
         return ins[0] * stored(a["scale"], ins[0].shape).to(dtype)
+    if kind == "avg_pool2d":
+        g = a["geometry"]
+        window = ((g["kh"], g["kw"]), (g["sh"], g["sw"]), (g["padTop"], g["padLeft"]))
+        return F.avg_pool2d(ins[0], *window, count_include_pad=not a["exclusive"])
+    if kind == "adaptive_avg_pool2d":
+        return F.adaptive_avg_pool2d(ins[0], (a["geometry"]["outH"], a["geometry"]["outW"]))
+    if kind == "mean":
+        return ins[0].mean(dim=a["axes"], keepdim=a["keepDims"])
+    if kind == "max":
+        return torch.amax(ins[0], dim=a["axes"], keepdim=a["keepDims"])
+    if kind == "sigmoid":
+        return torch.sigmoid(ins[0])
+    if kind == "gelu":
+        return F.gelu(ins[0])
+    if kind == "mul":
+        return ins[0] * ins[1]
+    if kind == "sub":
+        return ins[0] - ins[1]
+    if kind == "slice":
+        return ins[0].narrow(a["axis"], a["start"], a["length"])
+    if kind == "layerNorm":
+        return F.layer_norm(ins[0], ins[1].shape, ins[1], ins[2], a["eps"])
+    if kind == "linear":
+        y = torch.matmul(ins[0], ins[1]) + (ins[2] if len(ins) > 2 else 0)
+        return {"none": y, "relu": F.relu(y), "gelu": F.gelu(y)}[a["activation"]]
     raise SystemExit(f"torch-replay: no rule for {kind}")
 
 
