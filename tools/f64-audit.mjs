@@ -221,8 +221,9 @@ async function exportGraph(dir) {
     const a = op.attrs;
     const attrs = { ...a };
     if (op.op === 'batchNorm2d') {
-      attrs.runningMean = a.training ? null : leaf(a.runningMean);
-      attrs.runningVar = a.training ? null : leaf(a.runningVar);
+      const { running } = await extraOf(op); // eval: reads the running statistics to the host
+      attrs.runningMean = running ? leaf(a.runningMean) : null;
+      attrs.runningVar = running ? leaf(a.runningVar) : null;
     }
     if (op.op === 'dropout2d' || op.op === 'drop_path') attrs.scale = put((await extraOf(op)).scale);
     graphOps.push({
@@ -241,6 +242,7 @@ async function exportGraph(dir) {
     shape,
     ops: graphOps,
     leaves: Object.fromEntries(leaves),
+    input: idOf(x),
     heads: heads.map(idOf),
     headValues: heads.map((h) => put(host.get(h))),
     labels: { shape: [...labels.shape], ...put(labelsHost) },

@@ -91,7 +91,7 @@ def replay(dtype, input_scale=1.0):
     params = {}
     for key, entry in graph["leaves"].items():
         t = stored(entry).to(dtype)
-        if entry["name"] is None:
+        if int(key) == graph["input"]:
             t = t * input_scale
         if entry["name"] is not None:
             t.requires_grad_(True)
