@@ -164,6 +164,9 @@ for (const stack = [...heads]; stack.length; ) {
 const order = ops.filter((op) => graph.has(op));
 for (const op of order) await data(op.output);
 for (const op of order) for (const t of op.inputs) await data(t);
+// What each op needs beyond its inputs, read once for the export and every replay below.
+const extras = new Map();
+for (const op of order) extras.set(op, await extraOf(op));
 
 // Snapshot each op's incoming gradient and the input gradients it returns (the engine frees or
 // accumulates into them right after).
@@ -221,11 +224,11 @@ async function exportGraph(dir) {
     const a = op.attrs;
     const attrs = { ...a };
     if (op.op === 'batchNorm2d') {
-      const { running } = await extraOf(op); // eval: reads the running statistics to the host
+      const { running } = extras.get(op); // eval only
       attrs.runningMean = running ? leaf(a.runningMean) : null;
       attrs.runningVar = running ? leaf(a.runningVar) : null;
     }
-    if (op.op === 'dropout2d' || op.op === 'drop_path') attrs.scale = put((await extraOf(op)).scale);
+    if (op.op === 'dropout2d' || op.op === 'drop_path') attrs.scale = put(extras.get(op).scale);
     graphOps.push({
       op: op.op,
       inputs: op.inputs.map(leaf),
@@ -265,7 +268,7 @@ for (const [index, op] of order.entries()) {
   const ins = op.inputs.map((t) => host.get(t));
   const s = op.inputs.map((t) => [...t.shape]);
   const grad = Float64Array.from(await snap.grad);
-  const refs = backward(op.op, ins, s, op.attrs, host.get(op.output), grad, await extraOf(op));
+  const refs = backward(op.op, ins, s, op.attrs, host.get(op.output), grad, extras.get(op));
   for (const [i, got] of snap.inputs.entries()) {
     if (!got || !refs[i] || !op.inputs[i].requiresGrad) continue;
     const role = paramNames.get(op.inputs[i]) ?? `input ${i}`;
@@ -287,12 +290,10 @@ for (const r of [...local].sort((p, q) => q.rel - p.rel).slice(0, 15))
 // float32 after every op (each op's result exact, then stored as float32: the best any float32
 // engine can do, the floor that the float32 gradients are judged against).
 const toF32 = (v) => Float64Array.from(Float32Array.from(v));
-async function replay(round) {
+function replay(round) {
   const value = new Map();
   const current = (t) => value.get(t) ?? host.get(t);
-  const extras = new Map();
   for (const op of order) {
-    extras.set(op, await extraOf(op));
     const s = op.inputs.map((t) => [...t.shape]);
     value.set(op.output, round(forward(op.op, op.inputs.map(current), s, op.attrs, extras.get(op))));
   }
@@ -337,8 +338,8 @@ async function replay(round) {
   }
   return { value, grads };
 }
-const exact = await replay((v) => v);
-const floor = await replay(toF32);
+const exact = replay((v) => v);
+const floor = replay(toF32);
 const params = [];
 const vanishing = [];
 for (const [name, p] of model.namedParameters()) {

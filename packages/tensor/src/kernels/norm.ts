@@ -74,8 +74,9 @@ fn chan_merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
 
 /**
  * Per-channel statistics of an NCHW tensor, part 1: invocation (ch, p) runs Welford's update over
- * positions [p·chunk, …) of channel ch, in blocks of BN_BLOCK merged in order, and writes that chunk's mean to row ch and its M2 (Σ of
- * squared deviations from its own mean) to row C+ch of a [2C, parts] buffer. Unlike one-pass
+ * positions [p·chunk, …) of channel ch, in blocks of BN_BLOCK merged in order, and writes that
+ * chunk's mean to row ch and its M2 (Σ of squared deviations from its own mean) to row C+ch of a
+ * [2C, parts] buffer. Unlike one-pass
  * Σx and Σx² (even shifted by one sample), this loses no precision when the mean is far from the
  * spread: the float64 audit of OCRNet put that one-pass BatchNorm at up to 1.6e-5 relative error.
  */

@@ -78,6 +78,7 @@ function launchUpdates(
   );
   for (const vec4 of [true, false]) {
     let chunk: UpdateTarget[] = [];
+    const bound = new Set<GPUBuffer>();
     const flush = () => {
       if (chunk.length === 0) return;
       const u = new Uniforms();
@@ -97,12 +98,13 @@ function launchUpdates(
         total,
       );
       chunk = [];
+      bound.clear();
     };
     for (const target of targets) {
       if ((target[1].size % 4 === 0) !== vec4) continue;
-      const bound = new Set(chunk.flatMap((t) => t.map((x) => x.buffer)));
       if (chunk.length === capacity || target.some((x) => bound.has(x.buffer))) flush();
       chunk.push(target);
+      for (const x of target) bound.add(x.buffer);
     }
     flush();
   }
