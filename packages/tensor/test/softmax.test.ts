@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
-import { checkOp, rand, testDevice } from '../src/testing/index.js';
+import { pixelConfig } from '../src/kernels/softmax.js';
+import { assertSameValues, checkOp, rand, testDevice } from '../src/testing/index.js';
 
 function softmaxRef(shape: number[], axis: number) {
   const a = axis < 0 ? axis + shape.length : axis;
@@ -164,6 +165,15 @@ describe('softmaxCrossEntropy (PaddleSeg CrossEntropyLoss)', () => {
     ['custom ignoreIndex inside the class range', [2, 4, 3, 3], 0.3, { ignoreIndex: 2 }],
     ['all pixels ignored', [1, 3, 2, 2], 1, {}],
     ['rank 3 logits', [3, 4, 5], 0.2, {}],
+    // HW a multiple of 4: the backward's 4-pixel kernel.
+    ['4 pixels a step, ignored pixels', [2, 4, 3, 4], 0.3, {}],
+    ['4 pixels a step, class weights', [2, 5, 2, 6], 0.25, { classWeights: [0.5, 1, 2, 0.1, 3] }],
+    [
+      '4 pixels a step, avgNonIgnore false, weights, ignoreIndex inside the class range',
+      [2, 3, 4, 5],
+      0.3,
+      { avgNonIgnore: false, classWeights: [1, 2, 0.5], ignoreIndex: 1 },
+    ],
   ];
   for (const [name, shape, share, o] of cases) {
     const n = shape[0] ?? 1;
@@ -202,6 +212,31 @@ describe('softmaxCrossEntropy (PaddleSeg CrossEntropyLoss)', () => {
       gpu: ([x, l]) => T.softmaxCrossEntropy(x as T.Tensor, l as T.Tensor),
       ref: ceRef([1, 3, 41, 51], {}),
     }));
+});
+
+describe('softmaxCrossEntropy backward, 4 pixels a step', () => {
+  it('gives the bits of the one-logit kernel (19 classes, weights, ignored pixels, 40 steps per lane)', async () => {
+    const device = await testDevice();
+    const shape = [2, 19, 48, 64];
+    const size = shape.reduce((a, b) => a * b, 1);
+    const labels = T.tensor(device, makeLabels(2 * 48 * 64, 19, 5, 0.2), [2, 48, 64], 'i32');
+    const classWeights = Array.from({ length: 19 }, (_, i) => 0.5 + i / 10);
+    const gradient = async () => {
+      const x = T.parameter(device, rand(size, 9, -3, 3), shape);
+      T.backward(T.softmaxCrossEntropy(x, labels, { classWeights }));
+      const values = await (x.grad as T.Tensor).data();
+      x.dispose();
+      return values;
+    };
+    const four = await gradient();
+    pixelConfig.vec4 = false;
+    const one = await gradient().finally(() => {
+      pixelConfig.vec4 = true;
+    });
+    assertSameValues(four, one, 'cross-entropy gradient, 4 pixels vs 1 logit a lane');
+    assert.ok(four.some((v) => v !== 0));
+    labels.dispose();
+  });
 });
 
 describe('pixelTrueProb', () => {

@@ -1,6 +1,6 @@
 import type { Device, KernelSource } from '../device/device.js';
 import type { Tensor } from '../tensor.js';
-import { emptyTensor, FAST_DIV, LINEAR_ID, launch, Uniforms } from './launch.js';
+import { emptyTensor, FAST_DIV, LINEAR_ID, launch, launchVec4, Uniforms, vec4Main } from './launch.js';
 import { reduceTo } from './reduce.js';
 
 const WG = 64;
@@ -133,18 +133,23 @@ ${ROW_MAIN}
 }`,
 };
 
-/** Shared by the pixel kernels: logits [N, C, HW], labels [N·HW] (i32), class weights [C]. */
-const PIXEL = /* wgsl */ `
+/**
+ * Shared by the pixel kernels: logits [N, C, HW], labels [N·HW] (i32), class weights [C]; `vec4`
+ * views logits and labels as vec4s (HW a multiple of 4).
+ */
+const pixelPrelude = (vec4: boolean) => /* wgsl */ `
 struct U { pixels: u32, c: u32, hw: u32, ignore: i32, has_weights: u32, avg_non_ignore: u32,
-  div_hw: vec4<u32>, div_c: vec4<u32> }
+  div_hw: vec4<u32>, div_c: vec4<u32>, div_hw4: vec4<u32> }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> logits: array<f32>;
-@group(0) @binding(2) var<storage, read> labels: array<i32>;
+@group(0) @binding(1) var<storage, read> logits: array<${vec4 ? 'vec4<f32>' : 'f32'}>;
+@group(0) @binding(2) var<storage, read> labels: array<${vec4 ? 'vec4<i32>' : 'i32'}>;
 @group(0) @binding(3) var<storage, read> cw: array<f32>;
 /** Labels are validated by the data layer; an out-of-range label is treated like ignore_index here. */
 fn is_valid(label: i32) -> bool { return label != u.ignore && label >= 0 && label < i32(u.c); }
 fn class_weight(label: i32) -> f32 { return select(1.0, cw[label], u.has_weights != 0u); }
-${FAST_DIV}
+${FAST_DIV}`;
+
+const PIXEL = /* wgsl */ `${pixelPrelude(false)}
 fn pixel_base(p: u32) -> u32 {
   let n = fdiv(p, u.div_hw);
   return n * u.c * u.hw + (p - n * u.hw);
@@ -204,7 +209,10 @@ fn main() {
 }`,
 };
 
-/** d loss / d logit = g·w·valid·(softmax − onehot) / (P·(mean(den) + 1e-8)), one invocation per logit. */
+/**
+ * d loss / d logit = g·w·valid·(softmax − onehot) / (P·(mean(den) + 1e-8)), one invocation per logit;
+ * `ceBackward4Source` computes the same (the same operations per value) for 4 pixels per step.
+ */
 const ceBackwardSource: KernelSource = {
   key: 'softmax/ce-backward',
   bindings: ['read', 'read', 'read', 'read', 'read', 'read', 'rw'],
@@ -228,6 +236,39 @@ ${MAIN(EWG)}
   let prob = exp(logits[t] - lse[p]);
   dx[t] = scale * (prob - select(0.0, 1.0, u32(label) == k));
 }`,
+};
+
+/** Test hook: `vec4: false` runs the one-logit-per-lane cross-entropy backward where the vec4 one would. */
+export const pixelConfig = { vec4: true };
+
+const ceBackward4Source: KernelSource = {
+  key: 'softmax/ce-backward4',
+  bindings: ceBackwardSource.bindings,
+  workgroupSize: EWG,
+  wgsl: () => /* wgsl */ `${pixelPrelude(true)}
+@group(0) @binding(4) var<storage, read> lse: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> sums: array<f32>;
+@group(0) @binding(6) var<storage, read> g: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dx: array<vec4<f32>>;
+fn weight_if_valid(label: i32) -> f32 {
+  return select(0.0, class_weight(clamp(label, 0, i32(u.c) - 1)), is_valid(label));
+}
+${vec4Main(
+  EWG,
+  'u.pixels * u.c / 4u',
+  `    let hw4 = u.hw / 4u;
+    let plane = fdiv(i, u.div_hw4);
+    let n = fdiv(plane, u.div_c);
+    let k = i32(plane - n * u.c);
+    let p = n * hw4 + (i - plane * hw4);
+    let label = labels[p];
+    let valid = vec4<bool>(is_valid(label.x), is_valid(label.y), is_valid(label.z), is_valid(label.w));
+    let w = vec4<f32>(weight_if_valid(label.x), weight_if_valid(label.y), weight_if_valid(label.z), weight_if_valid(label.w));
+    let np = f32(u.pixels);
+    let scale = g[0] * w / (np * (sums[1] / np + 1e-8));
+    let prob = exp(logits[i] - lse[p]);
+    dx[i] = select(vec4<f32>(), scale * (prob - select(vec4<f32>(), vec4<f32>(1.0), label == vec4<i32>(k))), valid);`,
+)}`,
 };
 
 /** Per pixel: w·(lse − logit[label]) at valid pixels, 0 at ignored ones (reduction 'none'). */
@@ -347,7 +388,8 @@ function pixelUniforms(a: PixelArgs): Uniforms {
     .u32(a.weights ? 1 : 0)
     .u32(a.avgNonIgnore ? 1 : 0)
     .divisor(hw)
-    .divisor(c);
+    .divisor(c)
+    .divisor(hw % 4 === 0 ? hw / 4 : 1);
 }
 
 /** Read-only bindings 1..3; without class weights the logits stand in (never read). */
@@ -379,13 +421,11 @@ export function crossEntropyBackward(
   g: Tensor,
 ): Tensor {
   const dx = emptyTensor(device, a.logits.shape);
-  launch(
-    device,
-    ceBackwardSource,
-    [...pixelBuffers(a), lse.buffer, sums.buffer, g.buffer, dx.buffer],
-    pixelUniforms(a),
-    a.logits.size,
-  );
+  const buffers = [...pixelBuffers(a), lse.buffer, sums.buffer, g.buffer, dx.buffer];
+  const [, , hw] = pixelGeometry(a.logits);
+  if (hw % 4 === 0 && pixelConfig.vec4)
+    launchVec4(device, ceBackward4Source, buffers, pixelUniforms(a), a.logits.size / 4);
+  else launch(device, ceBackwardSource, buffers, pixelUniforms(a), a.logits.size);
   return dx;
 }
 

@@ -41,6 +41,18 @@ export function assertClose(
   }
 }
 
+/**
+ * Exactly the same values (two runs that must agree bit for bit); names the first difference,
+ * which `assert.deepEqual` would bury in a diff of the whole array.
+ */
+export function assertSameValues(got: ArrayLike<number>, expected: ArrayLike<number>, label: string): void {
+  assert.equal(got.length, expected.length, `${label}: length ${got.length} vs ${expected.length}`);
+  for (let i = 0; i < got.length; i++) {
+    if (!Object.is(got[i], expected[i]))
+      assert.fail(`${label}: differs at index ${i}: ${got[i]} vs ${expected[i]}`);
+  }
+}
+
 /** Index helpers for references: strides of a row-major shape. */
 export function stridesOf(shape: readonly number[]): number[] {
   const s = new Array<number>(shape.length).fill(1);

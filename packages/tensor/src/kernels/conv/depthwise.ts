@@ -140,7 +140,10 @@ ${bias ? '  let b = bs[c];\n' : ''}${stores}
 // per lane (the row kernel loads it kh times). The channel comes from workgroup_id.z, so weights
 // are uniform. Measured on lavapipe (2×64×128×256, 3×3): row kernel 11.0–13.3 ms; strips of 32
 // rows 5.1–5.4 ms with one vec4 of outputs per lane, 4.4–4.6 ms with two (four: 4.2–4.6, eight:
-// 3.0–6.0); strips of 16 rows 4.7–5.0 ms.
+// 3.0–6.0); strips of 16 rows 4.7–5.0 ms. Later, same runs (3.1–3.6 ms): taking the window's
+// neighbour vec4s from adjacent lanes by subgroup shuffles (2 loads per row instead of 4) and adding
+// each tap row straight into its partial (no separate row sums) changed nothing; a 1×1 filter
+// through this kernel takes 2.1 ms, 3×1 or 1×3 2.6 ms.
 
 /** Output vec4s per lane. */
 const STRIP_QUADS = 2;
