@@ -65,26 +65,47 @@ describe('pooling', () => {
       }));
   }
 
-  for (const [shape, bins] of [
-    [[2, 2, 7, 9], 4],
-    [[1, 3, 5, 5], 2],
-    [[1, 2, 4, 6], 1],
-    [[1, 1, 3, 5], 4],
-  ] as Array<[number[], number]>) {
-    it(`adaptive avg [${shape}] -> ${bins}x${bins}`, () =>
+  // [binsH, binsW]; the last two are not square, so a swapped bin count fails.
+  for (const [shape, [bh, bw]] of [
+    [
+      [2, 2, 7, 9],
+      [4, 4],
+    ],
+    [
+      [1, 3, 5, 5],
+      [2, 2],
+    ],
+    [
+      [1, 2, 4, 6],
+      [1, 1],
+    ],
+    [
+      [1, 1, 3, 5],
+      [4, 4],
+    ],
+    [
+      [2, 2, 7, 9],
+      [3, 5],
+    ],
+    [
+      [1, 2, 6, 4],
+      [4, 3],
+    ],
+  ] as Array<[number[], [number, number]]>) {
+    it(`adaptive avg [${shape}] -> ${bh}x${bw}`, () =>
       checkOp({
         name: 'adaptive_avg_pool',
         inputs: [{ shape }],
-        gpu: ([x]) => adaptiveAvgPool2d(x as T.Tensor, bins),
+        gpu: ([x]) => adaptiveAvgPool2d(x as T.Tensor, [bh, bw]),
         ref: ([x]) => {
           const [n = 0, c = 0, h = 0, w = 0] = shape;
           const out: number[] = [];
           for (let pl = 0; pl < n * c; pl++)
-            for (let i = 0; i < bins; i++)
-              for (let j = 0; j < bins; j++) {
+            for (let i = 0; i < bh; i++)
+              for (let j = 0; j < bw; j++) {
                 const vals: number[] = [];
-                for (let y = Math.floor((i * h) / bins); y < Math.ceil(((i + 1) * h) / bins); y++)
-                  for (let xx = Math.floor((j * w) / bins); xx < Math.ceil(((j + 1) * w) / bins); xx++)
+                for (let y = Math.floor((i * h) / bh); y < Math.ceil(((i + 1) * h) / bh); y++)
+                  for (let xx = Math.floor((j * w) / bw); xx < Math.ceil(((j + 1) * w) / bw); xx++)
                     vals.push(x?.[pl * h * w + y * w + xx] ?? 0);
                 out.push(mean(vals));
               }

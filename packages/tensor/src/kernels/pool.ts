@@ -1,6 +1,6 @@
 import type { Device, KernelSource } from '../device/device.js';
 import type { Tensor } from '../tensor.js';
-import { emptyTensor, LINEAR_ID, launch, Uniforms } from './launch.js';
+import { emptyTensor, FAST_DIV, LINEAR_ID, launch, Uniforms } from './launch.js';
 
 const WG = 256;
 
@@ -20,8 +20,12 @@ export interface PoolGeometry {
   readonly padLeft: number;
 }
 
-const GEOMETRY =
-  'struct U { planes: u32, h: u32, w: u32, oh: u32, ow: u32, kh: u32, kw: u32, sh: u32, sw: u32, pt: i32, pl: i32, flag: u32 }';
+// Index math divides by these sizes through FAST_DIV: lavapipe runs a plain '/' by a uniform as a
+// scalar division per lane.
+const GEOMETRY = `struct U { planes: u32, h: u32, w: u32, oh: u32, ow: u32, kh: u32, kw: u32, sh: u32, sw: u32,
+  pt: i32, pl: i32, flag: u32, div_h: vec4<u32>, div_w: vec4<u32>, div_oh: vec4<u32>, div_ow: vec4<u32>,
+  div_sh: vec4<u32>, div_sw: vec4<u32> }
+${FAST_DIV}`;
 
 function geometryUniforms(g: PoolGeometry, flag: number): Uniforms {
   return new Uniforms()
@@ -36,7 +40,13 @@ function geometryUniforms(g: PoolGeometry, flag: number): Uniforms {
     .u32(g.sw)
     .i32(g.padTop)
     .i32(g.padLeft)
-    .u32(flag);
+    .u32(flag)
+    .divisor(g.h)
+    .divisor(g.w)
+    .divisor(g.outH)
+    .divisor(g.outW)
+    .divisor(g.sh)
+    .divisor(g.sw);
 }
 
 // Window of output (oy, ox): rows oy·sh − pt ... + kh − 1, clipped to the image.
@@ -48,14 +58,17 @@ const WINDOW = /* wgsl */ `
   let xs = max(x0, 0);
   let xe = min(x0 + i32(u.kw), i32(u.w));`;
 
-// Output rows whose window contains input row iy: ceil((iy + pt − kh + 1)/sh) ... floor((iy + pt)/sh).
+// Output rows whose window contains input row iy: ceil((iy + pt − kh + 1)/sh) ... floor((iy + pt)/sh)
+// (a negative numerator gives none before row 0: clamped to 0, or −1 for the last).
 const COVERING = /* wgsl */ `
   let ty = i32(iy) + u.pt;
   let tx = i32(ix) + u.pl;
-  let oy0 = max((ty - i32(u.kh) + i32(u.sh)) / i32(u.sh), 0);
-  let oy1 = min(ty / i32(u.sh), i32(u.oh) - 1);
-  let ox0 = max((tx - i32(u.kw) + i32(u.sw)) / i32(u.sw), 0);
-  let ox1 = min(tx / i32(u.sw), i32(u.ow) - 1);`;
+  let ny = ty - i32(u.kh) + i32(u.sh);
+  let nx = tx - i32(u.kw) + i32(u.sw);
+  let oy0 = select(0, i32(fdiv(u32(ny), u.div_sh)), ny > 0);
+  let oy1 = min(select(-1, i32(fdiv(u32(ty), u.div_sh)), ty >= 0), i32(u.oh) - 1);
+  let ox0 = select(0, i32(fdiv(u32(nx), u.div_sw)), nx > 0);
+  let ox1 = min(select(-1, i32(fdiv(u32(tx), u.div_sw)), tx >= 0), i32(u.ow) - 1);`;
 
 function poolSource(
   name: string,
@@ -82,15 +95,17 @@ ${body}
 
 const OUT_INDEX = /* wgsl */ `
   if (t >= u.planes * u.oh * u.ow) { return; }
-  let plane = t / (u.oh * u.ow);
-  let oy = (t / u.ow) % u.oh;
-  let ox = t % u.ow;
+  let row = fdiv(t, u.div_ow);
+  let ox = t - row * u.ow;
+  let plane = fdiv(row, u.div_oh);
+  let oy = row - plane * u.oh;
   let base = plane * u.h * u.w;`;
 const IN_INDEX = /* wgsl */ `
   if (t >= u.planes * u.h * u.w) { return; }
-  let plane = t / (u.h * u.w);
-  let iy = (t / u.w) % u.h;
-  let ix = t % u.w;
+  let row = fdiv(t, u.div_w);
+  let ix = t - row * u.w;
+  let plane = fdiv(row, u.div_h);
+  let iy = row - plane * u.h;
   let obase = plane * u.oh * u.ow;`;
 
 // flag = 1: exclusive (divide by the in-image cell count, Paddle's default); 0: divide by kh·kw.
@@ -156,10 +171,10 @@ const maxBackward = poolSource(
 
 // Adaptive bins: rows floor(i·H/OH) ... ceil((i+1)·H/OH) − 1.
 const ADAPTIVE_BIN = /* wgsl */ `
-  let ys = (oy * u.h) / u.oh;
-  let ye = ((oy + 1u) * u.h + u.oh - 1u) / u.oh;
-  let xs = (ox * u.w) / u.ow;
-  let xe = ((ox + 1u) * u.w + u.ow - 1u) / u.ow;`;
+  let ys = fdiv(oy * u.h, u.div_oh);
+  let ye = fdiv((oy + 1u) * u.h + u.oh - 1u, u.div_oh);
+  let xs = fdiv(ox * u.w, u.div_ow);
+  let xe = fdiv((ox + 1u) * u.w + u.ow - 1u, u.div_ow);`;
 
 const adaptiveForward = poolSource(
   'adaptive-avg',
@@ -177,11 +192,13 @@ const adaptiveBackward = poolSource(
   '@group(0) @binding(1) var<storage, read> g: array<f32>;\n@group(0) @binding(2) var<storage, read_write> dx: array<f32>;',
   `${IN_INDEX}
   // Bins overlap by at most one cell, so only bins near iy·OH/H can contain iy.
-  let oy_lo = select(0u, (iy * u.oh) / u.h - 1u, (iy * u.oh) / u.h > 0u);
-  let ox_lo = select(0u, (ix * u.ow) / u.w - 1u, (ix * u.ow) / u.w > 0u);
+  let oy_mid = fdiv(iy * u.oh, u.div_h);
+  let ox_mid = fdiv(ix * u.ow, u.div_w);
+  let oy_lo = select(0u, oy_mid - 1u, oy_mid > 0u);
+  let ox_lo = select(0u, ox_mid - 1u, ox_mid > 0u);
   var s = 0.0;
-  for (var oy = oy_lo; oy < min(u.oh, (iy * u.oh) / u.h + 2u); oy++) {
-    for (var ox = ox_lo; ox < min(u.ow, (ix * u.ow) / u.w + 2u); ox++) {
+  for (var oy = oy_lo; oy < min(u.oh, oy_mid + 2u); oy++) {
+    for (var ox = ox_lo; ox < min(u.ow, ox_mid + 2u); ox++) {
       ${ADAPTIVE_BIN}
       if (iy >= ys && iy < ye && ix >= xs && ix < xe) { s += g[obase + oy * u.ow + ox] / f32((ye - ys) * (xe - xs)); }
     }
