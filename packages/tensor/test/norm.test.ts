@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
-import { assertClose, checkOp, rand, testDevice } from '../src/testing/index.js';
+import { normConfig } from '../src/kernels/norm.js';
+import { assertClose, assertSameValues, checkOp, rand, testDevice } from '../src/testing/index.js';
 
 /** float64 batch norm over N and spatial dims of [N, C, ...]; stats from `stats` or the batch. */
 function bnRef(
@@ -169,6 +170,38 @@ describe('batchNorm2d', () => {
     };
     assert.deepEqual(await run(true), await run(false));
   });
+
+  // [3, 5, 20, 28]: 1680 positions a channel, 2 chunks, the first ending inside image 1 and the
+  // second inside a block of 32.
+  for (const relu of [false, true]) {
+    it(`partial sums 4 positions a step give the bits of the one-position walk (${relu ? 'fused ReLU' : 'plain'})`, async () => {
+      const device = await testDevice();
+      const shape = [3, 5, 20, 28];
+      const size = 3 * 5 * 560;
+      const run = async () => {
+        const x = T.parameter(device, Float32Array.from(rand(size, 61, -2, 3)), shape);
+        const w = T.parameter(device, rand(5, 62), [5]);
+        const b = T.parameter(device, rand(5, 63), [5]);
+        const [rm, rv] = running(device, 5);
+        const y = T.batchNorm2d(x, w, b, rm, rv, { training: true, ...(relu ? { activation: 'relu' } : {}) });
+        T.backward(y, { grad: T.tensor(device, rand(size, 64), shape) });
+        const values = await Promise.all(
+          [y, rm, rv, x.grad, w.grad, b.grad].map((t) => (t as T.Tensor).data()),
+        );
+        T.tidy(() => undefined);
+        for (const t of [x, w, b, rm, rv, y]) t.dispose();
+        return values;
+      };
+      const four = await run();
+      normConfig.vec4 = false;
+      const one = await run().finally(() => {
+        normConfig.vec4 = true;
+      });
+      ['y', 'running mean', 'running var', 'dx', 'dw', 'db'].forEach((name, k) => {
+        assertSameValues(four[k] ?? [], one[k] ?? [], `${name}, 4 positions vs 1 a step`);
+      });
+    });
+  }
 
   // Found by tools/f64-audit.mjs on OCRNet: one-pass Σ(x−k), Σ(x−k)² shifted by the first sample
   // lose the variance to cancellation when that sample lies far from the mean (up to a factor of

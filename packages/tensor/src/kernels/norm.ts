@@ -24,16 +24,35 @@ interface FoldBlocks {
 
 /**
  * The main() of both partial-sum kernels: invocation t = (ch, p) folds positions [p·chunk, …) of
- * channel ch of an NCHW tensor (element index `o`), then writes its two sums to rows ch and C+ch
- * of a [2C, parts] buffer. `setup` declares the accumulators, `body` updates them; with `blocks`,
- * the positions go in runs of `blocks.size`, each between `open` and `close`.
+ * channel ch of an NCHW tensor, then writes its two sums to rows ch and C+ch of a [2C, parts]
+ * buffer. `setup` declares the accumulators; `body(at)` updates them with one position's values,
+ * `at(array)` being that position's value of one of the `reads` arrays. With `blocks`, the
+ * positions go in runs of `blocks.size`, each between `open` and `close`. With `vec4` (HW a
+ * multiple of 4, the `reads` arrays declared as vec4s), each step loads 4 positions at once and
+ * runs `body` on them in order, so the sums are the scalar walk's bit for bit with a quarter of
+ * the loads (a load per lane is what lavapipe pays for).
  */
 function channelChunkFold(
   setup: string,
-  body: string,
+  body: (at: (array: string) => string) => string,
   sums: readonly [string, string],
+  reads: readonly string[],
+  vec4: boolean,
   blocks: FoldBlocks = { size: NORM_CHUNK, open: '', close: '' },
 ): string {
+  const step = vec4
+    ? `      let o = ((nn * u.c + ch) * u.hw + i) / 4u;
+${reads.map((a) => `      let ${a}4 = ${a}[o];`).join('\n')}
+${['x', 'y', 'z', 'w']
+  .map(
+    (c) => `      {
+${body((a) => `${a}4.${c}`)}
+      }`,
+  )
+  .join('\n')}`
+    : `      let o = (nn * u.c + ch) * u.hw + i;
+${body((a) => `${a}[o]`)}`;
+  const width = vec4 ? 4 : 1;
   return `${MAIN(WG)}
   if (t >= u.c * u.parts) { return; }
   let ch = t / u.parts;
@@ -45,10 +64,9 @@ ${setup}
   var i = start % u.hw;
   for (var first = start; first < end; first += ${blocks.size}u) {
 ${blocks.open}
-    for (var r = first; r < min(first + ${blocks.size}u, end); r++) {
-      let o = (nn * u.c + ch) * u.hw + i;
-${body}
-      i++;
+    for (var r = first; r < min(first + ${blocks.size}u, end); r += ${width}u) {
+${step}
+      i += ${width}u;
       if (i == u.hw) { i = 0u; nn++; }
     }
 ${blocks.close}
@@ -56,6 +74,9 @@ ${blocks.close}
   out[ch * u.parts + p] = ${sums[0]};
   out[(u.c + ch) * u.parts + p] = ${sums[1]};`;
 }
+
+/** Test hook: `vec4: false` runs the BatchNorm partial-sum kernels one position a step where 4 would go. */
+export const normConfig = { vec4: true };
 
 /**
  * Welford's running mean drifts by a rounding per update; updating blocks of this many values
@@ -80,24 +101,26 @@ fn chan_merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
  * Σx and Σx² (even shifted by one sample), this loses no precision when the mean is far from the
  * spread: the float64 audit of OCRNet put that one-pass BatchNorm at up to 1.6e-5 relative error.
  */
-const bnStatsPartialSource: KernelSource = {
-  key: 'norm/bn-stats-welford',
+const bnStatsPartialSource = (vec4: boolean): KernelSource => ({
+  key: `norm/bn-stats-welford${vec4 ? '4' : ''}`,
   bindings: ['read', 'rw'],
   workgroupSize: WG,
   wgsl: () => /* wgsl */ `
 struct U { n: u32, c: u32, hw: u32, parts: u32, chunk: u32 }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<${elementType(vec4)}>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 ${CHAN_MERGE}
 ${channelChunkFold(
   '  var total = vec3<f32>(0.0);',
-  `      let v = x[o];
+  (at) => `      let v = ${at('x')};
       k += 1.0;
       let d = v - mean;
       mean += d / k;
       m2 += d * (v - mean);`,
   ['total.y', 'total.z'],
+  ['x'],
+  vec4,
   {
     size: BN_BLOCK,
     open: `    var k = 0.0;
@@ -107,7 +130,7 @@ ${channelChunkFold(
   },
 )}
 }`,
-};
+});
 
 /** WGSL: channel t's running statistics (`rmean`, `rvar`) take in this batch's `mean` and `variance`. */
 const updateRunning = (mean: string, variance: string) => `
@@ -237,26 +260,28 @@ ${perChannelMain(
  * Backward partials per (channel, chunk): Σ g to row ch, Σ g·x̂ to row C+ch of [2C, parts]. With
  * `relu`, g passes only where the fused output `m` is positive (the ReLU's gradient).
  */
-const bnGradPartialSource = (relu: boolean): KernelSource => ({
-  key: `norm/bn-grad-partial${relu ? '/relu' : ''}`,
+const bnGradPartialSource = (relu: boolean, vec4: boolean): KernelSource => ({
+  key: `norm/bn-grad-partial${vec4 ? '4' : ''}${relu ? '/relu' : ''}`,
   bindings: relu ? ['read', 'read', 'read', 'read', 'rw'] : ['read', 'read', 'read', 'rw'],
   workgroupSize: WG,
   wgsl: () => /* wgsl */ `
 struct U { n: u32, c: u32, hw: u32, parts: u32, chunk: u32, eps: f32 }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> g: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<${elementType(vec4)}>;
+@group(0) @binding(2) var<storage, read> g: array<${elementType(vec4)}>;
 @group(0) @binding(3) var<storage, read> stats: array<f32>;
-${relu ? '@group(0) @binding(4) var<storage, read> m: array<f32>;\n' : ''}@group(0) @binding(${relu ? 5 : 4}) var<storage, read_write> out: array<f32>;
+${relu ? `@group(0) @binding(4) var<storage, read> m: array<${elementType(vec4)}>;\n` : ''}@group(0) @binding(${relu ? 5 : 4}) var<storage, read_write> out: array<f32>;
 ${channelChunkFold(
   `  let mean = stats[ch];
   let inv = 1.0 / sqrt(stats[u.c + ch] + u.eps);
   var sg = 0.0;
   var sgx = 0.0;`,
-  `    let gv = ${relu ? 'select(0.0, g[o], m[o] > 0.0)' : 'g[o]'};
+  (at) => `    let gv = ${relu ? `select(0.0, ${at('g')}, ${at('m')} > 0.0)` : at('g')};
     sg += gv;
-    sgx += gv * (x[o] - mean) * inv;`,
+    sgx += gv * (${at('x')} - mean) * inv;`,
   ['sg', 'sgx'],
+  relu ? ['x', 'g', 'm'] : ['x', 'g'],
+  vec4,
 )}
 }`,
 });
@@ -327,7 +352,13 @@ export function bnStats(device: Device, x: Tensor, running?: BnRunning): Tensor 
   const parts = Math.max(1, Math.ceil(total / NORM_CHUNK));
   const partial = emptyTensor(device, [2 * c, parts]);
   const u = new Uniforms().u32(n).u32(c).u32(hw).u32(parts).u32(NORM_CHUNK);
-  launch(device, bnStatsPartialSource, [x.buffer, partial.buffer], u, c * parts);
+  launch(
+    device,
+    bnStatsPartialSource(hw % 4 === 0 && normConfig.vec4),
+    [x.buffer, partial.buffer],
+    u,
+    c * parts,
+  );
   const stats = emptyTensor(device, [2 * c]);
   const merge = new Uniforms()
     .u32(c)
@@ -398,7 +429,7 @@ export function bnGradSums(
   const mask = reluOut ? [reluOut.buffer] : [];
   launch(
     device,
-    bnGradPartialSource(reluOut !== null),
+    bnGradPartialSource(reluOut !== null, hw % 4 === 0 && normConfig.vec4),
     [x.buffer, g.buffer, stats.buffer, ...mask, partial.buffer],
     u,
     c * parts,
