@@ -291,6 +291,47 @@ describe('shape ops', () => {
         return Float64Array.from(out);
       },
     }));
+  // Rows of outer × inner values: slices and concats along an axis whose inner block is a multiple
+  // of 4 move whole vec4s (offsets and strides too); [3, 6] columns 0..4 do not (row stride 6).
+  const sliceRef =
+    (shape: number[], axis: number, start: number, length: number) =>
+    ([x]: Float64Array[]): Float64Array => {
+      const inner = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
+      const outer = shape.slice(0, axis).reduce((a, b) => a * b, 1);
+      const d = shape[axis] ?? 1;
+      const out: number[] = [];
+      for (let o = 0; o < outer; o++)
+        for (let k = start; k < start + length; k++)
+          for (let i = 0; i < inner; i++) out.push(x?.[(o * d + k) * inner + i] ?? 0);
+      return Float64Array.from(out);
+    };
+  for (const [shape, axis, start, length] of [
+    [[2, 5, 2, 4], 1, 1, 3],
+    [[3, 6, 8], 1, 2, 4],
+    [[3, 6], 1, 0, 4],
+  ] as Array<[number[], number, number, number]>) {
+    it(`slice [${shape}] axis ${axis} from ${start}, ${length} long, with its gradient`, () =>
+      checkOp({
+        name: 'slice',
+        inputs: [{ shape }],
+        gpu: ([x]) => T.slice(x as T.Tensor, axis, start, length),
+        ref: sliceRef(shape, axis, start, length),
+      }));
+  }
+  it('concat of whole vec4 runs along channels ([2, 1, 2, 4] and [2, 3, 2, 4]), with gradients', () =>
+    checkOp({
+      name: 'concat4',
+      inputs: [{ shape: [2, 1, 2, 4] }, { shape: [2, 3, 2, 4] }],
+      gpu: ([a, b]) => T.concat([a as T.Tensor, b as T.Tensor], 1),
+      ref: ([a, b]) => {
+        const out: number[] = [];
+        for (let n = 0; n < 2; n++) {
+          for (let i = 0; i < 8; i++) out.push(a?.[n * 8 + i] ?? 0);
+          for (let i = 0; i < 24; i++) out.push(b?.[n * 24 + i] ?? 0);
+        }
+        return Float64Array.from(out);
+      },
+    }));
   it('split is the inverse of concat', () =>
     checkOp({
       name: 'split',

@@ -17,17 +17,18 @@ const WG = 256;
  * contiguous `dst[i]` (permute, slice); `scatter` writes contiguous `src[i]` to `dst[offset + Σ c·stride]`
  * (concat). One kernel pair serves every layout change, specialised by the collapsed rank.
  */
-function copySource(mode: 'gather' | 'scatter', rank: number): KernelSource {
+function copySource(mode: 'gather' | 'scatter', rank: number, vec4: boolean): KernelSource {
   const body = mode === 'gather' ? 'dst[i] = src[off];' : 'dst[off] = src[i];';
+  const element = vec4 ? 'vec4<f32>' : 'f32';
   return {
-    key: `copy/${mode}/r${rank}`,
+    key: `copy/${mode}${vec4 ? '4' : ''}/r${rank}`,
     bindings: ['read', 'rw'],
     workgroupSize: WG,
     wgsl: () => /* wgsl */ `
 struct U { n: u32, offset: u32, p0: u32, p1: u32, ${stridedFields(['strides'])} }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> src: array<${element}>;
+@group(0) @binding(2) var<storage, read_write> dst: array<${element}>;
 ${LINEAR_ID}
 ${FAST_DIV}
 @compute @workgroup_size(${WG})
@@ -125,6 +126,41 @@ export function stridedCopy(
     launch(device, transposeTileSource, [src.buffer, dst.buffer], u, count);
     return;
   }
-  const u = pushLayout(new Uniforms().u32(n).u32(offset).u32(0).u32(0), layout);
-  launch(device, copySource(mode, layout.dims.length), [src.buffer, dst.buffer], u, n);
+  const quads = inVec4s(layout, offset);
+  const used = quads ?? layout;
+  const count = quads ? n / 4 : n;
+  const u = pushLayout(
+    new Uniforms()
+      .u32(count)
+      .u32(quads ? offset / 4 : offset)
+      .u32(0)
+      .u32(0),
+    used,
+  );
+  launch(device, copySource(mode, used.dims.length, quads !== null), [src.buffer, dst.buffer], u, count);
+}
+
+/** Test hook: `vec4: false` copies one float per lane where whole vec4s would go. */
+export const copyConfig = { vec4: true };
+
+/**
+ * The layout in vec4 units when the copy moves whole aligned vec4s: the innermost dim contiguous
+ * (stride 1) with a size, every other stride and the offset multiples of 4 (concat and slice along
+ * channels with H·W a multiple of 4); else null. A quarter of the loads and stores per lane.
+ */
+function inVec4s(layout: StridedLayout, offset: number): StridedLayout | null {
+  const { dims, strides } = layout;
+  const inner = dims.length - 1;
+  const s = strides[0] ?? [];
+  const aligned =
+    copyConfig.vec4 &&
+    offset % 4 === 0 &&
+    s[inner] === 1 &&
+    (dims[inner] ?? 0) % 4 === 0 &&
+    s.every((stride, d) => d === inner || stride % 4 === 0);
+  if (!aligned) return null;
+  return {
+    dims: dims.map((d, k) => (k === inner ? d / 4 : d)),
+    strides: [s.map((stride, k) => (k === inner ? 1 : stride / 4))],
+  };
 }
