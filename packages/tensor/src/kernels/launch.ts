@@ -121,16 +121,11 @@ export function reshapeInto(t: Tensor, shape: Shape): Tensor {
 }
 
 /**
- * Lanes that walk a run of consecutive vec4s together (a SIMD width on lavapipe, a quarter warp on
- * NVIDIA: either way every step reads whole 128-byte lines).
- */
-const VEC4_RUN_LANES = 8;
-
-/**
  * main() of a vectorized one-pass kernel over `array<vec4<f32>>` views: `body` runs once per
- * vec4 index `i` below `count` (a WGSL expression). The dispatch's lanes share out `count`: each
- * run of VEC4_RUN_LANES lanes takes a contiguous stretch and steps through it together, so how
- * many vec4s a lane handles is the launch's choice (`launchVec4`), not the kernel's.
+ * vec4 index `i` below `count` (a WGSL expression). The dispatch's lanes share out `count`, so how
+ * many vec4s a lane handles is the launch's choice (`launchVec4`), not the kernel's. A run of lanes
+ * takes a contiguous stretch and steps through it together: the whole workgroup when lanes take
+ * at most 4 (a GPU's coalesced pattern), 8 lanes (lavapipe's SIMD width) when they walk further.
  */
 export function vec4Main(workgroupSize: number, count: string, body: string): string {
   return `${LINEAR_ID}
@@ -140,9 +135,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let count = ${count};
   let lanes = groups.x * groups.y * ${workgroupSize}u;
   let per_lane = (count + lanes - 1u) / lanes;
-  let run = lane / ${VEC4_RUN_LANES}u;
-  let end = min((run + 1u) * ${VEC4_RUN_LANES}u * per_lane, count);
-  for (var i = run * ${VEC4_RUN_LANES}u * per_lane + lane % ${VEC4_RUN_LANES}u; i < end; i += ${VEC4_RUN_LANES}u) {
+  let run_lanes = select(8u, ${workgroupSize}u, per_lane <= 4u);
+  let run = lane / run_lanes;
+  let end = min((run + 1u) * run_lanes * per_lane, count);
+  for (var i = run * run_lanes * per_lane + lane % run_lanes; i < end; i += run_lanes) {
 ${body}
   }
 }`;
