@@ -8,7 +8,7 @@ import {
   registerVariantCandidates,
   weightGradCandidates,
 } from '../src/kernels/conv.js';
-import { checkOp, testDevice, withTunedChoices } from '../src/testing/index.js';
+import { assertClose, checkOp, rand, testDevice, withTunedChoices } from '../src/testing/index.js';
 
 type Pads = [number, number, number, number];
 
@@ -647,6 +647,47 @@ describe('depthwise kernel variants', () => {
       );
     }
   }
+});
+
+// A CPU adapter walks strips of up to 128 rows when there are lanes enough (4096 at 64 planes of
+// 512 columns): 72 rows are one strip, partly past the end. Forward, input and weight gradients
+// against plain float64 loops (finite differences would take too long at this size).
+describe('depthwise strips as long as the map', () => {
+  it('3x3 pad 1 on 1x64x72x512: forward and both gradients match float64', async () => {
+    const device = await testDevice();
+    const [c, h, w] = [64, 72, 512];
+    const size = c * h * w;
+    const xv = rand(size, 71);
+    const wv = rand(c * 9, 72);
+    const gv = rand(size, 73);
+    const x = T.parameter(device, xv, [1, c, h, w]);
+    const wt = T.parameter(device, wv, [c, 1, 3, 3]);
+    const y = T.conv2d(x, wt, null, { padding: 1, groups: c });
+    T.backward(y, { grad: T.tensor(device, gv, [1, c, h, w]) });
+    const at = (ch: number, r: number, col: number) => (ch * h + r) * w + col;
+    const inside = (r: number, col: number) => r >= 0 && r < h && col >= 0 && col < w;
+    const yRef = new Float64Array(size);
+    const dxRef = new Float64Array(size);
+    const dwRef = new Float64Array(c * 9);
+    for (let ch = 0; ch < c; ch++)
+      for (let r = 0; r < h; r++)
+        for (let col = 0; col < w; col++)
+          for (let ky = 0; ky < 3; ky++)
+            for (let kx = 0; kx < 3; kx++) {
+              const [ir, ic] = [r + ky - 1, col + kx - 1];
+              if (!inside(ir, ic)) continue;
+              const tap = wv[ch * 9 + ky * 3 + kx] ?? 0;
+              const g = gv[at(ch, r, col)] ?? 0;
+              yRef[at(ch, r, col)] = (yRef[at(ch, r, col)] ?? 0) + tap * (xv[at(ch, ir, ic)] ?? 0);
+              dxRef[at(ch, ir, ic)] = (dxRef[at(ch, ir, ic)] ?? 0) + tap * g;
+              dwRef[ch * 9 + ky * 3 + kx] =
+                (dwRef[ch * 9 + ky * 3 + kx] ?? 0) + g * (xv[at(ch, ir, ic)] ?? 0);
+            }
+    assertClose(await y.data(), yRef, 1e-6, 'forward');
+    assertClose(await (x.grad as T.Tensor).data(), dxRef, 1e-6, 'input gradient');
+    assertClose(await (wt.grad as T.Tensor).data(), dwRef, 2e-5, 'weight gradient');
+    for (const t of [x, wt, y]) t.dispose();
+  });
 });
 
 describe('conv2d: error messages', () => {
