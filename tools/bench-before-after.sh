@@ -39,8 +39,8 @@ DEMO=configs/demo/pp_liteseg_stdc1_demo_128x256.yml
 SUITES=(kernels models train)
 suite_args() {
   case $1 in
-    kernels) echo "kernels --no-tfjs --reps 5" ;;
-    # A step varies by ±10 % between identical runs on this shared machine: 15 reps a side.
+    # A step or a small kernel varies by ±10 % between identical runs on this shared machine: 15 reps a side.
+    kernels) echo "kernels --no-tfjs --reps 15" ;;
     models) echo "models --input 4x3x64x128 --models pp-liteseg,segformer --reps 15" ;;
     train) echo "train --config $DEMO --input 4x3x64x128 --reps 15" ;;
   esac
