@@ -6,9 +6,9 @@ import { momentumUpdates } from '../src/kernels/optimizer.js';
 import { assertClose, assertSameValues, rand, testDevice } from '../src/testing/index.js';
 
 // One-pass vec4 kernels share their vec4s out among the dispatched lanes in runs of 8 lanes; a CPU
-// adapter launches fewer lanes that walk longer. [3, 7, 40, 44] is 9240 vec4s: 5 per lane there,
-// the last run of lanes partly past the end and the runs after it empty.
-const SHAPE = [3, 7, 40, 44];
+// adapter launches fewer lanes that walk longer. [3, 7, 41, 44] is 9471 vec4s: 5 per lane there,
+// runs of 8 lanes taking 40 each, the last one partly past the end and the runs after it empty.
+const SHAPE = [3, 7, 41, 44];
 const SIZE = SHAPE.reduce((a, b) => a * b, 1);
 
 /** Every output of a pass through the vec4 kernels: elementwise ops, their gradients, BatchNorm, momentum. */
