@@ -140,9 +140,6 @@ export function stridedCopy(
   launch(device, copySource(mode, used.dims.length, quads !== null), [src.buffer, dst.buffer], u, count);
 }
 
-/** Test hook: `vec4: false` copies one float per lane where whole vec4s would go. */
-export const copyConfig = { vec4: true };
-
 /**
  * The layout in vec4 units when the copy moves whole aligned vec4s: the innermost dim contiguous
  * (stride 1) with a size, every other stride and the offset multiples of 4 (concat and slice along
@@ -153,7 +150,6 @@ function inVec4s(layout: StridedLayout, offset: number): StridedLayout | null {
   const inner = dims.length - 1;
   const s = strides[0] ?? [];
   const aligned =
-    copyConfig.vec4 &&
     offset % 4 === 0 &&
     s[inner] === 1 &&
     (dims[inner] ?? 0) % 4 === 0 &&
