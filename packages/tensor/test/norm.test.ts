@@ -203,6 +203,35 @@ describe('batchNorm2d', () => {
     });
   }
 
+  // [2, 3, 20, 24]: 960 positions a channel, one chunk: the Welford kernel writes the statistics
+  // (and the running ones) itself instead of a merge dispatch.
+  it('one chunk per channel: statistics written by the Welford kernel give the bits of a merge', async () => {
+    const device = await testDevice();
+    const shape = [2, 3, 20, 24];
+    const size = 2 * 3 * 480;
+    const run = async () => {
+      const x = T.parameter(device, Float32Array.from(rand(size, 81, -2, 3)), shape);
+      const w = T.parameter(device, rand(3, 82), [3]);
+      const b = T.parameter(device, rand(3, 83), [3]);
+      const [rm, rv] = running(device, 3, 0.3, 1.7);
+      const y = T.batchNorm2d(x, w, b, rm, rv, { training: true, momentum: 0.7 });
+      T.backward(y, { grad: T.tensor(device, rand(size, 84), shape) });
+      const values = await Promise.all([y, rm, rv, x.grad, w.grad].map((t) => (t as T.Tensor).data()));
+      T.tidy(() => undefined);
+      for (const t of [x, w, b, rm, rv, y]) t.dispose();
+      return values;
+    };
+    const fused = await run();
+    normConfig.singleChunk = false;
+    const merged = await run().finally(() => {
+      normConfig.singleChunk = true;
+    });
+    ['y', 'running mean', 'running var', 'dx', 'dw'].forEach((name, k) => {
+      assertSameValues(fused[k] ?? [], merged[k] ?? [], `${name}, one dispatch vs two`);
+    });
+    assert.ok(Math.abs((fused[1]?.[0] ?? 0) - 0.3) > 1e-3, 'the running mean moved');
+  });
+
   // Found by tools/f64-audit.mjs on OCRNet: one-pass Σ(x−k), Σ(x−k)² shifted by the first sample
   // lose the variance to cancellation when that sample lies far from the mean (up to a factor of
   // the count). Here it is 90σ out among 8192 values of channel 0; Welford chunks and their merge

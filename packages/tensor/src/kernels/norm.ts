@@ -30,7 +30,8 @@ interface FoldBlocks {
  * positions go in runs of `blocks.size`, each between `open` and `close`. With `vec4` (HW a
  * multiple of 4, the `reads` arrays declared as vec4s), each step loads 4 positions at once and
  * runs `body` on them in order, so the sums are the scalar walk's bit for bit with a quarter of
- * the loads (a load per lane is what lavapipe pays for).
+ * the loads (a load per lane is what lavapipe pays for). `finish`, when given, replaces the two
+ * writes at the end.
  */
 function channelChunkFold(
   setup: string,
@@ -39,6 +40,7 @@ function channelChunkFold(
   reads: readonly string[],
   vec4: boolean,
   blocks: FoldBlocks = { size: NORM_CHUNK, open: '', close: '' },
+  finish: string | null = null,
 ): string {
   const step = vec4
     ? `      let o = ((nn * u.c + ch) * u.hw + i) / 4u;
@@ -71,12 +73,18 @@ ${step}
     }
 ${blocks.close}
   }
-  out[ch * u.parts + p] = ${sums[0]};
-  out[(u.c + ch) * u.parts + p] = ${sums[1]};`;
+${
+  finish ??
+  `  out[ch * u.parts + p] = ${sums[0]};
+  out[(u.c + ch) * u.parts + p] = ${sums[1]};`
+}`;
 }
 
-/** Test hook: `vec4: false` runs the BatchNorm partial-sum kernels one position a step where 4 would go. */
-export const normConfig = { vec4: true };
+/**
+ * Test hooks: `vec4: false` runs the BatchNorm partial-sum kernels one position a step where 4
+ * would go; `singleChunk: false` merges a single chunk's statistics in a dispatch of their own.
+ */
+export const normConfig = { vec4: true, singleChunk: true };
 
 /**
  * Welford's running mean drifts by a rounding per update; updating blocks of this many values
@@ -101,15 +109,21 @@ fn chan_merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
  * Σx and Σx² (even shifted by one sample), this loses no precision when the mean is far from the
  * spread: the float64 audit of OCRNet put that one-pass BatchNorm at up to 1.6e-5 relative error.
  */
-const bnStatsPartialSource = (vec4: boolean): KernelSource => ({
-  key: `norm/bn-stats-welford${vec4 ? '4' : ''}`,
-  bindings: ['read', 'rw'],
+const bnStatsPartialSource = (vec4: boolean, single: 'partial' | 'stats' | 'running'): KernelSource => ({
+  key: `norm/bn-stats-welford${vec4 ? '4' : ''}${single === 'partial' ? '' : `/single${single === 'running' ? '/running' : ''}`}`,
+  bindings: single === 'running' ? ['read', 'rw', 'rw', 'rw'] : ['read', 'rw'],
   workgroupSize: WG,
   wgsl: () => /* wgsl */ `
-struct U { n: u32, c: u32, hw: u32, parts: u32, chunk: u32 }
+struct U { n: u32, c: u32, hw: u32, parts: u32, chunk: u32, momentum: f32 }
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> x: array<${elementType(vec4)}>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
+${
+  single === 'running'
+    ? `@group(0) @binding(3) var<storage, read_write> rmean: array<f32>;
+@group(0) @binding(4) var<storage, read_write> rvar: array<f32>;`
+    : ''
+}
 ${CHAN_MERGE}
 ${channelChunkFold(
   '  var total = vec3<f32>(0.0);',
@@ -128,6 +142,12 @@ ${channelChunkFold(
     var m2 = 0.0;`,
     close: '    total = chan_merge(total, vec3<f32>(k, mean, m2));',
   },
+  // One chunk per channel (t = ch): its summary is the channel's, written as the merge would.
+  single === 'partial'
+    ? null
+    : `  let variance = max(total.z / total.x, 0.0);
+  out[ch] = total.y;
+  out[u.c + ch] = variance;${single === 'running' ? updateRunning('total.y', 'variance') : ''}`,
 )}
 }`,
 });
@@ -350,15 +370,24 @@ export function bnStats(device: Device, x: Tensor, running?: BnRunning): Tensor 
   const [n, c, hw] = nchw(x, 'batchNorm2d');
   const total = n * hw;
   const parts = Math.max(1, Math.ceil(total / NORM_CHUNK));
+  const vec4 = hw % 4 === 0 && normConfig.vec4;
+  const u = new Uniforms()
+    .u32(n)
+    .u32(c)
+    .u32(hw)
+    .u32(parts)
+    .u32(NORM_CHUNK)
+    .f32(running?.momentum ?? 0);
+  if (parts === 1 && normConfig.singleChunk) {
+    // One chunk per channel: the Welford kernel writes the statistics itself, a dispatch less.
+    const stats = emptyTensor(device, [2 * c]);
+    const buffers = [x.buffer, stats.buffer];
+    if (running) buffers.push(running.mean.buffer, running.variance.buffer);
+    launch(device, bnStatsPartialSource(vec4, running ? 'running' : 'stats'), buffers, u, c);
+    return stats;
+  }
   const partial = emptyTensor(device, [2 * c, parts]);
-  const u = new Uniforms().u32(n).u32(c).u32(hw).u32(parts).u32(NORM_CHUNK);
-  launch(
-    device,
-    bnStatsPartialSource(hw % 4 === 0 && normConfig.vec4),
-    [x.buffer, partial.buffer],
-    u,
-    c * parts,
-  );
+  launch(device, bnStatsPartialSource(vec4, 'partial'), [x.buffer, partial.buffer], u, c * parts);
   const stats = emptyTensor(device, [2 * c]);
   const merge = new Uniforms()
     .u32(c)
