@@ -108,6 +108,8 @@ fn chan_merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
  * [2C, parts] buffer. Unlike one-pass
  * Σx and Σx² (even shifted by one sample), this loses no precision when the mean is far from the
  * spread: the float64 audit of OCRNet put that one-pass BatchNorm at up to 1.6e-5 relative error.
+ * `single` ('stats', 'running'): one chunk per channel, so the kernel writes the final statistics
+ * (and updates the running ones) itself, as part 2 would from that one chunk.
  */
 const bnStatsPartialSource = (vec4: boolean, single: 'partial' | 'stats' | 'running'): KernelSource => ({
   key: `norm/bn-stats-welford${vec4 ? '4' : ''}${single === 'partial' ? '' : `/single${single === 'running' ? '/running' : ''}`}`,
