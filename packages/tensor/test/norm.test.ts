@@ -171,64 +171,73 @@ describe('batchNorm2d', () => {
     assert.deepEqual(await run(true), await run(false));
   });
 
+  const STEP_OUTPUTS = ['y', 'running mean', 'running var', 'dx', 'dw', 'db'];
+  /**
+   * One seeded training step of batchNorm2d (forward, backward against a seeded gradient) on
+   * `shape`, with running statistics starting at `init`: [y, running mean, running var, dx, dw, db].
+   */
+  async function trainingStep(
+    shape: number[],
+    seed: number,
+    options: Partial<T.BatchNormOptions>,
+    init: [number, number] = [0, 1],
+  ): Promise<ArrayLike<number>[]> {
+    const device = await testDevice();
+    const c = shape[1] ?? 1;
+    const size = shape.reduce((a, b) => a * b, 1);
+    const x = T.parameter(device, Float32Array.from(rand(size, seed, -2, 3)), shape);
+    const w = T.parameter(device, rand(c, seed + 1), [c]);
+    const b = T.parameter(device, rand(c, seed + 2), [c]);
+    const [rm, rv] = running(device, c, ...init);
+    const y = T.batchNorm2d(x, w, b, rm, rv, { training: true, ...options });
+    T.backward(y, { grad: T.tensor(device, rand(size, seed + 3), shape) });
+    const values = await Promise.all([y, rm, rv, x.grad, w.grad, b.grad].map((t) => (t as T.Tensor).data()));
+    T.tidy(() => undefined);
+    for (const t of [x, w, b, rm, rv, y]) t.dispose();
+    return values;
+  }
+  /** `trainingStep` with `hook` switching a kernel path off gives the same bits as with it on. */
+  async function sameBitsWithout(
+    hook: { set: (on: boolean) => void; label: string },
+    step: () => Promise<ArrayLike<number>[]>,
+  ): Promise<ArrayLike<number>[]> {
+    const on = await step();
+    hook.set(false);
+    const off = await step().finally(() => hook.set(true));
+    STEP_OUTPUTS.forEach((name, k) => {
+      assertSameValues(on[k] ?? [], off[k] ?? [], `${name}, ${hook.label}`);
+    });
+    return on;
+  }
+
   // [3, 5, 20, 28]: 1680 positions a channel, 2 chunks, the first ending inside image 1 and the
   // second inside a block of 32.
   for (const relu of [false, true]) {
     it(`partial sums 4 positions a step give the bits of the one-position walk (${relu ? 'fused ReLU' : 'plain'})`, async () => {
-      const device = await testDevice();
-      const shape = [3, 5, 20, 28];
-      const size = 3 * 5 * 560;
-      const run = async () => {
-        const x = T.parameter(device, Float32Array.from(rand(size, 61, -2, 3)), shape);
-        const w = T.parameter(device, rand(5, 62), [5]);
-        const b = T.parameter(device, rand(5, 63), [5]);
-        const [rm, rv] = running(device, 5);
-        const y = T.batchNorm2d(x, w, b, rm, rv, { training: true, ...(relu ? { activation: 'relu' } : {}) });
-        T.backward(y, { grad: T.tensor(device, rand(size, 64), shape) });
-        const values = await Promise.all(
-          [y, rm, rv, x.grad, w.grad, b.grad].map((t) => (t as T.Tensor).data()),
-        );
-        T.tidy(() => undefined);
-        for (const t of [x, w, b, rm, rv, y]) t.dispose();
-        return values;
-      };
-      const four = await run();
-      normConfig.vec4 = false;
-      const one = await run().finally(() => {
-        normConfig.vec4 = true;
-      });
-      ['y', 'running mean', 'running var', 'dx', 'dw', 'db'].forEach((name, k) => {
-        assertSameValues(four[k] ?? [], one[k] ?? [], `${name}, 4 positions vs 1 a step`);
-      });
+      await sameBitsWithout(
+        {
+          set: (on) => {
+            normConfig.vec4 = on;
+          },
+          label: '4 positions vs 1 a step',
+        },
+        () => trainingStep([3, 5, 20, 28], 61, relu ? { activation: 'relu' } : {}),
+      );
     });
   }
 
   // [2, 3, 20, 24]: 960 positions a channel, one chunk: the Welford kernel writes the statistics
   // (and the running ones) itself instead of a merge dispatch.
   it('one chunk per channel: statistics written by the Welford kernel give the bits of a merge', async () => {
-    const device = await testDevice();
-    const shape = [2, 3, 20, 24];
-    const size = 2 * 3 * 480;
-    const run = async () => {
-      const x = T.parameter(device, Float32Array.from(rand(size, 81, -2, 3)), shape);
-      const w = T.parameter(device, rand(3, 82), [3]);
-      const b = T.parameter(device, rand(3, 83), [3]);
-      const [rm, rv] = running(device, 3, 0.3, 1.7);
-      const y = T.batchNorm2d(x, w, b, rm, rv, { training: true, momentum: 0.7 });
-      T.backward(y, { grad: T.tensor(device, rand(size, 84), shape) });
-      const values = await Promise.all([y, rm, rv, x.grad, w.grad].map((t) => (t as T.Tensor).data()));
-      T.tidy(() => undefined);
-      for (const t of [x, w, b, rm, rv, y]) t.dispose();
-      return values;
-    };
-    const fused = await run();
-    normConfig.singleChunk = false;
-    const merged = await run().finally(() => {
-      normConfig.singleChunk = true;
-    });
-    ['y', 'running mean', 'running var', 'dx', 'dw'].forEach((name, k) => {
-      assertSameValues(fused[k] ?? [], merged[k] ?? [], `${name}, one dispatch vs two`);
-    });
+    const fused = await sameBitsWithout(
+      {
+        set: (on) => {
+          normConfig.singleChunk = on;
+        },
+        label: 'one dispatch vs two',
+      },
+      () => trainingStep([2, 3, 20, 24], 81, { momentum: 0.7 }, [0.3, 1.7]),
+    );
     assert.ok(Math.abs((fused[1]?.[0] ?? 0) - 0.3) > 1e-3, 'the running mean moved');
   });
 
