@@ -265,34 +265,8 @@ describe('shape ops', () => {
       gpu: ([x]) => T.reshape(x as T.Tensor, [6, -1]),
       ref: ([x]) => Float64Array.from(x as Float64Array),
     }));
-  it('slice along axis 1', () =>
-    checkOp({
-      name: 'slice',
-      inputs: [{ shape: [2, 5, 3] }],
-      gpu: ([x]) => T.slice(x as T.Tensor, 1, 1, 3),
-      ref: ([x]) => {
-        const out: number[] = [];
-        for (let n = 0; n < 2; n++)
-          for (let c = 1; c < 4; c++) for (let w = 0; w < 3; w++) out.push(x?.[n * 15 + c * 3 + w] ?? 0);
-        return Float64Array.from(out);
-      },
-    }));
-  it('concat along channels', () =>
-    checkOp({
-      name: 'concat',
-      inputs: [{ shape: [2, 1, 3] }, { shape: [2, 2, 3] }],
-      gpu: ([a, b]) => T.concat([a as T.Tensor, b as T.Tensor], 1),
-      ref: ([a, b]) => {
-        const out: number[] = [];
-        for (let n = 0; n < 2; n++) {
-          for (let i = 0; i < 3; i++) out.push(a?.[n * 3 + i] ?? 0);
-          for (let i = 0; i < 6; i++) out.push(b?.[n * 6 + i] ?? 0);
-        }
-        return Float64Array.from(out);
-      },
-    }));
-  // Rows of outer × inner values: slices and concats along an axis whose inner block is a multiple
-  // of 4 move whole vec4s (offsets and strides too); [3, 6] columns 0..4 do not (row stride 6).
+  // float64 references, outer × (axis × inner) rows: the slice [start, start + length) along axis 1
+  // of `shape`, and the concat of `a` and `b` (shapes [outer, ·, ...inner]) along axis 1.
   const sliceRef =
     (shape: number[], axis: number, start: number, length: number) =>
     ([x]: Float64Array[]): Float64Array => {
@@ -305,7 +279,29 @@ describe('shape ops', () => {
           for (let i = 0; i < inner; i++) out.push(x?.[(o * d + k) * inner + i] ?? 0);
       return Float64Array.from(out);
     };
+  const concatRef =
+    (sa: number[], sb: number[]) =>
+    ([a, b]: Float64Array[]): Float64Array => {
+      const rowA = sa.slice(1).reduce((p, q) => p * q, 1);
+      const rowB = sb.slice(1).reduce((p, q) => p * q, 1);
+      const out: number[] = [];
+      for (let n = 0; n < (sa[0] ?? 1); n++) {
+        for (let i = 0; i < rowA; i++) out.push(a?.[n * rowA + i] ?? 0);
+        for (let i = 0; i < rowB; i++) out.push(b?.[n * rowB + i] ?? 0);
+      }
+      return Float64Array.from(out);
+    };
+  it('concat along channels', () =>
+    checkOp({
+      name: 'concat',
+      inputs: [{ shape: [2, 1, 3] }, { shape: [2, 2, 3] }],
+      gpu: ([a, b]) => T.concat([a as T.Tensor, b as T.Tensor], 1),
+      ref: concatRef([2, 1, 3], [2, 2, 3]),
+    }));
+  // Slices and concats along an axis whose inner block is a multiple of 4 move whole vec4s (offsets
+  // and strides too); [2, 5, 3] (inner 3) and [3, 6] columns 0..4 (row stride 6) do not.
   for (const [shape, axis, start, length] of [
+    [[2, 5, 3], 1, 1, 3],
     [[2, 5, 2, 4], 1, 1, 3],
     [[3, 6, 8], 1, 2, 4],
     [[3, 6], 1, 0, 4],
@@ -323,14 +319,7 @@ describe('shape ops', () => {
       name: 'concat4',
       inputs: [{ shape: [2, 1, 2, 4] }, { shape: [2, 3, 2, 4] }],
       gpu: ([a, b]) => T.concat([a as T.Tensor, b as T.Tensor], 1),
-      ref: ([a, b]) => {
-        const out: number[] = [];
-        for (let n = 0; n < 2; n++) {
-          for (let i = 0; i < 8; i++) out.push(a?.[n * 8 + i] ?? 0);
-          for (let i = 0; i < 24; i++) out.push(b?.[n * 24 + i] ?? 0);
-        }
-        return Float64Array.from(out);
-      },
+      ref: concatRef([2, 1, 2, 4], [2, 3, 2, 4]),
     }));
   it('split is the inverse of concat', () =>
     checkOp({
