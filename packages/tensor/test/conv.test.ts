@@ -6,6 +6,7 @@ import {
   convShapeClass,
   depthwiseConfig,
   registerVariantCandidates,
+  rowBlock,
   weightGradCandidates,
 } from '../src/kernels/conv.js';
 import { assertClose, checkOp, rand, testDevice, withTunedChoices } from '../src/testing/index.js';
@@ -438,6 +439,14 @@ const cases: Case[] = [
     pads: [1, 1, 1, 1],
   },
   {
+    name: 'batch 4 of 2x4 maps, pad 1 (x4 register blocks over the folded images)',
+    x: [4, 12, 2, 4],
+    w: [10, 12, 3, 3],
+    bias: false,
+    options: { padding: 1 },
+    pads: [1, 1, 1, 1],
+  },
+  {
     name: 'stride 3 kernel 2 (gaps)',
     x: [1, 2, 8, 9],
     w: [3, 2, 2, 2],
@@ -687,6 +696,26 @@ describe('depthwise strips as long as the map', () => {
     assertClose(await (x.grad as T.Tensor).data(), dxRef, 1e-6, 'input gradient');
     assertClose(await (wt.grad as T.Tensor).data(), dwRef, 2e-5, 'weight gradient');
     for (const t of [x, wt, y]) t.dispose();
+  });
+});
+
+describe('conv2d register block along x', () => {
+  it('halves the tuned width until it fits the row and leaves 8 lanes', () => {
+    // [rows, width, tuned] → outputs per lane: wide rows keep the tuned block; the batch-4 2x4 maps
+    // of PP-LiteSeg's last stage take 4 (8 lanes), a lone image's take 1 (2 rows: 8 lanes).
+    const picks = [
+      [[64, 256, 8], 8],
+      [[16, 8, 8], 8],
+      [[8, 8, 8], 8],
+      [[8, 4, 8], 4],
+      [[4, 4, 8], 2],
+      [[2, 4, 8], 1],
+      [[8, 3, 8], 2],
+      [[5, 6, 4], 4],
+      [[1, 5, 8], 1],
+    ] as const;
+    for (const [[rows, width, tuned], xb] of picks)
+      assert.equal(rowBlock(rows, width, tuned), xb, `rowBlock(${rows}, ${width}, ${tuned})`);
   });
 });
 

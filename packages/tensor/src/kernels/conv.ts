@@ -9,6 +9,7 @@ export {
   convConfig,
   convShapeClass,
   registerVariantCandidates,
+  rowBlock,
 } from './conv/common.js';
 export { depthwiseConfig } from './conv/depthwise.js';
 export { conv2dForward } from './conv/forward.js';
