@@ -241,6 +241,27 @@ describe('batchNorm2d', () => {
     assert.ok(Math.abs((fused[1]?.[0] ?? 0) - 0.3) > 1e-3, 'the running mean moved');
   });
 
+  // One chunk per channel on a CPU adapter: the statistics kernel also normalises, the gradient-sums
+  // kernel also computes dX, each walking its channel a second time. [2, 3, 20, 24]: 960 positions
+  // as vec4s; [3, 2, 5, 7]: 105 positions one at a time (HW not a multiple of 4).
+  for (const [shape, options] of [
+    [[2, 3, 20, 24], {}],
+    [[2, 3, 20, 24], { activation: 'relu' }],
+    [[3, 2, 5, 7], { activation: 'relu' }],
+  ] as const) {
+    it(`one chunk per channel: normalisation and dX fused into the sums kernels give the bits of separate dispatches (${shape.join('x')}${options.activation ? ', fused ReLU' : ''})`, async () => {
+      await sameBitsWithout(
+        {
+          set: (on) => {
+            normConfig.fuseSingle = on;
+          },
+          label: 'fused vs separate normalisation and dX',
+        },
+        () => trainingStep([...shape], 91, { momentum: 0.8, ...options }, [0.2, 1.5]),
+      );
+    });
+  }
+
   // Found by tools/f64-audit.mjs on OCRNet: one-pass Σ(x−k), Σ(x−k)² shifted by the first sample
   // lose the variance to cancellation when that sample lies far from the mean (up to a factor of
   // the count). Here it is 90σ out among 8192 values of channel 0; Welford chunks and their merge

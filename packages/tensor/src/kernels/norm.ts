@@ -82,9 +82,11 @@ ${
 
 /**
  * Test hooks: `vec4: false` runs the BatchNorm partial-sum kernels one position a step where 4
- * would go; `singleChunk: false` merges a single chunk's statistics in a dispatch of their own.
+ * would go; `singleChunk: false` merges a single chunk's statistics in a dispatch of their own;
+ * `fuseSingle: false` normalises (and computes the input gradient) in a dispatch of its own where
+ * a CPU adapter would fuse it into the single-chunk statistics (gradient sums) kernel.
  */
-export const normConfig = { vec4: true, singleChunk: true };
+export const normConfig = { vec4: true, singleChunk: true, fuseSingle: true };
 
 /**
  * Welford's running mean drifts by a rounding per update; updating blocks of this many values
@@ -111,12 +113,21 @@ fn chan_merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
  * `single` ('stats', 'running'): one chunk per channel, so the kernel writes the final statistics
  * (and updates the running ones) itself, as part 2 would from that one chunk.
  */
-const bnStatsPartialSource = (vec4: boolean, single: 'partial' | 'stats' | 'running'): KernelSource => ({
-  key: `norm/bn-stats-welford${vec4 ? '4' : ''}${single === 'partial' ? '' : `/single${single === 'running' ? '/running' : ''}`}`,
-  bindings: single === 'running' ? ['read', 'rw', 'rw', 'rw'] : ['read', 'rw'],
+const bnStatsPartialSource = (
+  vec4: boolean,
+  single: 'partial' | 'stats' | 'running',
+  apply: { relu: boolean } | null = null,
+): KernelSource => ({
+  key: `norm/bn-stats-welford${vec4 ? '4' : ''}${single === 'partial' ? '' : `/single${single === 'running' ? '/running' : ''}`}${apply ? `/apply${apply.relu ? '/relu' : ''}` : ''}`,
+  bindings: [
+    'read',
+    'rw',
+    ...(single === 'running' ? (['rw', 'rw'] as const) : []),
+    ...(apply ? (['read', 'read', 'rw'] as const) : []),
+  ],
   workgroupSize: WG,
   wgsl: () => /* wgsl */ `
-struct U { n: u32, c: u32, hw: u32, parts: u32, chunk: u32, momentum: f32 }
+struct U { n: u32, c: u32, hw: u32, parts: u32, chunk: u32, momentum: f32${apply ? ', eps: f32' : ''} }
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> x: array<${elementType(vec4)}>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
@@ -124,6 +135,13 @@ ${
   single === 'running'
     ? `@group(0) @binding(3) var<storage, read_write> rmean: array<f32>;
 @group(0) @binding(4) var<storage, read_write> rvar: array<f32>;`
+    : ''
+}${
+  apply
+    ? `
+@group(0) @binding(${single === 'running' ? 5 : 3}) var<storage, read> w: array<f32>;
+@group(0) @binding(${single === 'running' ? 6 : 4}) var<storage, read> b: array<f32>;
+@group(0) @binding(${single === 'running' ? 7 : 5}) var<storage, read_write> y: array<${elementType(vec4)}>;`
     : ''
 }
 ${CHAN_MERGE}
@@ -149,10 +167,36 @@ ${channelChunkFold(
     ? null
     : `  let variance = max(total.z / total.x, 0.0);
   out[ch] = total.y;
-  out[u.c + ch] = variance;${single === 'running' ? updateRunning('total.y', 'variance') : ''}`,
+  out[u.c + ch] = variance;${single === 'running' ? updateRunning('total.y', 'variance') : ''}${
+    apply
+      ? `
+  let inv = 1.0 / sqrt(variance + u.eps);
+${channelWalk(vec4, (o) => `    y[${o}] = ${normalized(`x[${o}]`, 'total.y', 'w[ch]', 'b[ch]', apply.relu, vec4)};`)}`
+      : ''
+  }`,
 )}
 }`,
 });
+
+/**
+ * WGSL: runs `body(o)` for every element (vec4) index o of channel ch, image by image (a second
+ * pass over the channel, after channelChunkFold's walk, in the same invocation).
+ */
+function channelWalk(vec4: boolean, body: (o: string) => string): string {
+  const per = vec4 ? 'u.hw / 4u' : 'u.hw';
+  return `  for (var img = 0u; img < u.n; img++) {
+    let first = (img * u.c + ch) * ${per};
+    for (var o = first; o < first + ${per}; o++) {
+${body('o')}
+    }
+  }`;
+}
+
+/** WGSL: BatchNorm's output for input `x` (`inv` = 1/sqrt(var + eps) in scope), after a fused ReLU. */
+const normalized = (x: string, mean: string, w: string, b: string, relu: boolean, vec4: boolean) => {
+  const v = `(${x} - ${mean}) * inv * ${w} + ${b}`;
+  return relu ? `max(${v}, ${zeroOf(vec4)})` : v;
+};
 
 /** WGSL: channel t's running statistics (`rmean`, `rvar`) take in this batch's `mean` and `variance`. */
 const updateRunning = (mean: string, variance: string) => `
@@ -273,8 +317,7 @@ struct U { total: u32, c: u32, hw: u32, eps: f32, ${PER_CHANNEL_FIELDS} }
 ${perChannelMain(
   vec4,
   `  let inv = 1.0 / sqrt(stats[u.c + ch] + u.eps);
-  let v = (x[t] - stats[ch]) * inv * w[ch] + b[ch];
-  y[t] = ${relu ? `max(v, ${zeroOf(vec4)})` : 'v'};`,
+  y[t] = ${normalized('x[t]', 'stats[ch]', 'w[ch]', 'b[ch]', relu, vec4)};`,
 )}`,
 });
 
@@ -282,17 +325,30 @@ ${perChannelMain(
  * Backward partials per (channel, chunk): Σ g to row ch, Σ g·x̂ to row C+ch of [2C, parts]. With
  * `relu`, g passes only where the fused output `m` is positive (the ReLU's gradient).
  */
-const bnGradPartialSource = (relu: boolean, vec4: boolean): KernelSource => ({
-  key: `norm/bn-grad-partial${vec4 ? '4' : ''}${relu ? '/relu' : ''}`,
-  bindings: relu ? ['read', 'read', 'read', 'read', 'rw'] : ['read', 'read', 'read', 'rw'],
+const bnGradPartialSource = (relu: boolean, vec4: boolean, input = false): KernelSource => ({
+  key: `norm/bn-grad-partial${vec4 ? '4' : ''}${relu ? '/relu' : ''}${input ? '/input' : ''}`,
+  bindings: [
+    'read',
+    'read',
+    'read',
+    ...(relu ? (['read'] as const) : []),
+    'rw',
+    ...(input ? (['read', 'rw'] as const) : []),
+  ],
   workgroupSize: WG,
   wgsl: () => /* wgsl */ `
-struct U { n: u32, c: u32, hw: u32, parts: u32, chunk: u32, eps: f32 }
+struct U { n: u32, c: u32, hw: u32, parts: u32, chunk: u32, eps: f32${input ? ', count: f32' : ''} }
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> x: array<${elementType(vec4)}>;
 @group(0) @binding(2) var<storage, read> g: array<${elementType(vec4)}>;
 @group(0) @binding(3) var<storage, read> stats: array<f32>;
-${relu ? `@group(0) @binding(4) var<storage, read> m: array<${elementType(vec4)}>;\n` : ''}@group(0) @binding(${relu ? 5 : 4}) var<storage, read_write> out: array<f32>;
+${relu ? `@group(0) @binding(4) var<storage, read> m: array<${elementType(vec4)}>;\n` : ''}@group(0) @binding(${relu ? 5 : 4}) var<storage, read_write> out: array<f32>;${
+    input
+      ? `
+@group(0) @binding(${relu ? 6 : 5}) var<storage, read> w: array<f32>;
+@group(0) @binding(${relu ? 7 : 6}) var<storage, read_write> dx: array<${elementType(vec4)}>;`
+      : ''
+  }
 ${channelChunkFold(
   `  let mean = stats[ch];
   let inv = 1.0 / sqrt(stats[u.c + ch] + u.eps);
@@ -304,9 +360,34 @@ ${channelChunkFold(
   ['sg', 'sgx'],
   relu ? ['x', 'g', 'm'] : ['x', 'g'],
   vec4,
+  undefined,
+  // One chunk per channel (t = ch): the sums are final, and the same invocation goes on to dX.
+  input
+    ? `  out[ch] = sg;
+  out[u.c + ch] = sgx;
+${channelWalk(
+  vec4,
+  (o) => `    var d = ${maskedGrad(`g[${o}]`, `m[${o}]`, relu, vec4)};
+${trainingInputGrad(`x[${o}]`, 'mean', 'sg', 'sgx')}
+    dx[${o}] = w[ch] * inv * d;`,
+)}`
+    : null,
 )}
 }`,
 });
+
+/** WGSL: the gradient `g` BatchNorm's output passes back, after a fused ReLU whose output is `m`. */
+const maskedGrad = (g: string, m: string, relu: boolean, vec4: boolean) =>
+  relu ? `select(${zeroOf(vec4)}, ${g}, ${m} > ${zeroOf(vec4)})` : g;
+
+/** WGSL: `d` (the output's gradient) becomes dX / (w·inv) under batch statistics, Σg = `sg`, Σg·x̂ = `sgx`. */
+const trainingInputGrad = (
+  x: string,
+  mean: string,
+  sg: string,
+  sgx: string,
+) => `    let xhat = (${x} - ${mean}) * inv;
+    d = d - ${sg} / u.count - xhat * ${sgx} / u.count;`;
 
 /**
  * dX. Training (batch statistics): w·inv·(g − Σg/n − x̂·Σ(g·x̂)/n). Eval (running statistics,
@@ -330,10 +411,9 @@ ${relu ? `@group(0) @binding(6) var<storage, read> m: array<${elementType(vec4)}
 ${perChannelMain(
   vec4,
   `  let inv = 1.0 / sqrt(stats[u.c + ch] + u.eps);
-  var d = ${relu ? `select(${zeroOf(vec4)}, g[t], m[t] > ${zeroOf(vec4)})` : 'g[t]'};
+  var d = ${maskedGrad('g[t]', 'm[t]', relu, vec4)};
   if (u.training != 0u) {
-    let xhat = (x[t] - stats[ch]) * inv;
-    d = d - gsums[ch] / u.count - xhat * gsums[u.c + ch] / u.count;
+${trainingInputGrad('x[t]', 'stats[ch]', 'gsums[ch]', 'gsums[u.c + ch]')}
   }
   dx[t] = w[ch] * inv * d;`,
 )}`,
@@ -402,6 +482,81 @@ export function bnStats(device: Device, x: Tensor, running?: BnRunning): Tensor 
   launch(device, bnStatsFinalSource(running !== undefined), buffers, merge, c);
   partial.dispose();
   return stats;
+}
+
+/**
+ * Whether a training BatchNorm over `count` positions a channel fuses its normalisation into the
+ * statistics kernel (and its input gradient into the gradient-sums kernel): one chunk a channel
+ * on a CPU adapter, where each dispatch costs 35–45 µs of thread hand-off (lavapipe) and one
+ * invocation a channel walks the channel twice about as fast as a dispatch a pass. On a GPU a
+ * lane a channel would serialise the normalisation: unmeasured there, so GPUs keep two dispatches.
+ */
+function fusesSingleChunk(device: Device, count: number): boolean {
+  return device.software && count <= NORM_CHUNK && normConfig.singleChunk && normConfig.fuseSingle;
+}
+
+/**
+ * A training BatchNorm's forward: batch statistics [mean (C), biased variance (C)], the running
+ * statistics updated, and y = (x − mean)/sqrt(var + eps)·w + b (then a ReLU with `relu`).
+ */
+export function bnTrainForward(
+  device: Device,
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor,
+  running: BnRunning,
+  eps: number,
+  relu: boolean,
+): { y: Tensor; stats: Tensor } {
+  const [n, c, hw] = nchw(x, 'batchNorm2d');
+  if (!fusesSingleChunk(device, n * hw)) {
+    const stats = bnStats(device, x, running);
+    return { y: bnApply(device, x, stats, weight, bias, eps, relu), stats };
+  }
+  const stats = emptyTensor(device, [2 * c]);
+  const y = emptyTensor(device, x.shape);
+  const u = new Uniforms().u32(n).u32(c).u32(hw).u32(1).u32(NORM_CHUNK).f32(running.momentum).f32(eps);
+  const buffers = [x.buffer, stats.buffer, running.mean.buffer, running.variance.buffer];
+  buffers.push(weight.buffer, bias.buffer, y.buffer);
+  launch(device, bnStatsPartialSource(hw % 4 === 0 && normConfig.vec4, 'running', { relu }), buffers, u, c);
+  return { y, stats };
+}
+
+/**
+ * A training BatchNorm's backward under its batch statistics: `gsums` = [Σg (C), Σg·x̂ (C)] (dBias,
+ * dWeight) and, with `input`, dX. `reluOut`: the fused BN+ReLU output, whose positive entries let g
+ * through.
+ */
+export function bnTrainGrad(
+  device: Device,
+  x: Tensor,
+  g: Tensor,
+  stats: Tensor,
+  weight: Tensor,
+  eps: number,
+  reluOut: Tensor | null,
+  input: boolean,
+): { gsums: Tensor; dx: Tensor | null } {
+  const [n, c, hw] = nchw(x, 'batchNorm2d');
+  if (!input || !fusesSingleChunk(device, n * hw)) {
+    const gsums = bnGradSums(device, x, g, stats, eps, reluOut);
+    const dx = input ? bnGradInput(device, x, g, stats, weight, gsums, eps, true, reluOut) : null;
+    return { gsums, dx };
+  }
+  const gsums = emptyTensor(device, [2 * c]);
+  const dx = emptyTensor(device, x.shape);
+  const u = new Uniforms()
+    .u32(n)
+    .u32(c)
+    .u32(hw)
+    .u32(1)
+    .u32(NORM_CHUNK)
+    .f32(eps)
+    .f32(n * hw);
+  const buffers = [x.buffer, g.buffer, stats.buffer, ...(reluOut ? [reluOut.buffer] : [])];
+  buffers.push(gsums.buffer, weight.buffer, dx.buffer);
+  launch(device, bnGradPartialSource(reluOut !== null, hw % 4 === 0 && normConfig.vec4, true), buffers, u, c);
+  return { gsums, dx };
 }
 
 /** In-place running-statistics update from a [2C] stats tensor. */

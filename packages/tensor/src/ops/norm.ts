@@ -6,6 +6,8 @@ import {
   bnGradInput,
   bnGradSums,
   bnStats,
+  bnTrainForward,
+  bnTrainGrad,
   bnUpdateRunning,
   lnForward,
   lnGradInput,
@@ -110,31 +112,39 @@ export function batchNorm2d(
   }
 
   let stats: Tensor;
-  if (training) {
+  let y: Tensor;
+  if (training && !options.sync) {
+    const running = { mean: runningMean, variance: runningVar, momentum };
+    ({ y, stats } = bnTrainForward(device, x, weight, bias, running, eps, fusedRelu));
+  } else {
     if (options.sync) {
       // The running statistics follow the global batch, known only after the exchange.
       stats = synced(bnStats(device, x), (t) => options.sync?.stats(t, count) ?? t);
       bnUpdateRunning(device, stats, runningMean, runningVar, momentum);
-    } else stats = bnStats(device, x, { mean: runningMean, variance: runningVar, momentum });
-  } else {
-    // A snapshot: the backward must see the statistics the forward used.
-    stats = emptyTensor(device, [2 * c]);
-    device.copy(runningMean.buffer, 0, stats.buffer, 0, c * 4);
-    device.copy(runningVar.buffer, 0, stats.buffer, c * 4, c * 4);
+    } else {
+      // A snapshot: the backward must see the statistics the forward used.
+      stats = emptyTensor(device, [2 * c]);
+      device.copy(runningMean.buffer, 0, stats.buffer, 0, c * 4);
+      device.copy(runningVar.buffer, 0, stats.buffer, c * 4, c * 4);
+    }
+    y = bnApply(device, x, stats, weight, bias, eps, fusedRelu);
   }
-
-  const y = bnApply(device, x, stats, weight, bias, eps, fusedRelu);
   traceAttrs(y, { runningMean, runningVar, eps, training, activation: fusedRelu ? 'relu' : 'none' });
   // With the fused ReLU, the output masks the gradient (positive exactly where BN's output was).
   const mask = fusedRelu ? y : null;
   const out = record(y, op, [x, weight, bias], fusedRelu ? [x, weight, y] : [x, weight], (g) => {
-    const gsums = bnGradSums(device, x, g, stats, eps, mask);
+    let gsums: Tensor;
     let dx: Tensor | null = null;
-    if (x.requiresGrad) {
-      const sync = training ? options.sync : undefined;
-      const dxSums = sync ? synced(sliceInto(gsums, 0, [2 * c]), (t) => sync.gradSums(t, count)) : gsums;
-      dx = bnGradInput(device, x, g, stats, weight, dxSums, eps, training, mask);
-      if (dxSums !== gsums) dxSums.dispose();
+    const sync = training ? options.sync : undefined;
+    if (training && !sync)
+      ({ gsums, dx } = bnTrainGrad(device, x, g, stats, weight, eps, mask, x.requiresGrad));
+    else {
+      gsums = bnGradSums(device, x, g, stats, eps, mask);
+      if (x.requiresGrad) {
+        const dxSums = sync ? synced(sliceInto(gsums, 0, [2 * c]), (t) => sync.gradSums(t, count)) : gsums;
+        dx = bnGradInput(device, x, g, stats, weight, dxSums, eps, training, mask);
+        if (dxSums !== gsums) dxSums.dispose();
+      }
     }
     const dWeight = weight.requiresGrad ? sliceInto(gsums, c, weight.shape) : null;
     const dBias = bias.requiresGrad ? sliceInto(gsums, 0, bias.shape) : null;
