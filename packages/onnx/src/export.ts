@@ -578,6 +578,18 @@ async function buildModel(
       case 'concat':
         g.op('Concat', ins, { axis: a.axis as number }, out);
         break;
+      case 'meanMaxOverChannels': {
+        const reduce = (type: string, x: string) => g.op(type, [x], { axes: [1], keepdims: 1 });
+        const parts = ins.flatMap((x) => [reduce('ReduceMean', x), reduce('ReduceMax', x)]);
+        g.op('Concat', parts, { axis: 1 }, out);
+        break;
+      }
+      case 'blendByMap': {
+        const [x, y, alpha, s] = ins as [string, string, string, string];
+        const rest = g.op('Sub', [s, alpha]);
+        g.op('Add', [g.op('Mul', [x, alpha]), g.op('Mul', [y, rest])], {}, out);
+        break;
+      }
       default:
         throw new OnnxExportError(`the op '${op.op}' has no ONNX export yet`);
     }

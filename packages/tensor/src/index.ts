@@ -58,6 +58,7 @@ export {
   momentumUpdates,
 } from './kernels/optimizer.js';
 export { kthSmallest, ohemKeepMask } from './kernels/select.js';
+export { blendByMap, meanMaxOverChannels } from './ops/channel.js';
 export {
   type Conv2dOptions,
   type Conv2dPadding,

@@ -10,15 +10,12 @@ import {
 } from '@segtrain/nn';
 import {
   add,
-  concat,
+  blendByMap,
   type Device,
-  max,
-  mean,
-  mul,
+  meanMaxOverChannels,
   resizeBilinear,
   resizeNearest,
   sigmoid,
-  sub,
   type Tensor,
 } from '@segtrain/tensor';
 import { type Backbone, buildBackbone, type ComponentConfig, type SegModel } from '../registry.js';
@@ -115,9 +112,9 @@ class UafmSpAtten extends Module {
   forward(low: Tensor, high: Tensor): Tensor {
     const x = this.convX.forward(low);
     const y = resizeTo(high, x.shape, this.mode);
-    const stats = concat([mean(x, 1, true), max(x, 1, true), mean(y, 1, true), max(y, 1, true)], 1);
-    const alpha = sigmoid(this.atten.forward(stats));
-    return this.convOut.forward(add(mul(x, alpha), mul(y, sub(this.scale, alpha))));
+    // [mean_c x, max_c x, mean_c y, max_c y] and the blend: one dispatch each way per op.
+    const alpha = sigmoid(this.atten.forward(meanMaxOverChannels([x, y])));
+    return this.convOut.forward(blendByMap(x, y, alpha, this.scale));
   }
 }
 
