@@ -280,15 +280,16 @@ describe('shape ops', () => {
       return Float64Array.from(out);
     };
   const concatRef =
-    (sa: number[], sb: number[]) =>
-    ([a, b]: Float64Array[]): Float64Array => {
-      const rowA = sa.slice(1).reduce((p, q) => p * q, 1);
-      const rowB = sb.slice(1).reduce((p, q) => p * q, 1);
+    (shapes: number[][], axis = 1) =>
+    (parts: Float64Array[]): Float64Array => {
+      const outer = (shapes[0] ?? []).slice(0, axis).reduce((p, q) => p * q, 1);
+      const rows = shapes.map((shape) => shape.slice(axis).reduce((p, q) => p * q, 1));
       const out: number[] = [];
-      for (let n = 0; n < (sa[0] ?? 1); n++) {
-        for (let i = 0; i < rowA; i++) out.push(a?.[n * rowA + i] ?? 0);
-        for (let i = 0; i < rowB; i++) out.push(b?.[n * rowB + i] ?? 0);
-      }
+      for (let o = 0; o < outer; o++)
+        parts.forEach((part, k) => {
+          const row = rows[k] ?? 0;
+          for (let i = 0; i < row; i++) out.push(part[o * row + i] ?? 0);
+        });
       return Float64Array.from(out);
     };
   it('concat along channels', () =>
@@ -296,7 +297,10 @@ describe('shape ops', () => {
       name: 'concat',
       inputs: [{ shape: [2, 1, 3] }, { shape: [2, 2, 3] }],
       gpu: ([a, b]) => T.concat([a as T.Tensor, b as T.Tensor], 1),
-      ref: concatRef([2, 1, 3], [2, 2, 3]),
+      ref: concatRef([
+        [2, 1, 3],
+        [2, 2, 3],
+      ]),
     }));
   // Slices and concats along an axis whose inner block is a multiple of 4 move whole vec4s (offsets
   // and strides too); [2, 5, 3] (inner 3) and [3, 6] columns 0..4 (row stride 6) do not.
@@ -319,8 +323,60 @@ describe('shape ops', () => {
       name: 'concat4',
       inputs: [{ shape: [2, 1, 2, 4] }, { shape: [2, 3, 2, 4] }],
       gpu: ([a, b]) => T.concat([a as T.Tensor, b as T.Tensor], 1),
-      ref: concatRef([2, 1, 2, 4], [2, 3, 2, 4]),
+      ref: concatRef([
+        [2, 1, 2, 4],
+        [2, 3, 2, 4],
+      ]),
     }));
+  // One dispatch concatenates (and one splits the gradient back into) up to 7 parts: 9 parts take
+  // two; widths that are not all multiples of 4 move floats; axis 0 has one row, the last axis many.
+  for (const [label, shapes, axis, frozen] of [
+    [
+      '9 parts of whole vec4 runs along channels (two dispatches each way)',
+      [1, 2, 1, 3, 2, 1, 1, 2, 1].map((c) => [2, c, 2, 2]),
+      1,
+      -1,
+    ],
+    [
+      '3 parts along axis 0, one without a gradient',
+      [
+        [1, 3, 3],
+        [2, 3, 3],
+        [1, 3, 3],
+      ],
+      0,
+      1,
+    ],
+    [
+      '4 parts along the last axis (rows of 2, 5, 1, 4)',
+      [
+        [3, 2],
+        [3, 5],
+        [3, 1],
+        [3, 4],
+      ],
+      1,
+      -1,
+    ],
+    [
+      'a part of size 0 between two',
+      [
+        [2, 2, 4],
+        [2, 0, 4],
+        [2, 1, 4],
+      ],
+      1,
+      1,
+    ],
+  ] as Array<[string, number[][], number, number]>) {
+    it(`concat of ${label}`, () =>
+      checkOp({
+        name: `concat ${label}`,
+        inputs: shapes.map((shape, i) => ({ shape, grad: i !== frozen })),
+        gpu: (parts) => T.concat(parts, axis),
+        ref: concatRef(shapes, axis),
+      }));
+  }
   it('split is the inverse of concat', () =>
     checkOp({
       name: 'split',

@@ -7,7 +7,7 @@
  */
 import type { Device, KernelSource } from '../device/device.js';
 import type { Tensor } from '../tensor.js';
-import { FAST_DIV, LINEAR_ID, launch, Uniforms } from './launch.js';
+import { indexedMain, launch, Uniforms } from './launch.js';
 
 const WG = 64;
 
@@ -30,12 +30,7 @@ function pixelKernel(name: string, vec4: boolean, vars: readonly Binding[], body
 struct U { lanes: u32, hw: u32, c: u32, extra: u32, div_hw: vec4<u32>, out_c: u32 }
 @group(0) @binding(0) var<uniform> u: U;
 ${vars.map(declare).join('\n')}
-${FAST_DIV}
-${LINEAR_ID}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let i = linear_id(gid, groups, ${WG}u);
-  if (i >= u.lanes) { return; }
+${indexedMain(WG, 'i', 'u.lanes')}
   let img = fdiv(i, u.div_hw);
   let p = i - img * u.hw;
 ${body}

@@ -1,6 +1,6 @@
 import type { Device, KernelSource } from '../device/device.js';
 import type { Tensor } from '../tensor.js';
-import { FAST_DIV, LINEAR_ID, launch, Uniforms } from './launch.js';
+import { indexedMain, launch, Uniforms } from './launch.js';
 import {
   collapseDims,
   MAX_RANK,
@@ -15,7 +15,7 @@ const WG = 256;
 /**
  * Strided copy over a rank ≤ 6 index space `dims`: `gather` reads `src[offset + Σ c·stride]` into
  * contiguous `dst[i]` (permute, slice); `scatter` writes contiguous `src[i]` to `dst[offset + Σ c·stride]`
- * (concat). One kernel pair serves every layout change, specialised by the collapsed rank.
+ * (a slice's gradient). One kernel pair serves every layout change, specialised by the collapsed rank.
  */
 function copySource(mode: 'gather' | 'scatter', rank: number, vec4: boolean): KernelSource {
   const body = mode === 'gather' ? 'dst[i] = src[off];' : 'dst[off] = src[i];';
@@ -29,12 +29,7 @@ struct U { n: u32, offset: u32, p0: u32, p1: u32, ${stridedFields(['strides'])} 
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> src: array<${element}>;
 @group(0) @binding(2) var<storage, read_write> dst: array<${element}>;
-${LINEAR_ID}
-${FAST_DIV}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let i = linear_id(gid, groups, ${WG}u);
-  if (i >= u.n) { return; }
+${indexedMain(WG, 'i', 'u.n')}
   var off = u.offset;
 ${stridedOffsets(rank, 'i', ['off'], ['strides'])}
   ${body}
@@ -57,12 +52,7 @@ struct U { tiles: u32, p4: u32, q4: u32, p: u32, q: u32, div_q4: vec4<u32>, div_
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
-${LINEAR_ID}
-${FAST_DIV}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let t = linear_id(gid, groups, ${WG}u);
-  if (t >= u.tiles) { return; }
+${indexedMain(WG, 't', 'u.tiles')}
   // Tile (b, pt, qt), qt fastest, so neighbouring lanes store neighbouring vec4s of a dst row.
   let rest = fdiv(t, u.div_q4);
   let qt = t - rest * u.q4;
@@ -159,4 +149,95 @@ function inVec4s(layout: StridedLayout, offset: number): StridedLayout | null {
     dims: dims.map((d, k) => (k === inner ? d / 4 : d)),
     strides: [s.map((stride, k) => (k === inner ? 1 : stride / 4))],
   };
+}
+
+/**
+ * Concatenation and its gradient in one dispatch for up to `partsPerDispatch` parts: the tensors
+ * seen as [outer, cols] rows, part i owning columns [start_i, start_i + width_i) of the output's
+ * rows. `concat` gathers each output element from its part; `split` scatters each element of the
+ * output's gradient to its part. (A copy per part took a dispatch each: 4 per STDC block and 4 back.)
+ * With every width and the output's row a multiple of 4, lanes move vec4s.
+ */
+function concatSource(mode: 'concat' | 'split', parts: number, vec4: boolean): KernelSource {
+  const element = vec4 ? 'vec4<f32>' : 'f32';
+  const names = Array.from({ length: parts }, (_, i) => `p${i}`);
+  // Part i: columns [u.starts[i], u.starts[i + 1]) of this dispatch's column range.
+  const owner = names
+    .map((name, i) => {
+      const partAt = `o * u.widths[${i >> 2}][${i & 3}] + col - u.starts[${i >> 2}][${i & 3}]`;
+      const move = mode === 'concat' ? `out[at] = ${name}[${partAt}];` : `${name}[${partAt}] = g[at];`;
+      return i === parts - 1
+        ? `{ ${move} }`
+        : `if (col < u.starts[${(i + 1) >> 2}][${(i + 1) & 3}]) { ${move} }`;
+    })
+    .join(' else ');
+  return {
+    key: `copy/${mode}${vec4 ? '4' : ''}/p${parts}`,
+    bindings:
+      mode === 'concat'
+        ? [...names.map(() => 'read' as const), 'rw']
+        : ['read', ...names.map(() => 'rw' as const)],
+    workgroupSize: WG,
+    wgsl: () => /* wgsl */ `
+struct U { n: u32, cols: u32, out_cols: u32, first: u32, div_cols: vec4<u32>, starts: array<vec4<u32>, 2>, widths: array<vec4<u32>, 2> }
+@group(0) @binding(0) var<uniform> u: U;
+${
+  mode === 'concat'
+    ? `${names.map((name, i) => `@group(0) @binding(${i + 1}) var<storage, read> ${name}: array<${element}>;`).join('\n')}
+@group(0) @binding(${parts + 1}) var<storage, read_write> out: array<${element}>;`
+    : `@group(0) @binding(1) var<storage, read> g: array<${element}>;
+${names.map((name, i) => `@group(0) @binding(${i + 2}) var<storage, read_write> ${name}: array<${element}>;`).join('\n')}`
+}
+${indexedMain(WG, 'i', 'u.n')}
+  let o = fdiv(i, u.div_cols);
+  let col = i - o * u.cols;
+  // This element's index in the whole (the output, or its gradient).
+  let at = o * u.out_cols + u.first + col;
+  ${owner}
+}`,
+  };
+}
+
+/** Parts one concat dispatch binds: the storage-buffer limit, less the output (or gradient). */
+const MAX_CONCAT_PARTS = 7;
+
+/**
+ * `out` (the tensors seen as [outer, cols]) ← its parts side by side along the columns (`concat`),
+ * or the parts ← their columns of `whole` (`split`, the concat's gradient). `cols[i]`: part i's
+ * columns; every part is a contiguous [outer, cols[i]].
+ */
+export function concatColumns(
+  device: Device,
+  mode: 'concat' | 'split',
+  whole: Tensor,
+  parts: readonly Tensor[],
+  outer: number,
+  cols: readonly number[],
+): void {
+  const outCols = cols.reduce((a, b) => a + b, 0);
+  const perDispatch = Math.min(MAX_CONCAT_PARTS, device.limits.maxStorageBuffersPerShaderStage - 1);
+  const vec4 = outCols % 4 === 0 && cols.every((c) => c % 4 === 0);
+  const unit = vec4 ? 4 : 1;
+  let first = 0;
+  for (let at = 0; at < parts.length; at += perDispatch) {
+    const group = parts.slice(at, at + perDispatch);
+    const widths = cols.slice(at, at + perDispatch).map((c) => c / unit);
+    const starts = widths.map((_, i) => widths.slice(0, i).reduce((a, b) => a + b, 0));
+    const span = widths.reduce((a, b) => a + b, 0);
+    const count = outer * span;
+    const u = new Uniforms()
+      .u32(count)
+      .u32(span)
+      .u32(outCols / unit)
+      .u32(first)
+      .divisor(span)
+      .u32Array([...starts, span], 8)
+      .u32Array(widths, 8);
+    const buffers =
+      mode === 'concat'
+        ? [...group.map((t) => t.buffer), whole.buffer]
+        : [whole.buffer, ...group.map((t) => t.buffer)];
+    launch(device, concatSource(mode, group.length, vec4), buffers, u, count);
+    first += span;
+  }
 }

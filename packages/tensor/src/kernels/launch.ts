@@ -82,6 +82,19 @@ export function fastDivisor(d: number): [number, number, number, number] {
 /** Linear invocation id over a 2-D grid of workgroups (a 1-D dispatch tops out at 65535 groups). */
 export const LINEAR_ID = `fn linear_id(gid: vec3<u32>, groups: vec3<u32>, wg: u32) -> u32 { return gid.x + gid.y * groups.x * wg; }`;
 
+/**
+ * The head of a WGSL main() over a 1-D index `name` (a `launch` over `bound` items): the linear-id
+ * and fast-division helpers, the entry point and the bound check; the body and the closing brace follow.
+ */
+export function indexedMain(workgroupSize: number, name: string, bound: string): string {
+  return `${LINEAR_ID}
+${FAST_DIV}
+@compute @workgroup_size(${workgroupSize})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let ${name} = linear_id(gid, groups, ${workgroupSize}u);
+  if (${name} >= ${bound}) { return; }`;
+}
+
 export function gridFor(device: Device, threads: number, workgroupSize: number): [number, number] {
   const groups = Math.ceil(threads / workgroupSize);
   const max = device.limits.maxComputeWorkgroupsPerDimension;

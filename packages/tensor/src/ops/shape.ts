@@ -1,5 +1,5 @@
 import { record, traceAttrs } from '../autograd/engine.js';
-import { stridedCopy } from '../kernels/copy.js';
+import { concatColumns, stridedCopy } from '../kernels/copy.js';
 import { fill } from '../kernels/elementwise.js';
 import { emptyTensor } from '../kernels/launch.js';
 import { formatShape, type Shape, shapeSize, type Tensor } from '../tensor.js';
@@ -97,25 +97,20 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
     }
   }
   const outShape = first.shape.map((d, i) => (i === a ? xs.reduce((s, x) => s + (x.shape[a] ?? 0), 0) : d));
-  const strides = stridesOf(outShape);
-  const out = emptyTensor(first.device, outShape);
-  let start = 0;
-  const offsets: number[] = [];
-  for (const x of xs) {
-    offsets.push(start);
-    stridedCopy(first.device, 'scatter', x, out, x.shape, strides, start * (strides[a] ?? 0));
-    start += x.shape[a] ?? 0;
-  }
+  const device = first.device;
+  const out = emptyTensor(device, outShape);
+  // Each tensor as [outer, its own axis length × inner] rows, side by side in the output's rows.
+  const outer = first.shape.slice(0, a).reduce((p, d) => p * d, 1);
+  const cols = xs.map((x) => x.size / outer);
+  if (out.size > 0) concatColumns(device, 'concat', out, xs, outer, cols);
   traceAttrs(out, { axis: a });
-  return record(out, 'concat', xs, [], (g) =>
-    xs.map((x, i) => (x.requiresGrad ? sliceNoGrad(g, a, offsets[i] ?? 0, x.shape[a] ?? 0) : null)),
-  );
-}
-
-function sliceNoGrad(x: Tensor, axis: number, start: number, length: number): Tensor {
-  const outShape = x.shape.map((d, i) => (i === axis ? length : d));
-  const strides = stridesOf(x.shape);
-  const out = emptyTensor(x.device, outShape);
-  stridedCopy(x.device, 'gather', x, out, outShape, strides, start * (strides[axis] ?? 0));
-  return out;
+  return record(out, 'concat', xs, [], (g) => {
+    const grads = xs.map((x) => emptyTensor(device, x.shape));
+    if (g.size > 0) concatColumns(device, 'split', g, grads, outer, cols);
+    return grads.map((grad, i) => {
+      if (xs[i]?.requiresGrad) return grad;
+      grad.dispose();
+      return null;
+    });
+  });
 }
