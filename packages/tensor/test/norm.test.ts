@@ -534,6 +534,33 @@ describe('layerNorm', () => {
   }
 });
 
+describe('layerNorm rows read as vec4s', () => {
+  // [300, 12]: 12 values a row (3 vec4s), more rows than a chunk of the parameter gradients.
+  it('give the bits of the one-value walk, forward and every gradient', async () => {
+    const device = await testDevice();
+    const shape = [300, 12];
+    const run = async () => {
+      const x = T.parameter(device, rand(3600, 71, -2, 3), shape);
+      const w = T.parameter(device, rand(12, 72, 0.5, 1.5), [12]);
+      const b = T.parameter(device, rand(12, 73), [12]);
+      const y = T.layerNorm(x, w, b, 1e-5);
+      T.backward(y, { grad: T.tensor(device, rand(3600, 74), shape) });
+      const values = await Promise.all([y, x.grad, w.grad, b.grad].map((t) => (t as T.Tensor).data()));
+      T.tidy(() => undefined);
+      for (const t of [x, w, b, y]) t.dispose();
+      return values;
+    };
+    const vec4 = await run();
+    normConfig.vec4 = false;
+    const scalar = await run().finally(() => {
+      normConfig.vec4 = true;
+    });
+    ['y', 'dx', 'dw', 'db'].forEach((name, k) => {
+      assertSameValues(vec4[k] ?? [], scalar[k] ?? [], `layerNorm ${name}, vec4 vs one value a step`);
+    });
+  });
+});
+
 describe('norm memory', () => {
   it('batchNorm2d and layerNorm release their temporaries (training, eval, no-grad)', async () => {
     const device = await testDevice();

@@ -82,7 +82,7 @@ ${
 
 /**
  * Test hooks: `vec4: false` runs the BatchNorm partial-sum kernels one position a step where 4
- * would go; `singleChunk: false` merges a single chunk's statistics in a dispatch of their own;
+ * would go, and LayerNorm's kernels one value a step; `singleChunk: false` merges a single chunk's statistics in a dispatch of their own;
  * `fuseSingle: false` normalises (and computes the input gradient) in a dispatch of its own where
  * a CPU adapter would fuse it into the single-chunk statistics (gradient sums) kernel.
  */
@@ -666,98 +666,124 @@ export function bnGradInput(
 // ---------------------------------------------------------------------------------------------
 // LayerNorm over the last dimension.
 
-/** One invocation per row: two passes (mean, then centred variance), writes y and [mean, rstd]. */
-const lnForwardSource: KernelSource = {
-  key: 'norm/ln-forward',
+/** WGSL: `statement(c)` once per component c of a vec4 (x, y, z, w in order), or once for a scalar (''). */
+const perComponent = (vec4: boolean, statement: (c: string) => string) =>
+  (vec4 ? ['.x', '.y', '.z', '.w'] : ['']).map(statement).join(' ');
+
+/**
+ * One invocation per row: two passes (mean, then centred variance), writes y and [mean, rstd].
+ * `vec4` (D a multiple of 4): loads 4 values a step and adds them in the scalar walk's order (the
+ * same bits with a quarter of the per-lane loads, which is what lavapipe pays for).
+ */
+const lnForwardSource = (vec4: boolean): KernelSource => ({
+  key: `norm/ln-forward${vec4 ? '4' : ''}`,
   bindings: ['read', 'read', 'read', 'rw', 'rw'],
   workgroupSize: WG,
   wgsl: () => /* wgsl */ `
 struct U { rows: u32, d: u32, eps: f32 }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read> b: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<${elementType(vec4)}>;
+@group(0) @binding(2) var<storage, read> w: array<${elementType(vec4)}>;
+@group(0) @binding(3) var<storage, read> b: array<${elementType(vec4)}>;
+@group(0) @binding(4) var<storage, read_write> y: array<${elementType(vec4)}>;
 @group(0) @binding(5) var<storage, read_write> rowstats: array<f32>;
 ${MAIN(WG)}
   if (t >= u.rows) { return; }
-  let base = t * u.d;
+  let n = u.d${vec4 ? ' / 4u' : ''};
+  let base = t * n;
   var s = 0.0;
-  for (var i = 0u; i < u.d; i++) { s += x[base + i]; }
+  for (var i = 0u; i < n; i++) { let v = x[base + i]; ${perComponent(vec4, (c) => `s += v${c};`)} }
   let mean = s / f32(u.d);
   var s2 = 0.0;
-  for (var i = 0u; i < u.d; i++) { let v = x[base + i] - mean; s2 += v * v; }
+  for (var i = 0u; i < n; i++) { let v = x[base + i] - mean; ${perComponent(vec4, (c) => `s2 += v${c} * v${c};`)} }
   let rstd = 1.0 / sqrt(s2 / f32(u.d) + u.eps);
-  for (var i = 0u; i < u.d; i++) { y[base + i] = (x[base + i] - mean) * rstd * w[i] + b[i]; }
+  for (var i = 0u; i < n; i++) { y[base + i] = (x[base + i] - mean) * rstd * w[i] + b[i]; }
   rowstats[2u * t] = mean;
   rowstats[2u * t + 1u] = rstd;
 }`,
-};
+});
 
-/** dX per row: rstd·(g·w − mean(g·w) − x̂·mean(g·w·x̂)). */
-const lnGradInputSource: KernelSource = {
-  key: 'norm/ln-grad-input',
+/** dX per row: rstd·(g·w − mean(g·w) − x̂·mean(g·w·x̂)); `vec4` as in the forward. */
+const lnGradInputSource = (vec4: boolean): KernelSource => ({
+  key: `norm/ln-grad-input${vec4 ? '4' : ''}`,
   bindings: ['read', 'read', 'read', 'read', 'rw'],
   workgroupSize: WG,
   wgsl: () => /* wgsl */ `
 struct U { rows: u32, d: u32 }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> g: array<f32>;
-@group(0) @binding(3) var<storage, read> w: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<${elementType(vec4)}>;
+@group(0) @binding(2) var<storage, read> g: array<${elementType(vec4)}>;
+@group(0) @binding(3) var<storage, read> w: array<${elementType(vec4)}>;
 @group(0) @binding(4) var<storage, read> rowstats: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dx: array<${elementType(vec4)}>;
 ${MAIN(WG)}
   if (t >= u.rows) { return; }
-  let base = t * u.d;
+  let n = u.d${vec4 ? ' / 4u' : ''};
+  let base = t * n;
   let mean = rowstats[2u * t];
   let rstd = rowstats[2u * t + 1u];
   var a = 0.0;
   var c = 0.0;
-  for (var i = 0u; i < u.d; i++) {
+  for (var i = 0u; i < n; i++) {
     let gw = g[base + i] * w[i];
-    a += gw;
-    c += gw * (x[base + i] - mean) * rstd;
+    let gwx = gw * (x[base + i] - mean) * rstd;
+    ${perComponent(vec4, (k) => `a += gw${k}; c += gwx${k};`)}
   }
   let fd = f32(u.d);
-  for (var i = 0u; i < u.d; i++) {
+  for (var i = 0u; i < n; i++) {
     let xhat = (x[base + i] - mean) * rstd;
     dx[base + i] = rstd * (g[base + i] * w[i] - a / fd - xhat * c / fd);
   }
 }`,
-};
+});
 
-/** dW/dB partials per (column, chunk of rows): Σ g·x̂ to row col, Σ g to row D+col of [2D, parts]. */
-const lnGradParamPartialSource: KernelSource = {
-  key: 'norm/ln-grad-param-partial',
+/**
+ * dW/dB partials per (column, chunk of rows): Σ g·x̂ to row col, Σ g to row D+col of [2D, parts].
+ * `vec4`: an invocation takes 4 neighbouring columns (each summed over the rows as before).
+ */
+const lnGradParamPartialSource = (vec4: boolean): KernelSource => ({
+  key: `norm/ln-grad-param-partial${vec4 ? '4' : ''}`,
   bindings: ['read', 'read', 'read', 'rw'],
   workgroupSize: WG,
   wgsl: () => /* wgsl */ `
 struct U { rows: u32, d: u32, parts: u32, chunk: u32 }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> g: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<${elementType(vec4)}>;
+@group(0) @binding(2) var<storage, read> g: array<${elementType(vec4)}>;
 @group(0) @binding(3) var<storage, read> rowstats: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 ${MAIN(WG)}
-  if (t >= u.d * u.parts) { return; }
+  let n = u.d${vec4 ? ' / 4u' : ''};
+  if (t >= n * u.parts) { return; }
   // Consecutive invocations take consecutive columns of the same chunk (coalesced reads).
-  let col = t % u.d;
-  let p = t / u.d;
+  let col = t % n;
+  let p = t / n;
   let start = p * u.chunk;
   let end = min(start + u.chunk, u.rows);
-  var sgx = 0.0;
-  var sg = 0.0;
+  var sgx = ${zeroOf(vec4)};
+  var sg = ${zeroOf(vec4)};
   for (var r = start; r < end; r++) {
-    let o = r * u.d + col;
+    let o = r * n + col;
     let gv = g[o];
     sg += gv;
     sgx += gv * (x[o] - rowstats[2u * r]) * rowstats[2u * r + 1u];
   }
-  out[col * u.parts + p] = sgx;
-  out[(u.d + col) * u.parts + p] = sg;
+${
+  vec4
+    ? ['x', 'y', 'z', 'w']
+        .map(
+          (c, k) => `  out[(4u * col + ${k}u) * u.parts + p] = sgx.${c};
+  out[(u.d + 4u * col + ${k}u) * u.parts + p] = sg.${c};`,
+        )
+        .join('\n')
+    : `  out[col * u.parts + p] = sgx;
+  out[(u.d + col) * u.parts + p] = sg;`
+}
 }`,
-};
+});
+
+/** Whether LayerNorm's kernels read rows of `d` values as vec4s. */
+const lnVec4 = (d: number) => d % 4 === 0 && normConfig.vec4;
 
 /** Row-chunk length for LayerNorm parameter gradients. */
 const LN_ROW_CHUNK = 256;
@@ -774,7 +800,13 @@ export function lnForward(
   const y = emptyTensor(device, x.shape);
   const rowstats = emptyTensor(device, [rows, 2]);
   const u = new Uniforms().u32(rows).u32(d).f32(eps);
-  launch(device, lnForwardSource, [x.buffer, weight.buffer, bias.buffer, y.buffer, rowstats.buffer], u, rows);
+  launch(
+    device,
+    lnForwardSource(lnVec4(d)),
+    [x.buffer, weight.buffer, bias.buffer, y.buffer, rowstats.buffer],
+    u,
+    rows,
+  );
   return { y, rowstats };
 }
 
@@ -783,7 +815,13 @@ export function lnGradInput(device: Device, x: Tensor, g: Tensor, weight: Tensor
   const rows = x.size / d;
   const dx = emptyTensor(device, x.shape);
   const u = new Uniforms().u32(rows).u32(d);
-  launch(device, lnGradInputSource, [x.buffer, g.buffer, weight.buffer, rowstats.buffer, dx.buffer], u, rows);
+  launch(
+    device,
+    lnGradInputSource(lnVec4(d)),
+    [x.buffer, g.buffer, weight.buffer, rowstats.buffer, dx.buffer],
+    u,
+    rows,
+  );
   return dx;
 }
 
@@ -794,12 +832,13 @@ export function lnGradParams(device: Device, x: Tensor, g: Tensor, rowstats: Ten
   const parts = Math.max(1, Math.ceil(rows / LN_ROW_CHUNK));
   const partial = emptyTensor(device, [2 * d, parts]);
   const u = new Uniforms().u32(rows).u32(d).u32(parts).u32(LN_ROW_CHUNK);
+  const vec4 = lnVec4(d);
   launch(
     device,
-    lnGradParamPartialSource,
+    lnGradParamPartialSource(vec4),
     [x.buffer, g.buffer, rowstats.buffer, partial.buffer],
     u,
-    d * parts,
+    (vec4 ? d / 4 : d) * parts,
   );
   return foldPartials(device, partial, 2 * d, parts);
 }
