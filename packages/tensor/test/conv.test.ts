@@ -304,6 +304,48 @@ const cases: Case[] = [
     options: { groups: 3, stride: [2, 1], padding: [2, 2, 5, 5] },
     pads: [2, 2, 5, 5],
   },
+  // Horizontal strides: the forward row kernel's window strided, the input gradient's row kernel
+  // (blocks of a multiple of the stride, only the taps that reach each value).
+  {
+    name: "depthwise 3x3 stride 2 pad 1, 16 wide (STDC's avd layer)",
+    x: [2, 3, 8, 16],
+    w: [3, 1, 3, 3],
+    bias: false,
+    options: { groups: 3, stride: 2, padding: 1 },
+    pads: [1, 1, 1, 1],
+  },
+  {
+    name: 'depthwise 3x3 stride [1, 2] pad 1, 9 wide, bias',
+    x: [1, 2, 5, 9],
+    w: [2, 1, 3, 3],
+    bias: true,
+    options: { groups: 2, stride: [1, 2], padding: 1 },
+    pads: [1, 1, 1, 1],
+  },
+  {
+    name: 'depthwise 5x5 stride 3 pad 2, 11 wide (blocks of 6)',
+    x: [1, 2, 8, 11],
+    w: [2, 1, 5, 5],
+    bias: false,
+    options: { groups: 2, stride: 3, padding: 2 },
+    pads: [2, 2, 2, 2],
+  },
+  {
+    name: 'depthwise 2x4 stride 2, no padding (an even kernel width)',
+    x: [1, 2, 6, 10],
+    w: [2, 1, 2, 4],
+    bias: false,
+    options: { groups: 2, stride: 2 },
+    pads: [0, 0, 0, 0],
+  },
+  {
+    name: 'depthwise 3x3 stride 2, vertical dilation 2, pad [2, 2, 1, 1]',
+    x: [1, 2, 9, 10],
+    w: [2, 1, 3, 3],
+    bias: false,
+    options: { groups: 2, stride: 2, dilation: [2, 1], padding: [2, 2, 1, 1] },
+    pads: [2, 2, 1, 1],
+  },
   // The strip kernel (stride 1, widths multiples of 4): strips of rows with a tail, 1-row and
   // 1-column filters, vertical padding that changes the height, no left padding, a window two
   // vec4s left, more quads than one workgroup's 64 lanes.

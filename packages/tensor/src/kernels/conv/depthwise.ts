@@ -37,23 +37,37 @@ export const depthwiseConfig = { strip: true, vec4: true };
 
 /** Whether the row-reuse depthwise kernel computes this convolution. */
 export function depthwiseFits(g: ConvGeometry): boolean {
-  return (
-    g.groups > 1 &&
-    g.groups === g.cin &&
-    g.cout === g.cin &&
-    g.sw === 1 &&
-    g.dw === 1 &&
-    g.kw <= MAX_DEPTHWISE_KW
-  );
+  return g.groups > 1 && g.groups === g.cin && g.cout === g.cin && g.dw === 1 && g.kw <= MAX_DEPTHWISE_KW;
 }
+
+/**
+ * The head of a row kernel's main(): lane t = ((plane · rows) + row) · xblocks + xbk, one block of
+ * a row of one (image, channel) plane; `row`, `plane`, `xbk` and the channel `c` are in scope after.
+ */
+const rowLaneMain = (row: string, rows: string) => `@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let t = linear_id(gid, groups, ${WG}u);
+  if (t >= u.total) { return; }
+  let xbk = t % u.xblocks;
+  let rest = t / u.xblocks;
+  let ${row} = rest % ${rows};
+  let plane = rest / ${rows};
+  let c = plane % u.cin;`;
 
 /**
  * The kernel for XB outputs per invocation. `vec4Pad` (the left padding, baked in) selects the vec4
  * variant, for input and output widths that are multiples of 4: the input window is read as aligned
  * vec4s (a whole vec4 is in or out of the row) and the outputs written as vec4s.
  */
-function depthwiseSource(xb: number, kw: number, bias: boolean, vec4Pad: number | null): KernelSource {
-  const win = xb + kw - 1;
+function depthwiseSource(
+  xb: number,
+  kw: number,
+  sw: number,
+  bias: boolean,
+  vec4Pad: number | null,
+): KernelSource {
+  // Output j's tap k reads window value j·sw + k.
+  const win = (xb - 1) * sw + kw;
   const vec4 = vec4Pad !== null;
   // vec4 variant: the window starts `off` values into vec4 q0 = ox0/4 − left.
   const left = vec4 ? Math.ceil((vec4Pad as number) / 4) : 0;
@@ -88,22 +102,14 @@ ${range(win)
         .map((j) => `  if (ox0 + ${j}u < u.wout) { out[obase + ${j}u] = a${j}${bias ? ' + b' : ''}; }`)
         .join('\n');
   return {
-    key: `conv2d/depthwise/x${xb}/kw${kw}/bias${bias ? 1 : 0}${vec4 ? `/vec4pl${vec4Pad}` : ''}`,
+    key: `conv2d/depthwise/x${xb}/kw${kw}${sw > 1 ? `/sw${sw}` : ''}/bias${bias ? 1 : 0}${vec4 ? `/vec4pl${vec4Pad}` : ''}`,
     bindings: forwardAccess(bias),
     workgroupSize: WG,
     wgsl: () => /* wgsl */ `${UNIFORM_STRUCT}
 ${forwardBindings(bias, vec4)}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let t = linear_id(gid, groups, ${WG}u);
-  if (t >= u.total) { return; }
-  let xbk = t % u.xblocks;
-  let rest = t / u.xblocks;
-  let oy = rest % u.hout;
-  let plane = rest / u.hout;
-  let c = plane % u.cin;
+${rowLaneMain('oy', 'u.hout')}
   let ox0 = xbk * ${xb}u;
-  let ix0 = i32(ox0) - u.pl;
+  let ix0 = i32(ox0 * ${sw}u) - u.pl;
   let wi = i32(u.w);
   let hi = i32(u.h);
   let qbase = i32(ox0 / 4u) - ${left};
@@ -121,7 +127,7 @@ ${range(kw)
   .map(
     (k) => `    let w${k} = wt[wrow + ${k}u];
 ${range(xb)
-  .map((j) => `    a${j} += v${j + k} * w${k};`)
+  .map((j) => `    a${j} += v${j * sw + k} * w${k};`)
   .join('\n')}`,
   )
   .join('\n')}
@@ -166,6 +172,7 @@ function stripFits(device: Device, g: ConvGeometry): boolean {
   return (
     depthwiseConfig.strip &&
     g.sh === 1 &&
+    g.sw === 1 &&
     g.dh === 1 &&
     g.w % 4 === 0 &&
     g.wout % 4 === 0 &&
@@ -338,23 +345,104 @@ function depthwiseStrip(
   return out;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Input-gradient row kernel (any stride and vertical dilation, horizontal dilation 1): a lane
+// computes XB consecutive input-gradient values of one row of one channel. Input x = ox·sw − pl + kx,
+// so with XB a multiple of sw and blocks starting at multiples of XB, which taps kx reach value j of
+// the block (j + pl − kx ≡ 0 mod sw) and at which dY column (ix0/sw + (j + pl − kx)/sw) are known
+// when the kernel is built: per filter row it loads the dY values the block reads once and does only
+// the products that exist. The grouped kernel it replaces ran a workgroup per (channel, stride
+// class) with a few lanes each: STDC's 3×3 stride-2 depthwise input gradients at batch 4, 2048
+// workgroups of 8 lanes for 512 channels.
+
+/** Input-gradient values a lane computes: a multiple of the stride near 8. */
+const dxBlock = (sw: number) => sw * Math.max(1, Math.floor(8 / sw));
+
+function depthwiseInputGradSource(kh: number, kw: number, sh: number, sw: number, pl: number): KernelSource {
+  const xb = dxBlock(sw);
+  // Value j's taps: [kx, dY column offset from ix0/sw].
+  const taps = range(xb).map((j) =>
+    range(kw)
+      .filter((kx) => (j + pl - kx) % sw === 0)
+      .map((kx) => [kx, (j + pl - kx) / sw] as const),
+  );
+  const offsets = taps.flat().map(([, d]) => d);
+  const dmin = Math.min(...offsets);
+  const dmax = Math.max(...offsets);
+  const yv = (d: number) => (d < 0 ? `ym${-d}` : `y${d}`);
+  const filterRow = (ky: number) => `  {
+    // Output row oy reaches this input row through filter row ${ky} when iy = oy·sh − pt + ${ky}·dh.
+    let ty = i32(iy) + u.pt - i32(${ky}u * u.dh);
+    if (ty >= 0 && ty % ${sh} == 0 && ty / ${sh} < i32(u.hout)) {
+      let row = (plane * u.hout + u32(ty / ${sh})) * u.wout;
+${range(dmax - dmin + 1)
+  .map((k) => {
+    const d = dmin + k;
+    return `      let ${yv(d)} = select(0.0, dy[row + u32(clamp(oxb + ${d}, 0, wo - 1))], oxb + ${d} >= 0 && oxb + ${d} < wo);`;
+  })
+  .join('\n')}
+${range(kw)
+  .map(
+    (kx) => `      let w${kx} = wt[(c * ${kh}u + ${ky}u) * ${kw}u + ${kx}u];
+${taps
+  .flatMap((list, j) => list.filter(([k]) => k === kx).map(([, d]) => `      a${j} += ${yv(d)} * w${kx};`))
+  .join('\n')}`,
+  )
+  .join('\n')}
+    }
+  }`;
+  return {
+    key: `conv2d/depthwise-dx/x${xb}/k${kh}x${kw}/s${sh}x${sw}/pl${pl}`,
+    bindings: ['read', 'read', 'rw'],
+    workgroupSize: WG,
+    wgsl: () => /* wgsl */ `${UNIFORM_STRUCT}
+@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(2) var<storage, read> wt: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+${rowLaneMain('iy', 'u.h')}
+  let ix0 = xbk * ${xb}u;
+  let oxb = i32(ix0 / ${sw}u);
+  let wo = i32(u.wout);
+${range(xb)
+  .map((j) => `  var a${j} = 0.0;`)
+  .join('\n')}
+${range(kh).map(filterRow).join('\n')}
+  let base = (plane * u.h + iy) * u.w + ix0;
+${range(xb)
+  .map((j) => `  if (ix0 + ${j}u < u.w) { dx[base + ${j}u] = a${j}; }`)
+  .join('\n')}
+}`,
+  };
+}
+
 /**
- * The input gradient of a depthwise convolution with stride and dilation 1, by the strip kernel:
- * dX is dY convolved with the filter rotated by 180° and padded by k − 1 − p. Null where the strip
- * kernel does not apply (the grouped input-gradient kernel computes those).
+ * The input gradient of a depthwise convolution (horizontal dilation 1): with stride 1 and a
+ * strip-shaped map, the strip kernel (dX is dY convolved with the filter rotated by 180° and padded
+ * by k − 1 − p); otherwise the row kernel above. Null where neither applies (the grouped
+ * input-gradient kernel computes those).
  */
 export function depthwiseInputGrad(device: Device, dy: Tensor, w: Tensor, g: ConvGeometry): Tensor | null {
-  if (!depthwiseFits(g) || g.sh !== 1 || g.dh !== 1) return null;
-  const transposed: ConvGeometry = {
-    ...g,
-    h: g.hout,
-    w: g.wout,
-    hout: g.h,
-    wout: g.w,
-    pt: g.kh - 1 - g.pt,
-    pl: g.kw - 1 - g.pl,
-  };
-  return stripFits(device, transposed) ? depthwiseStrip(device, dy, w, null, transposed, true) : null;
+  if (!depthwiseFits(g) || g.kh > MAX_DEPTHWISE_KW) return null;
+  if (g.sh === 1 && g.sw === 1 && g.dh === 1) {
+    const transposed: ConvGeometry = {
+      ...g,
+      h: g.hout,
+      w: g.wout,
+      hout: g.h,
+      wout: g.w,
+      pt: g.kh - 1 - g.pt,
+      pl: g.kw - 1 - g.pl,
+    };
+    if (stripFits(device, transposed)) return depthwiseStrip(device, dy, w, null, transposed, true);
+  }
+  const xblocks = Math.ceil(g.w / dxBlock(g.sw));
+  const total = g.n * g.cin * g.h * xblocks;
+  const dx = emptyTensor(device, [g.n, g.cin, g.h, g.w]);
+  const source = depthwiseInputGradSource(g.kh, g.kw, g.sh, g.sw, g.pl);
+  const [gx, gy] = gridFor(device, total, WG);
+  const u = uniforms(g, { ocb: 1, icb: 1, xblocks, total });
+  device.dispatch(device.kernel(source), [dy.buffer, w.buffer, dx.buffer], u.bytes(), [gx, gy, 1]);
+  return dx;
 }
 
 export function depthwiseForward(
@@ -365,12 +453,15 @@ export function depthwiseForward(
   g: ConvGeometry,
 ): Tensor {
   if (stripFits(device, g)) return depthwiseStrip(device, x, w, bias, g);
-  const xb = g.wout >= 16 ? 16 : g.wout >= 8 ? 8 : g.wout >= 4 ? 4 : 1;
+  // A strided window holds (xb − 1)·sw + kw values: fewer outputs a lane as the stride grows.
+  const widest = g.sw === 1 ? 16 : g.sw === 2 ? 8 : 4;
+  const xb = [16, 8, 4, 1].find((b) => b <= widest && b <= g.wout) ?? 1;
   const xblocks = Math.ceil(g.wout / xb);
   const total = g.n * g.cin * g.hout * xblocks;
   const out = emptyTensor(device, [g.n, g.cout, g.hout, g.wout]);
-  const vec4 = xb >= 4 && g.w % 4 === 0 && g.wout % 4 === 0 && g.pl >= 0 && depthwiseConfig.vec4;
-  const source = depthwiseSource(xb, g.kw, bias !== null, vec4 ? g.pl : null);
+  const vec4 =
+    xb >= 4 && g.sw === 1 && g.w % 4 === 0 && g.wout % 4 === 0 && g.pl >= 0 && depthwiseConfig.vec4;
+  const source = depthwiseSource(xb, g.kw, g.sw, bias !== null, vec4 ? g.pl : null);
   const buffers = forwardBuffers(x, w, bias, out);
   const [gx, gy] = gridFor(device, total, WG);
   device.dispatch(device.kernel(source), buffers, uniforms(g, { ocb: 1, icb: 1, xblocks, total }).bytes(), [
