@@ -152,7 +152,7 @@ function inVec4s(layout: StridedLayout, offset: number): StridedLayout | null {
 }
 
 /**
- * Concatenation and its gradient in one dispatch for up to `partsPerDispatch` parts: the tensors
+ * Concatenation and its gradient in one dispatch for up to MAX_CONCAT_PARTS parts: the tensors
  * seen as [outer, cols] rows, part i owning columns [start_i, start_i + width_i) of the output's
  * rows. `concat` gathers each output element from its part; `split` scatters each element of the
  * output's gradient to its part. (A copy per part took a dispatch each: 4 per STDC block and 4 back.)

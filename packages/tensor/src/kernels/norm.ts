@@ -82,9 +82,10 @@ ${
 
 /**
  * Test hooks: `vec4: false` runs the BatchNorm partial-sum kernels one position a step where 4
- * would go, and LayerNorm's kernels one value a step; `singleChunk: false` merges a single chunk's statistics in a dispatch of their own;
- * `fuseSingle: false` normalises (and computes the input gradient) in a dispatch of its own where
- * a CPU adapter would fuse it into the single-chunk statistics (gradient sums) kernel.
+ * would go, and LayerNorm's kernels one value a step; `singleChunk: false` merges a single chunk's
+ * statistics in a dispatch of their own; `fuseSingle: false` normalises (and computes the input
+ * gradient) in a dispatch of its own where a CPU adapter would fuse it into the single-chunk
+ * statistics (gradient sums) kernel.
  */
 export const normConfig = { vec4: true, singleChunk: true, fuseSingle: true };
 
@@ -486,10 +487,11 @@ export function bnStats(device: Device, x: Tensor, running?: BnRunning): Tensor 
 
 /**
  * Whether a training BatchNorm over `count` positions a channel fuses its normalisation into the
- * statistics kernel (and its input gradient into the gradient-sums kernel): one chunk a channel
- * on a CPU adapter, where each dispatch costs 35–45 µs of thread hand-off (lavapipe) and one
- * invocation a channel walks the channel twice about as fast as a dispatch a pass. On a GPU a
- * lane a channel would serialise the normalisation: unmeasured there, so GPUs keep two dispatches.
+ * statistics kernel (and its input gradient into the gradient-sums kernel): one chunk a channel on
+ * a CPU adapter, where a dispatch costs 35–45 µs of thread hand-off (lavapipe) and the invocation
+ * that summed a channel walks it a second time for less (PP-LiteSeg-T's step at 4×3×64×128:
+ * 143–162 ms fused, 159–171 ms not, interleaved). On a GPU that second walk would be one lane per
+ * channel: unmeasured there, so GPUs keep the separate dispatches.
  */
 function fusesSingleChunk(device: Device, count: number): boolean {
   return device.software && count <= NORM_CHUNK && normConfig.singleChunk && normConfig.fuseSingle;

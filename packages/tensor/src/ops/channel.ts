@@ -43,7 +43,7 @@ export function meanMaxOverChannels(xs: readonly Tensor[]): Tensor {
   const out = emptyTensor(device, [n, 2 * xs.length, h, w]);
   meanMaxChannels(device, xs, out);
   traceAttrs(out, {});
-  const result = record(out, op, xs, [...xs, out], (g) =>
+  return record(out, op, xs, [...xs, out], (g) =>
     xs.map((x, i) => {
       if (!x.requiresGrad) return null;
       const dx = emptyTensor(device, x.shape);
@@ -51,7 +51,6 @@ export function meanMaxOverChannels(xs: readonly Tensor[]): Tensor {
       return dx;
     }),
   );
-  return result;
 }
 
 /**
