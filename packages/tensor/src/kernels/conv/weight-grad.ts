@@ -225,9 +225,22 @@ interface WeightGradConfig {
   readonly target: number;
 }
 
-/** The launch tuned on lavapipe: the row or generic block, 16-lane workgroups, 128 in all. */
-function defaultWeightGradConfig(rowKw: number): WeightGradConfig {
-  return { ...(rowKw > 0 ? DW_ROW_BLOCK : DW_BLOCK), wg: DW_WG, target: TARGET_WORKGROUPS };
+/**
+ * Workgroups a split aims for on a CPU adapter: fewer than a GPU's default, so small maps split
+ * their reduction less and more of them skip the fold dispatch. PP-LiteSeg-T's step at 4×3×64×128,
+ * 6 interleaved runs of 15 steps: 141–149 ms (median 143.5) against 138–158 ms (149) with 128,
+ * faster in 4 of 6 pairs and a lower minimum in 5; its 21 weight-gradient shapes alone 28.3–30.0
+ * ms against 31.2–32.7 (3 runs each); the 2×64×128×256 benchmark shape unchanged.
+ */
+const SOFTWARE_TARGET_WORKGROUPS = 32;
+
+/**
+ * The untuned launch: the row or generic block, 16-lane workgroups, TARGET_WORKGROUPS in all
+ * (SOFTWARE_TARGET_WORKGROUPS on a CPU adapter).
+ */
+function defaultWeightGradConfig(rowKw: number, software = false): WeightGradConfig {
+  const target = software ? SOFTWARE_TARGET_WORKGROUPS : TARGET_WORKGROUPS;
+  return { ...(rowKw > 0 ? DW_ROW_BLOCK : DW_BLOCK), wg: DW_WG, target };
 }
 
 /**
@@ -309,7 +322,7 @@ export function conv2dWeightGrad(device: Device, dy: Tensor, x: Tensor, g: ConvG
     device,
     'conv2d/dw',
     () => convShapeClass('conv2d/dw', g),
-    defaultWeightGradConfig(weightGradRowKw(g)),
+    defaultWeightGradConfig(weightGradRowKw(g), device.software),
     () => weightGradCandidates(g),
     [dy.size, x.size],
     ([sdy, sx], candidate) => {
