@@ -49,15 +49,19 @@ export function toMarkdown(r: Report): string {
   }
   lines.push(
     '',
-    '| case | ours ms | ours rate | tfjs-webgpu ms | tfjs rate | ours / tfjs |',
-    '|---|---:|---:|---:|---:|---:|',
+    '| case | ours ms | ours rate | ours back to back: ms, rate | tfjs-webgpu ms | tfjs rate | ours / tfjs |',
+    '|---|---:|---:|---:|---:|---:|---:|',
   );
   for (const row of r.rows) {
     const unit = row.images ? 'img/s' : 'GFLOP/s';
     const ours = rate(row, row.oursMs);
     const theirs = row.theirsMs === null ? null : rate(row, row.theirsMs);
+    const b2b =
+      row.backToBackMs === undefined
+        ? '—'
+        : `${fmt(row.backToBackMs, 2)}, ${fmt(rate(row, row.backToBackMs))} ${unit}`;
     lines.push(
-      `| ${row.name} | ${fmt(row.oursMs, 1)} | ${fmt(ours)} ${unit} | ${fmt(row.theirsMs, 1)} | ${theirs === null ? '—' : `${fmt(theirs)} ${unit}`} | ${theirs === null ? '—' : `${fmt(ours / theirs)}×`} |`,
+      `| ${row.name} | ${fmt(row.oursMs, 1)} | ${fmt(ours)} ${unit} | ${b2b} | ${fmt(row.theirsMs, 1)} | ${theirs === null ? '—' : `${fmt(theirs)} ${unit}`} | ${theirs === null ? '—' : `${fmt(ours / theirs)}×`} |`,
     );
   }
   lines.push('', ...r.notes.map((n) => `- ${n}`), '');

@@ -42,6 +42,8 @@ export interface Row {
   readonly images?: number;
   readonly oursMs: number;
   readonly theirsMs: number | null;
+  /** Kernel rows: ours per call when calls run back to back before one wait (see kernels.ts). */
+  readonly backToBackMs?: number;
   /** Trainable parameter count (model rows). */
   readonly params?: number;
   /** GEMM 1024³ GFLOP/s measured in the same run, just before this row (model rows). */

@@ -3,11 +3,12 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'vitest';
+import { backToBackMs } from '../src/kernels.js';
 import { toMarkdown, writeReport } from '../src/report.js';
 import { medianMs, type Row, rate } from '../src/timing.js';
 
 const rows: Row[] = [
-  { name: 'GEMM 1024x1024x1024', gflop: 2.147483648, oursMs: 200, theirsMs: 800 },
+  { name: 'GEMM 1024x1024x1024', gflop: 2.147483648, oursMs: 200, theirsMs: 800, backToBackMs: 100 },
   { name: 'training step', gflop: 1, images: 2, oursMs: 100, theirsMs: null },
 ];
 
@@ -17,13 +18,13 @@ describe('benchmark reports', () => {
     assert.equal(rate(rows[1] as Row, 100), 20);
   });
 
-  it('the Markdown table carries both rates and the same-run ratio', () => {
+  it('the Markdown table carries both rates, ours back to back and the same-run ratio', () => {
     const md = toMarkdown({ title: 't', date: 'd', machine: { adapter: 'lavapipe' }, rows, notes: ['n1'] });
     assert.match(
       md,
-      /\| GEMM 1024x1024x1024 \| 200\.0 \| 10\.74 GFLOP\/s \| 800\.0 \| 2\.68 GFLOP\/s \| 4\.00× \|/,
+      /\| GEMM 1024x1024x1024 \| 200\.0 \| 10\.74 GFLOP\/s \| 100\.00, 21\.47 GFLOP\/s \| 800\.0 \| 2\.68 GFLOP\/s \| 4\.00× \|/,
     );
-    assert.match(md, /\| training step \| 100\.0 \| 20\.00 img\/s \| — \| — \| — \|/);
+    assert.match(md, /\| training step \| 100\.0 \| 20\.00 img\/s \| — \| — \| — \| — \|/);
     assert.match(md, /- adapter: lavapipe/);
     assert.match(md, /- n1/);
   });
@@ -36,6 +37,35 @@ describe('benchmark reports', () => {
     assert.deepEqual(files, [`${stem}.md`, `${stem}.json`, `${stem}.svg`]);
     assert.equal(JSON.parse(readFileSync(`${stem}.json`, 'utf8')).rows.length, 2);
     assert.equal(readFileSync(`${stem}.svg`, 'utf8').match(/<rect x="230"/g)?.length, 2);
+  });
+
+  it('back to back: calls filling about 20 ms before each wait, the time divided among them', async () => {
+    let calls = 0;
+    let waits = 0;
+    // A 5 ms call: 4 a run; one warm-up run and 3 timed ones. Each wait takes 40 ms here.
+    const ms = await backToBackMs(
+      {
+        sync: async () => {
+          waits++;
+          await new Promise((r) => setTimeout(r, 40));
+        },
+      },
+      () => {
+        calls++;
+      },
+      5,
+      3,
+    );
+    assert.equal(calls, 16);
+    assert.equal(waits, 4);
+    assert.ok(ms >= 9 && ms < 40, `per call ${ms}`);
+    // A call longer than the budget runs alone; at most 32 calls a run.
+    calls = 0;
+    await backToBackMs({ sync: async () => undefined }, () => calls++, 50, 1);
+    assert.equal(calls, 2);
+    calls = 0;
+    await backToBackMs({ sync: async () => undefined }, () => calls++, 0.01, 1);
+    assert.equal(calls, 64);
   });
 
   it('medianMs runs warm-up plus reps and takes the median', async () => {
