@@ -1,11 +1,12 @@
 /**
- * Depthwise convolution forward (groups = in = out channels, horizontal stride and dilation 1), two
- * kernels. The strip kernel (vertical stride and dilation 1 too, widths multiples of 4) walks a
- * lane down a strip of rows and reads every input value once. The row kernel (any vertical stride
- * and dilation) computes XB consecutive outputs of one row of one channel: per filter row it loads
- * the XB + KW − 1 input values those outputs share once (as aligned vec4s when the widths are
- * multiples of 4) and reuses them for every tap, where the grouped kernel, built for dense channel
- * blocks, reloads each input per tap and output.
+ * Depthwise convolutions (groups = in = out channels, horizontal dilation 1): forward, input and
+ * weight gradients. The strip kernels (stride and dilation 1, widths multiples of 4) walk a lane
+ * down a strip of rows and read every input value once. The forward row kernel (any stride and
+ * vertical dilation) computes XB consecutive outputs of one row of one channel: per filter row it
+ * loads the (XB − 1)·SW + KW input values those outputs share once (as aligned vec4s when the
+ * stride is 1 and the widths are multiples of 4) and reuses them for every tap, where the grouped
+ * kernel, built for dense channel blocks, reloads each input per tap and output; the input-gradient
+ * row kernel is its transpose (below).
  */
 import type { Device, KernelSource } from '../../device/device.js';
 import type { Tensor } from '../../tensor.js';
