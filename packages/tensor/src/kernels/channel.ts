@@ -7,7 +7,7 @@
  */
 import type { Device, KernelSource } from '../device/device.js';
 import type { Tensor } from '../tensor.js';
-import { indexedMain, launch, Uniforms } from './launch.js';
+import { f32Type, f32Zero, indexedMain, launch, Uniforms } from './launch.js';
 
 const WG = 64;
 
@@ -21,7 +21,7 @@ type Binding = readonly [name: string, access: 'read' | 'rw', type: 'pixels' | '
  */
 function pixelKernel(name: string, vec4: boolean, vars: readonly Binding[], body: string): KernelSource {
   const declare = ([name, access, type]: Binding, i: number) =>
-    `@group(0) @binding(${i + 1}) var<storage, ${access === 'rw' ? 'read_write' : 'read'}> ${name}: array<${type === 'f32' ? 'f32' : vec4 ? 'vec4<f32>' : 'f32'}>;`;
+    `@group(0) @binding(${i + 1}) var<storage, ${access === 'rw' ? 'read_write' : 'read'}> ${name}: array<${f32Type(type === 'pixels' && vec4)}>;`;
   return {
     key: `channel/${name}${vec4 ? '4' : ''}`,
     bindings: vars.map(([, access]) => access),
@@ -40,8 +40,6 @@ ${body}
 
 /** The element (vec4) index of pixel group p of channel c of image img, in a tensor of `channels` channels. */
 const index = (channels: string, c: string) => `(img * ${channels} + ${c}) * u.hw + p`;
-
-const zero = (vec4: boolean) => (vec4 ? 'vec4<f32>()' : '0.0');
 
 /** Mean and maximum over the `u.c` channels of x into channels `u.extra`, `u.extra + 1` of `out`. */
 const meanMaxSource = (vec4: boolean) =>
@@ -82,7 +80,7 @@ const meanMaxGradSource = (vec4: boolean) =>
     let top = out[${index('u.out_c', 'u.extra + 1u')}];
     for (var c = 0u; c < u.c; c++) {
       let at = ${index('u.c', 'c')};
-      dx[at] = g_mean + select(${zero(vec4)}, g_max, x[at] == top);
+      dx[at] = g_mean + select(${f32Zero(vec4)}, g_max, x[at] == top);
     }`,
   );
 
@@ -124,7 +122,7 @@ const blendGradSource = (vec4: boolean) =>
       ['dalpha', 'rw', 'pixels'],
     ],
     `${BLEND_PRELUDE}
-    var gx = ${zero(vec4)};
+    var gx = ${f32Zero(vec4)};
     var gy = gx;
     for (var c = 0u; c < u.c; c++) {
       let at = ${index('u.c', 'c')};

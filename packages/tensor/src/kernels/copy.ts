@@ -1,6 +1,6 @@
 import type { Device, KernelSource } from '../device/device.js';
 import type { Tensor } from '../tensor.js';
-import { indexedMain, launch, Uniforms } from './launch.js';
+import { f32Type, indexedMain, launch, Uniforms } from './launch.js';
 import {
   collapseDims,
   MAX_RANK,
@@ -19,7 +19,7 @@ const WG = 256;
  */
 function copySource(mode: 'gather' | 'scatter', rank: number, vec4: boolean): KernelSource {
   const body = mode === 'gather' ? 'dst[i] = src[off];' : 'dst[off] = src[i];';
-  const element = vec4 ? 'vec4<f32>' : 'f32';
+  const element = f32Type(vec4);
   return {
     key: `copy/${mode}${vec4 ? '4' : ''}/r${rank}`,
     bindings: ['read', 'rw'],
@@ -159,7 +159,7 @@ function inVec4s(layout: StridedLayout, offset: number): StridedLayout | null {
  * With every width and the output's row a multiple of 4, lanes move vec4s.
  */
 function concatSource(mode: 'concat' | 'split', parts: number, vec4: boolean): KernelSource {
-  const element = vec4 ? 'vec4<f32>' : 'f32';
+  const element = f32Type(vec4);
   const names = Array.from({ length: parts }, (_, i) => `p${i}`);
   // Part i: columns [u.starts[i], u.starts[i + 1]) of this dispatch's column range.
   const owner = names

@@ -1,6 +1,15 @@
 import type { Device, KernelSource } from '../device/device.js';
 import { type Shape, shapeSize, type Tensor } from '../tensor.js';
-import { emptyTensor, FAST_DIV, LINEAR_ID, launch, launchVec4, Uniforms, vec4Main } from './launch.js';
+import {
+  emptyTensor,
+  FAST_DIV,
+  f32Type,
+  LINEAR_ID,
+  launch,
+  launchVec4,
+  Uniforms,
+  vec4Main,
+} from './launch.js';
 import { collapseDims, MAX_RANK, pushLayout, stridedFields, stridedOffsets } from './strided.js';
 
 const WG = 256;
@@ -41,7 +50,7 @@ fn safe_tanh(x: f32) -> f32 { let e = exp(-2.0 * abs(x)); return sign(x) * (1.0 
  */
 export function mapSource(expr: string, arity: number, vec4 = false): KernelSource {
   const inputs = ['a', 'b', 'c'].slice(0, arity);
-  const element = vec4 ? 'vec4<f32>' : 'f32';
+  const element = f32Type(vec4);
   const params = inputs.map((name) => `${name}: f32`).join(', ');
   const call = (component: string) => `op(${inputs.map((name) => `in_${name}[i]${component}`).join(', ')})`;
   return {
@@ -191,7 +200,7 @@ export function broadcastKernel(
 }
 
 function accumulateSource(vec4: boolean): KernelSource {
-  const element = vec4 ? 'vec4<f32>' : 'f32';
+  const element = f32Type(vec4);
   return {
     key: `accumulate${vec4 ? '4' : ''}`,
     bindings: ['read', 'rw'],

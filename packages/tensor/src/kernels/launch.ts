@@ -79,6 +79,21 @@ export function fastDivisor(d: number): [number, number, number, number] {
   return [d, Number(m & 0xffffffffn), Math.min(l, 1), Math.max(l - 1, 0)];
 }
 
+/** WGSL: the element type of an f32 array read as vec4s (`vec4`) or one float at a time. */
+export const f32Type = (vec4: boolean): string => (vec4 ? 'vec4<f32>' : 'f32');
+
+/** WGSL: zero of `f32Type(vec4)`. */
+export const f32Zero = (vec4: boolean): string => (vec4 ? 'vec4<f32>()' : '0.0');
+
+/**
+ * WGSL: `statement(c, k)` once per component c = '.x', '.y', '.z', '.w' (k = 0…3) of a vec4, in
+ * order, or once (c = '', k = 0) for a scalar: a vec4 step that runs a scalar walk's updates in the
+ * scalar walk's order.
+ */
+export function perComponent(vec4: boolean, statement: (c: string, k: number) => string): string {
+  return (vec4 ? ['.x', '.y', '.z', '.w'] : ['']).map(statement).join('\n');
+}
+
 /** Linear invocation id over a 2-D grid of workgroups (a 1-D dispatch tops out at 65535 groups). */
 export const LINEAR_ID = `fn linear_id(gid: vec3<u32>, groups: vec3<u32>, wg: u32) -> u32 { return gid.x + gid.y * groups.x * wg; }`;
 

@@ -1,6 +1,17 @@
 import type { Device, KernelSource } from '../device/device.js';
 import type { Tensor } from '../tensor.js';
-import { emptyTensor, FAST_DIV, LINEAR_ID, launch, launchVec4, Uniforms, vec4Main } from './launch.js';
+import {
+  emptyTensor,
+  FAST_DIV,
+  f32Type,
+  f32Zero,
+  LINEAR_ID,
+  launch,
+  launchVec4,
+  perComponent,
+  Uniforms,
+  vec4Main,
+} from './launch.js';
 import { reduceTo } from './reduce.js';
 
 /** Invocations per workgroup for the looping (reduction) kernels. */
@@ -45,13 +56,12 @@ function channelChunkFold(
   const step = vec4
     ? `      let o = ((nn * u.c + ch) * u.hw + i) / 4u;
 ${reads.map((a) => `      let ${a}4 = ${a}[o];`).join('\n')}
-${['x', 'y', 'z', 'w']
-  .map(
-    (c) => `      {
-${body((a) => `${a}4.${c}`)}
+${perComponent(
+  true,
+  (c) => `      {
+${body((a) => `${a}4${c}`)}
       }`,
-  )
-  .join('\n')}`
+)}`
     : `      let o = (nn * u.c + ch) * u.hw + i;
 ${body((a) => `${a}[o]`)}`;
   const width = vec4 ? 4 : 1;
@@ -88,6 +98,9 @@ ${
  * statistics (gradient sums) kernel.
  */
 export const normConfig = { vec4: true, singleChunk: true, fuseSingle: true };
+
+/** Whether BatchNorm's partial-sum kernels read 4 positions a step (H·W a multiple of 4). */
+const bnVec4 = (hw: number) => hw % 4 === 0 && normConfig.vec4;
 
 /**
  * Welford's running mean drifts by a rounding per update; updating blocks of this many values
@@ -130,7 +143,7 @@ const bnStatsPartialSource = (
   wgsl: () => /* wgsl */ `
 struct U { n: u32, c: u32, hw: u32, parts: u32, chunk: u32, momentum: f32${apply ? ', eps: f32' : ''} }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> x: array<${elementType(vec4)}>;
+@group(0) @binding(1) var<storage, read> x: array<${f32Type(vec4)}>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 ${
   single === 'running'
@@ -142,7 +155,7 @@ ${
     ? `
 @group(0) @binding(${single === 'running' ? 5 : 3}) var<storage, read> w: array<f32>;
 @group(0) @binding(${single === 'running' ? 6 : 4}) var<storage, read> b: array<f32>;
-@group(0) @binding(${single === 'running' ? 7 : 5}) var<storage, read_write> y: array<${elementType(vec4)}>;`
+@group(0) @binding(${single === 'running' ? 7 : 5}) var<storage, read_write> y: array<${f32Type(vec4)}>;`
     : ''
 }
 ${CHAN_MERGE}
@@ -196,7 +209,7 @@ ${body('o')}
 /** WGSL: BatchNorm's output for input `x` (`inv` = 1/sqrt(var + eps) in scope), after a fused ReLU. */
 const normalized = (x: string, mean: string, w: string, b: string, relu: boolean, vec4: boolean) => {
   const v = `(${x} - ${mean}) * inv * ${w} + ${b}`;
-  return relu ? `max(${v}, ${zeroOf(vec4)})` : v;
+  return relu ? `max(${v}, ${f32Zero(vec4)})` : v;
 };
 
 /** WGSL: channel t's running statistics (`rmean`, `rvar`) take in this batch's `mean` and `variance`. */
@@ -298,10 +311,6 @@ function launchPerChannel(
   else launch(device, source(false), buffers, u, total);
 }
 
-const elementType = (vec4: boolean) => (vec4 ? 'vec4<f32>' : 'f32');
-
-const zeroOf = (vec4: boolean) => (vec4 ? 'vec4<f32>()' : '0.0');
-
 /** y = (x − mean[c]) / sqrt(var[c] + eps) · w[c] + b[c], then max(y, 0) with `relu` (a fused ReLU). */
 const bnApplySource = (vec4: boolean, relu: boolean): KernelSource => ({
   key: `norm/bn-apply${vec4 ? '4' : ''}${relu ? '/relu' : ''}`,
@@ -310,11 +319,11 @@ const bnApplySource = (vec4: boolean, relu: boolean): KernelSource => ({
   wgsl: () => /* wgsl */ `
 struct U { total: u32, c: u32, hw: u32, eps: f32, ${PER_CHANNEL_FIELDS} }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> x: array<${elementType(vec4)}>;
+@group(0) @binding(1) var<storage, read> x: array<${f32Type(vec4)}>;
 @group(0) @binding(2) var<storage, read> stats: array<f32>;
 @group(0) @binding(3) var<storage, read> w: array<f32>;
 @group(0) @binding(4) var<storage, read> b: array<f32>;
-@group(0) @binding(5) var<storage, read_write> y: array<${elementType(vec4)}>;
+@group(0) @binding(5) var<storage, read_write> y: array<${f32Type(vec4)}>;
 ${perChannelMain(
   vec4,
   `  let inv = 1.0 / sqrt(stats[u.c + ch] + u.eps);
@@ -340,14 +349,14 @@ const bnGradPartialSource = (relu: boolean, vec4: boolean, input = false): Kerne
   wgsl: () => /* wgsl */ `
 struct U { n: u32, c: u32, hw: u32, parts: u32, chunk: u32, eps: f32${input ? ', count: f32' : ''} }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> x: array<${elementType(vec4)}>;
-@group(0) @binding(2) var<storage, read> g: array<${elementType(vec4)}>;
+@group(0) @binding(1) var<storage, read> x: array<${f32Type(vec4)}>;
+@group(0) @binding(2) var<storage, read> g: array<${f32Type(vec4)}>;
 @group(0) @binding(3) var<storage, read> stats: array<f32>;
-${relu ? `@group(0) @binding(4) var<storage, read> m: array<${elementType(vec4)}>;\n` : ''}@group(0) @binding(${relu ? 5 : 4}) var<storage, read_write> out: array<f32>;${
+${relu ? `@group(0) @binding(4) var<storage, read> m: array<${f32Type(vec4)}>;\n` : ''}@group(0) @binding(${relu ? 5 : 4}) var<storage, read_write> out: array<f32>;${
     input
       ? `
 @group(0) @binding(${relu ? 6 : 5}) var<storage, read> w: array<f32>;
-@group(0) @binding(${relu ? 7 : 6}) var<storage, read_write> dx: array<${elementType(vec4)}>;`
+@group(0) @binding(${relu ? 7 : 6}) var<storage, read_write> dx: array<${f32Type(vec4)}>;`
       : ''
   }
 ${channelChunkFold(
@@ -379,7 +388,7 @@ ${trainingInputGrad(`x[${o}]`, 'mean', 'sg', 'sgx')}
 
 /** WGSL: the gradient `g` BatchNorm's output passes back, after a fused ReLU whose output is `m`. */
 const maskedGrad = (g: string, m: string, relu: boolean, vec4: boolean) =>
-  relu ? `select(${zeroOf(vec4)}, ${g}, ${m} > ${zeroOf(vec4)})` : g;
+  relu ? `select(${f32Zero(vec4)}, ${g}, ${m} > ${f32Zero(vec4)})` : g;
 
 /** WGSL: `d` (the output's gradient) becomes dX / (w·inv) under batch statistics, Σg = `sg`, Σg·x̂ = `sgx`. */
 const trainingInputGrad = (
@@ -403,12 +412,12 @@ const bnGradInputSource = (vec4: boolean, relu: boolean): KernelSource => ({
   wgsl: () => /* wgsl */ `
 struct U { total: u32, c: u32, hw: u32, training: u32, eps: f32, count: f32, ${PER_CHANNEL_FIELDS} }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> x: array<${elementType(vec4)}>;
-@group(0) @binding(2) var<storage, read> g: array<${elementType(vec4)}>;
+@group(0) @binding(1) var<storage, read> x: array<${f32Type(vec4)}>;
+@group(0) @binding(2) var<storage, read> g: array<${f32Type(vec4)}>;
 @group(0) @binding(3) var<storage, read> stats: array<f32>;
 @group(0) @binding(4) var<storage, read> w: array<f32>;
 @group(0) @binding(5) var<storage, read> gsums: array<f32>;
-${relu ? `@group(0) @binding(6) var<storage, read> m: array<${elementType(vec4)}>;\n` : ''}@group(0) @binding(${relu ? 7 : 6}) var<storage, read_write> dx: array<${elementType(vec4)}>;
+${relu ? `@group(0) @binding(6) var<storage, read> m: array<${f32Type(vec4)}>;\n` : ''}@group(0) @binding(${relu ? 7 : 6}) var<storage, read_write> dx: array<${f32Type(vec4)}>;
 ${perChannelMain(
   vec4,
   `  let inv = 1.0 / sqrt(stats[u.c + ch] + u.eps);
@@ -453,7 +462,7 @@ export function bnStats(device: Device, x: Tensor, running?: BnRunning): Tensor 
   const [n, c, hw] = nchw(x, 'batchNorm2d');
   const total = n * hw;
   const parts = Math.max(1, Math.ceil(total / NORM_CHUNK));
-  const vec4 = hw % 4 === 0 && normConfig.vec4;
+  const vec4 = bnVec4(hw);
   const u = new Uniforms()
     .u32(n)
     .u32(c)
@@ -520,7 +529,7 @@ export function bnTrainForward(
   const u = new Uniforms().u32(n).u32(c).u32(hw).u32(1).u32(NORM_CHUNK).f32(running.momentum).f32(eps);
   const buffers = [x.buffer, stats.buffer, running.mean.buffer, running.variance.buffer];
   buffers.push(weight.buffer, bias.buffer, y.buffer);
-  launch(device, bnStatsPartialSource(hw % 4 === 0 && normConfig.vec4, 'running', { relu }), buffers, u, c);
+  launch(device, bnStatsPartialSource(bnVec4(hw), 'running', { relu }), buffers, u, c);
   return { y, stats };
 }
 
@@ -557,7 +566,7 @@ export function bnTrainGrad(
     .f32(n * hw);
   const buffers = [x.buffer, g.buffer, stats.buffer, ...(reluOut ? [reluOut.buffer] : [])];
   buffers.push(gsums.buffer, weight.buffer, dx.buffer);
-  launch(device, bnGradPartialSource(reluOut !== null, hw % 4 === 0 && normConfig.vec4, true), buffers, u, c);
+  launch(device, bnGradPartialSource(reluOut !== null, bnVec4(hw), true), buffers, u, c);
   return { gsums, dx };
 }
 
@@ -617,7 +626,7 @@ export function bnGradSums(
   const mask = reluOut ? [reluOut.buffer] : [];
   launch(
     device,
-    bnGradPartialSource(reluOut !== null, hw % 4 === 0 && normConfig.vec4),
+    bnGradPartialSource(reluOut !== null, bnVec4(hw)),
     [x.buffer, g.buffer, stats.buffer, ...mask, partial.buffer],
     u,
     c * parts,
@@ -668,10 +677,6 @@ export function bnGradInput(
 // ---------------------------------------------------------------------------------------------
 // LayerNorm over the last dimension.
 
-/** WGSL: `statement(c)` once per component c of a vec4 (x, y, z, w in order), or once for a scalar (''). */
-const perComponent = (vec4: boolean, statement: (c: string) => string) =>
-  (vec4 ? ['.x', '.y', '.z', '.w'] : ['']).map(statement).join(' ');
-
 /**
  * One invocation per row: two passes (mean, then centred variance), writes y and [mean, rstd].
  * `vec4` (D a multiple of 4): loads 4 values a step and adds them in the scalar walk's order (the
@@ -684,10 +689,10 @@ const lnForwardSource = (vec4: boolean): KernelSource => ({
   wgsl: () => /* wgsl */ `
 struct U { rows: u32, d: u32, eps: f32 }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> x: array<${elementType(vec4)}>;
-@group(0) @binding(2) var<storage, read> w: array<${elementType(vec4)}>;
-@group(0) @binding(3) var<storage, read> b: array<${elementType(vec4)}>;
-@group(0) @binding(4) var<storage, read_write> y: array<${elementType(vec4)}>;
+@group(0) @binding(1) var<storage, read> x: array<${f32Type(vec4)}>;
+@group(0) @binding(2) var<storage, read> w: array<${f32Type(vec4)}>;
+@group(0) @binding(3) var<storage, read> b: array<${f32Type(vec4)}>;
+@group(0) @binding(4) var<storage, read_write> y: array<${f32Type(vec4)}>;
 @group(0) @binding(5) var<storage, read_write> rowstats: array<f32>;
 ${MAIN(WG)}
   if (t >= u.rows) { return; }
@@ -713,11 +718,11 @@ const lnGradInputSource = (vec4: boolean): KernelSource => ({
   wgsl: () => /* wgsl */ `
 struct U { rows: u32, d: u32 }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> x: array<${elementType(vec4)}>;
-@group(0) @binding(2) var<storage, read> g: array<${elementType(vec4)}>;
-@group(0) @binding(3) var<storage, read> w: array<${elementType(vec4)}>;
+@group(0) @binding(1) var<storage, read> x: array<${f32Type(vec4)}>;
+@group(0) @binding(2) var<storage, read> g: array<${f32Type(vec4)}>;
+@group(0) @binding(3) var<storage, read> w: array<${f32Type(vec4)}>;
 @group(0) @binding(4) var<storage, read> rowstats: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dx: array<${elementType(vec4)}>;
+@group(0) @binding(5) var<storage, read_write> dx: array<${f32Type(vec4)}>;
 ${MAIN(WG)}
   if (t >= u.rows) { return; }
   let n = u.d${vec4 ? ' / 4u' : ''};
@@ -750,8 +755,8 @@ const lnGradParamPartialSource = (vec4: boolean): KernelSource => ({
   wgsl: () => /* wgsl */ `
 struct U { rows: u32, d: u32, parts: u32, chunk: u32 }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> x: array<${elementType(vec4)}>;
-@group(0) @binding(2) var<storage, read> g: array<${elementType(vec4)}>;
+@group(0) @binding(1) var<storage, read> x: array<${f32Type(vec4)}>;
+@group(0) @binding(2) var<storage, read> g: array<${f32Type(vec4)}>;
 @group(0) @binding(3) var<storage, read> rowstats: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 ${MAIN(WG)}
@@ -762,25 +767,19 @@ ${MAIN(WG)}
   let p = t / n;
   let start = p * u.chunk;
   let end = min(start + u.chunk, u.rows);
-  var sgx = ${zeroOf(vec4)};
-  var sg = ${zeroOf(vec4)};
+  var sgx = ${f32Zero(vec4)};
+  var sg = ${f32Zero(vec4)};
   for (var r = start; r < end; r++) {
     let o = r * n + col;
     let gv = g[o];
     sg += gv;
     sgx += gv * (x[o] - rowstats[2u * r]) * rowstats[2u * r + 1u];
   }
-${
-  vec4
-    ? ['x', 'y', 'z', 'w']
-        .map(
-          (c, k) => `  out[(4u * col + ${k}u) * u.parts + p] = sgx.${c};
-  out[(u.d + 4u * col + ${k}u) * u.parts + p] = sg.${c};`,
-        )
-        .join('\n')
-    : `  out[col * u.parts + p] = sgx;
-  out[(u.d + col) * u.parts + p] = sg;`
-}
+${perComponent(vec4, (c, k) => {
+  const column = vec4 ? `4u * col + ${k}u` : 'col';
+  return `  out[(${column}) * u.parts + p] = sgx${c};
+  out[(u.d + ${column}) * u.parts + p] = sg${c};`;
+})}
 }`,
 });
 

@@ -1,6 +1,6 @@
 import type { Device, KernelSource } from '../device/device.js';
 import type { Tensor } from '../tensor.js';
-import { launchVec4, Uniforms, vec4Main } from './launch.js';
+import { f32Type, launchVec4, Uniforms, vec4Main } from './launch.js';
 
 const WG = 256;
 /** Parameters one dispatch updates at most (each brings its gradient, itself and its state). */
@@ -17,7 +17,7 @@ const MAX_SLOTS = 8;
 function updateSource(name: string, state: readonly string[], body: string) {
   const arrays = ['grad', 'param', ...state];
   return (vec4: boolean, slots: number): KernelSource => {
-    const element = vec4 ? 'vec4<f32>' : 'f32';
+    const element = f32Type(vec4);
     const slot = (j: number) => {
       const renamed = arrays.reduce((text, a) => text.replaceAll(`${a}[`, `${a}${j}[`), body);
       const from = j === 0 ? '0u' : `u.e${j - 1}`;

@@ -1,6 +1,15 @@
 import type { Device, KernelSource } from '../device/device.js';
 import type { Tensor } from '../tensor.js';
-import { emptyTensor, FAST_DIV, LINEAR_ID, launch, launchVec4, Uniforms, vec4Main } from './launch.js';
+import {
+  emptyTensor,
+  FAST_DIV,
+  f32Type,
+  LINEAR_ID,
+  launch,
+  launchVec4,
+  Uniforms,
+  vec4Main,
+} from './launch.js';
 import { reduceTo } from './reduce.js';
 
 const WG = 64;
@@ -141,7 +150,7 @@ const pixelPrelude = (vec4: boolean) => /* wgsl */ `
 struct U { pixels: u32, c: u32, hw: u32, ignore: i32, has_weights: u32, avg_non_ignore: u32,
   div_hw: vec4<u32>, div_c: vec4<u32>, div_hw4: vec4<u32> }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> logits: array<${vec4 ? 'vec4<f32>' : 'f32'}>;
+@group(0) @binding(1) var<storage, read> logits: array<${f32Type(vec4)}>;
 @group(0) @binding(2) var<storage, read> labels: array<${vec4 ? 'vec4<i32>' : 'i32'}>;
 @group(0) @binding(3) var<storage, read> cw: array<f32>;
 /** Labels are validated by the data layer; an out-of-range label is treated like ignore_index here. */

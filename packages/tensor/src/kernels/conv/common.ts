@@ -1,7 +1,7 @@
 import type { TuneCandidate } from '../../device/autotune.js';
 import type { Access, Device, KernelSource } from '../../device/device.js';
 import type { Tensor } from '../../tensor.js';
-import { emptyTensor, gridFor, LINEAR_ID, launch, Uniforms } from '../launch.js';
+import { emptyTensor, f32Type, gridFor, LINEAR_ID, launch, Uniforms } from '../launch.js';
 import { pow2Class, tunedConfig } from '../tuned.js';
 import { type POINTWISE_GEMM, withPointwiseGemm } from './pointwise.js';
 
@@ -303,7 +303,7 @@ export function fold(
  * the output as `array<vec4<f32>>` with `vec4`).
  */
 export function forwardBindings(bias: boolean, vec4 = false): string {
-  const element = vec4 ? 'vec4<f32>' : 'f32';
+  const element = f32Type(vec4);
   return [
     `@group(0) @binding(1) var<storage, read> x: array<${element}>;`,
     '@group(0) @binding(2) var<storage, read> wt: array<f32>;',
