@@ -26,6 +26,11 @@ const MAIN = (wg: number) => `${LINEAR_ID}
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let t = linear_id(gid, groups, ${wg}u);`;
 
+/** The uniforms every channelChunkFold kernel starts with: n, c, hw, parts, chunk (the kernel's own follow). */
+function chunkFoldUniforms(n: number, c: number, hw: number, parts: number): Uniforms {
+  return new Uniforms().u32(n).u32(c).u32(hw).u32(parts).u32(NORM_CHUNK);
+}
+
 /** Runs of a chunk that channelChunkFold opens and closes around its updates (WGSL). */
 interface FoldBlocks {
   readonly size: number;
@@ -463,13 +468,7 @@ export function bnStats(device: Device, x: Tensor, running?: BnRunning): Tensor 
   const total = n * hw;
   const parts = Math.max(1, Math.ceil(total / NORM_CHUNK));
   const vec4 = bnVec4(hw);
-  const u = new Uniforms()
-    .u32(n)
-    .u32(c)
-    .u32(hw)
-    .u32(parts)
-    .u32(NORM_CHUNK)
-    .f32(running?.momentum ?? 0);
+  const u = chunkFoldUniforms(n, c, hw, parts).f32(running?.momentum ?? 0);
   if (parts === 1 && normConfig.singleChunk) {
     // One chunk per channel: the Welford kernel writes the statistics itself, a dispatch less.
     const stats = emptyTensor(device, [2 * c]);
@@ -526,7 +525,7 @@ export function bnTrainForward(
   }
   const stats = emptyTensor(device, [2 * c]);
   const y = emptyTensor(device, x.shape);
-  const u = new Uniforms().u32(n).u32(c).u32(hw).u32(1).u32(NORM_CHUNK).f32(running.momentum).f32(eps);
+  const u = chunkFoldUniforms(n, c, hw, 1).f32(running.momentum).f32(eps);
   const buffers = [x.buffer, stats.buffer, running.mean.buffer, running.variance.buffer];
   buffers.push(weight.buffer, bias.buffer, y.buffer);
   launch(device, bnStatsPartialSource(bnVec4(hw), 'running', { relu }), buffers, u, c);
@@ -556,12 +555,7 @@ export function bnTrainGrad(
   }
   const gsums = emptyTensor(device, [2 * c]);
   const dx = emptyTensor(device, x.shape);
-  const u = new Uniforms()
-    .u32(n)
-    .u32(c)
-    .u32(hw)
-    .u32(1)
-    .u32(NORM_CHUNK)
+  const u = chunkFoldUniforms(n, c, hw, 1)
     .f32(eps)
     .f32(n * hw);
   const buffers = [x.buffer, g.buffer, stats.buffer, ...(reluOut ? [reluOut.buffer] : [])];
@@ -622,7 +616,7 @@ export function bnGradSums(
   const [n, c, hw] = nchw(x, 'batchNorm2d');
   const parts = Math.max(1, Math.ceil((n * hw) / NORM_CHUNK));
   const partial = emptyTensor(device, [2 * c, parts]);
-  const u = new Uniforms().u32(n).u32(c).u32(hw).u32(parts).u32(NORM_CHUNK).f32(eps);
+  const u = chunkFoldUniforms(n, c, hw, parts).f32(eps);
   const mask = reluOut ? [reluOut.buffer] : [];
   launch(
     device,
