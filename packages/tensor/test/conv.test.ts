@@ -414,12 +414,20 @@ const cases: Case[] = [
     pads: [1, 1, 1, 1],
   },
   {
-    name: 'depthwise 3x3 pad 1, 264 wide (66 quads: two workgroups along x)',
+    name: 'depthwise 3x3 pad 1, 264 wide (66 quads, 2 a lane: 33 lanes in a workgroup of 64)',
     x: [1, 2, 3, 264],
     w: [2, 1, 3, 3],
     bias: false,
     options: { groups: 2, padding: 1 },
     pads: [1, 1, 1, 1],
+  },
+  {
+    name: 'depthwise 5x5 pad 2, 48 wide, bias (4 quads a lane, 3 lanes in a workgroup of 4; the window starts 2 values into a vec4)',
+    x: [1, 2, 6, 48],
+    w: [2, 1, 5, 5],
+    bias: true,
+    options: { groups: 2, padding: 2 },
+    pads: [2, 2, 2, 2],
   },
   { name: '1x1 conv', x: [2, 4, 3, 5], w: [6, 4, 1, 1], bias: true, options: {}, pads: [0, 0, 0, 0] },
   {

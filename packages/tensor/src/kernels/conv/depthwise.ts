@@ -148,11 +148,13 @@ ${bias ? '  let b = bs[c];\n' : ''}${stores}
 // are uniform. Measured on lavapipe (2×64×128×256, 3×3): row kernel 11.0–13.3 ms; strips of 32
 // rows 5.1–5.4 ms with one vec4 of outputs per lane, 4.4–4.6 ms with two (four: 4.2–4.6, eight:
 // 3.0–6.0); strips of 16 rows 4.7–5.0 ms. Later, same runs (3.1–3.6 ms): taking the window's
-// neighbour vec4s from adjacent lanes by subgroup shuffles (2 loads per row instead of 4) and adding
-// each tap row straight into its partial (no separate row sums) changed nothing; a 1×1 filter
-// through this kernel takes 2.1 ms, 3×1 or 1×3 2.6 ms.
+// neighbour vec4s from adjacent lanes by subgroup shuffles (2 loads per row instead of 4) changed
+// nothing; a 1×1 filter through this kernel takes 2.1 ms, 3×1 or 1×3 2.6 ms.
 
-/** Output vec4s per lane. */
+/**
+ * Output vec4s per lane of the weight-gradient strip kernel. The forward strip kernel takes the most
+ * of 4, 2 or 1 that divide the output row (`forwardQuads`).
+ */
 const STRIP_QUADS = 2;
 const STRIP_MIN_ROWS = 4;
 const STRIP_WG = 64;
@@ -184,17 +186,18 @@ function stripFits(device: Device, g: ConvGeometry): boolean {
 
 /**
  * WGSL for a strip lane's input window at loop step r: `loads` masks and loads the aligned vec4s
- * v0, v1, … of input row y0 + r − pt that cover its STRIP_QUADS output vec4s and the kw − 1 columns
+ * v0, v1, … of input row y0 + r − pt that cover its `quads` output vec4s and the kw − 1 columns
  * beside them (`live`, when not empty, masks the whole row too), and `shifted(o)` forms s{o}_{kx}:
  * the 4 inputs under tap kx of output vec4 o. `r`, `y0`, `plane`, `vbase` (the window's first vec4)
  * and `wq` (vec4s per row) must be in scope.
  */
 function stripWindow(
+  quads: number,
   kw: number,
   pl: number,
   live: string,
 ): { loads: string; shifted: (o: number) => string; left: number } {
-  const win = 4 * STRIP_QUADS + kw - 1;
+  const win = 4 * quads + kw - 1;
   // The window starts `off` values into input vec4 q0 − left.
   const left = Math.ceil(pl / 4);
   const off = 4 * left - pl;
@@ -222,13 +225,13 @@ function stripWindow(
 }
 
 /**
- * How strips cover an output: lanes per output row (STRIP_QUADS vec4s each) and rows per strip —
- * long strips, shortened until the lanes fill the device — and the uniforms both strip kernels
- * start with (h, hout, wq, wq_out, c, rows).
+ * How strips cover an output: lanes per output row (`quads` vec4s each) and rows per strip — long
+ * strips, shortened until the lanes fill the device — and the uniforms both strip kernels start
+ * with (h, hout, wq, wq_out, c, rows).
  */
-function stripLayout(device: Device, g: ConvGeometry) {
+function stripLayout(device: Device, g: ConvGeometry, quads: number) {
   const wqOut = g.wout / 4;
-  const lanesPerRow = Math.ceil(wqOut / STRIP_QUADS);
+  const lanesPerRow = Math.ceil(wqOut / quads);
   let rows = Math.min(stripMaxRows(device), pow2AtLeast(g.hout));
   while (rows > STRIP_MIN_ROWS && g.n * g.cin * lanesPerRow * Math.ceil(g.hout / rows) < stripLanes(device))
     rows /= 2;
@@ -243,8 +246,17 @@ function stripLayout(device: Device, g: ConvGeometry) {
   return { lanesPerRow, rows, strips: Math.ceil(g.hout / rows), uniforms };
 }
 
+/**
+ * Output vec4s per lane of the forward strip kernel: the most of 4, 2 or 1 that divides the output
+ * row, so a lane's outputs are all in the row or all past it (a workgroup can be wider than the
+ * row) and one lane check replaces a store mask per vec4 (2×64×128×256 3×3 on lavapipe: 2 vec4s
+ * with store masks 2.45 ms, 4 with them 2.2, 4 without 2.1).
+ */
+const forwardQuads = (g: ConvGeometry) => [4, 2, 1].find((q) => (g.wout / 4) % q === 0) ?? 1;
+
 /** `flip`: the filter rotated by 180° (the input gradient as a forward convolution of dY). */
 function depthwiseStripSource(
+  quadCount: number,
   kh: number,
   kw: number,
   pl: number,
@@ -253,24 +265,27 @@ function depthwiseStripSource(
   wgy: number,
   flip: boolean,
 ): KernelSource {
-  const { loads, shifted, left } = stripWindow(kw, pl, '');
-  const rowSum = (o: number, ky: number) =>
+  const { loads, shifted, left } = stripWindow(quadCount, kw, pl, '');
+  // Input row r feeds output rows y0 + r − ky; partial p{o}_j holds output row y0 + r − kh + 2 + j.
+  // Each tap row's products are fma'd straight onto the partial they extend (the bias starts the
+  // newest): no separate row sums and adds (2×64×128×256 3×3 on lavapipe: 2.35 → 2.2 ms).
+  const tapRow = (o: number, ky: number, start: string) =>
     range(kw).reduce(
       (acc, kx) => (acc ? `fma(s${o}_${kx}, vec4<f32>(w${ky}_${kx}), ${acc})` : `s${o}_${kx} * w${ky}_${kx}`),
-      '',
+      start,
     );
-  // Input row r feeds output rows y0 + r − ky; partial p{o}_j holds output row y0 + r − kh + 2 + j.
+  const newest = bias ? 'vec4<f32>(b)' : '';
   const roll = (o: number) =>
     kh === 1
-      ? `    let done${o} = h${o}_0;`
+      ? `    let done${o} = ${tapRow(o, 0, newest)};`
       : [
-          `    let done${o} = p${o}_0 + h${o}_${kh - 1};`,
-          ...range(kh - 2).map((j) => `    p${o}_${j} = p${o}_${j + 1} + h${o}_${kh - 2 - j};`),
-          `    p${o}_${kh - 2} = h${o}_0;`,
+          `    let done${o} = ${tapRow(o, kh - 1, `p${o}_0`)};`,
+          ...range(kh - 2).map((j) => `    p${o}_${j} = ${tapRow(o, kh - 2 - j, `p${o}_${j + 1}`)};`),
+          `    p${o}_${kh - 2} = ${tapRow(o, 0, newest)};`,
         ].join('\n');
-  const quads = range(STRIP_QUADS);
+  const quads = range(quadCount);
   return {
-    key: `conv2d/depthwise-strip/q${STRIP_QUADS}/k${kh}x${kw}/pl${pl}/bias${bias ? 1 : 0}/wg${wgx}x${wgy}${flip ? '/flip' : ''}`,
+    key: `conv2d/depthwise-strip/q${quadCount}/k${kh}x${kw}/pl${pl}/bias${bias ? 1 : 0}/wg${wgx}x${wgy}${flip ? '/flip' : ''}`,
     bindings: forwardAccess(bias),
     workgroupSize: wgx * wgy,
     wgsl: () => /* wgsl */ `
@@ -279,7 +294,7 @@ struct U { h: u32, hout: u32, wq: u32, wq_out: u32, c: u32, rows: u32, steps: u3
 ${forwardBindings(bias, true)}
 @compute @workgroup_size(${wgx}, ${wgy})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let q = (wid.x * ${wgx}u + lid.x) * ${STRIP_QUADS}u;
+  let q = (wid.x * ${wgx}u + lid.x) * ${quadCount}u;
   let y0 = (wid.y * ${wgy}u + lid.y) * u.rows;
   let plane = wid.z;
   let c = plane % u.c;
@@ -300,19 +315,11 @@ ${bias ? '  let b = bs[c];\n' : ''}${quads
   .join('\n')}
   for (var r = 0u; r < u.steps; r++) {
 ${loads}
-${quads
-  .map(
-    (o) => `${shifted(o)}
-${range(kh)
-  .map((ky) => `    let h${o}_${ky} = ${rowSum(o, ky)};`)
-  .join('\n')}
-${roll(o)}`,
-  )
-  .join('\n')}
+${quads.map((o) => `${shifted(o)}\n${roll(o)}`).join('\n')}
     let oy = y0 + r - ${kh - 1}u;
-    if (r >= ${kh - 1}u && oy < u.hout) {
+    if (r >= ${kh - 1}u && oy < u.hout && q < u.wq_out) {
       let at = (plane * u.hout + oy) * u.wq_out + q;
-${quads.map((o) => `      if (q + ${o}u < u.wq_out) { out[at + ${o}u] = done${o}${bias ? ' + b' : ''}; }`).join('\n')}
+${quads.map((o) => `      out[at + ${o}u] = done${o};`).join('\n')}
     }
   }
 }`,
@@ -330,11 +337,12 @@ function depthwiseStrip(
   flip = false,
 ): Tensor {
   const planes = g.n * g.cin;
-  const { lanesPerRow, rows, strips, uniforms } = stripLayout(device, g);
+  const quads = forwardQuads(g);
+  const { lanesPerRow, rows, strips, uniforms } = stripLayout(device, g, quads);
   const wgx = Math.min(STRIP_WG, pow2AtLeast(lanesPerRow));
   const wgy = Math.min(STRIP_WG / wgx, pow2AtLeast(strips));
   const out = emptyTensor(device, [g.n, g.cout, g.hout, g.wout]);
-  const source = depthwiseStripSource(g.kh, g.kw, g.pl, bias !== null, wgx, wgy, flip);
+  const source = depthwiseStripSource(quads, g.kh, g.kw, g.pl, bias !== null, wgx, wgy, flip);
   const u = uniforms()
     .u32(rows + g.kh - 1)
     .i32(g.pt);
@@ -489,7 +497,7 @@ const MAX_DW_TAPS = 25;
 
 function depthwiseWeightGradSource(kh: number, kw: number, pl: number, wg: number): KernelSource {
   const taps = kh * kw;
-  const { loads, shifted, left } = stripWindow(kw, pl, 'live');
+  const { loads, shifted, left } = stripWindow(STRIP_QUADS, kw, pl, 'live');
   const quads = range(STRIP_QUADS);
   return {
     key: `conv2d/depthwise-dw/q${STRIP_QUADS}/k${kh}x${kw}/pl${pl}/wg${wg}`,
@@ -572,7 +580,7 @@ export function depthwiseWeightGrad(device: Device, dy: Tensor, x: Tensor, g: Co
     g.cin > device.limits.maxComputeWorkgroupsPerDimension
   )
     return null;
-  const { lanesPerRow, strips, uniforms } = stripLayout(device, g);
+  const { lanesPerRow, strips, uniforms } = stripLayout(device, g, STRIP_QUADS);
   const items = g.n * strips * lanesPerRow;
   // Small maps have few lanes per channel: a workgroup no wider than them (down to a SIMD width).
   const wg = Math.min(DW_STRIP_WG, Math.max(DW_STRIP_MIN_WG, pow2AtLeast(items)));
