@@ -101,6 +101,22 @@ const cases: Case[] = [
     pads: [1, 1, 1, 1],
   },
   {
+    name: '5x5 stride 3 pad 2 (weight-gradient row window: 2 taps carried, 3 loaded a position)',
+    x: [2, 3, 9, 11],
+    w: [4, 3, 5, 5],
+    bias: false,
+    options: { stride: 3, padding: 2 },
+    pads: [2, 2, 2, 2],
+  },
+  {
+    name: '2x2 stride 2, bias (weight-gradient row window: nothing carried)',
+    x: [1, 3, 6, 8],
+    w: [5, 3, 2, 2],
+    bias: true,
+    options: { stride: 2 },
+    pads: [0, 0, 0, 0],
+  },
+  {
     name: 'stride [2, 1] pad [1, 0]',
     x: [1, 3, 7, 6],
     w: [4, 3, 3, 2],

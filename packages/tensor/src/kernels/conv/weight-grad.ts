@@ -32,10 +32,18 @@ import { POINTWISE_GEMM, pointwiseWeightGrad, withPointwiseGemm } from './pointw
 /** Weight-gradient workgroup size: small, so (input-channel block × tap) lanes waste few slots. */
 const DW_WG = 16;
 
-function weightGradSource(ocb: number, icb: number, sub: boolean, rowKw: number, wg: number): KernelSource {
-  // Row variant (stride 1, dilation 1 along x, kernel width rowKw baked in): lanes are
+function weightGradSource(
+  ocb: number,
+  icb: number,
+  sub: boolean,
+  rowKw: number,
+  sw: number,
+  wg: number,
+): KernelSource {
+  // Row variant (dilation 1 along x, kernel width rowKw and stride sw baked in): lanes are
   // (input-channel block, ky) and each invocation holds all rowKw taps of its row; along an output
-  // row the x values form a sliding window, so one new x value per channel is loaded per position.
+  // row the x values form a sliding window that moves sw values a position, so sw new x values per
+  // channel are loaded per position and the other rowKw − sw move down.
   const taps = Math.max(rowKw, 1);
   const acc = (o: number, i: number, kx: number) => `a${o}_${i}_${kx}`;
   // Window slot kx of channel i: the x value tap kx reads at the current output position.
@@ -78,9 +86,12 @@ ${stepBlock()}
       ix += swi;
       dyo++;
     }`;
-  const windowRow = () => `    var ix = i32(ox) + offx;
+  // Window slots below `carried` come from the previous position; the rest are loaded at each.
+  const carried = Math.max(rowKw - sw, 0);
+  const loaded = range(rowKw - carried).map((j) => carried + j);
+  const windowRow = () => `    var ix = i32(ox * ${sw}u) + offx;
     var dyo = dyn + oy * u.wout + ox;
-${range(rowKw - 1)
+${range(carried)
   .map(
     (kx) => `    let xo${kx} = xrow + u32(clamp(ix + ${kx}, 0, wi - 1));
     let m${kx} = rowok && ix + ${kx} >= 0 && ix + ${kx} < wi;
@@ -90,24 +101,28 @@ ${range(icb)
   )
   .join('\n')}
 ${range(icb)
-  .map((i) => `    var ${xv(i, rowKw - 1)} = 0.0;`)
+  .flatMap((i) => loaded.map((kx) => `    var ${xv(i, kx)} = 0.0;`))
   .join('\n')}
     for (var k = 0u; k < cnt; k++) {
-      let jx = ix + ${rowKw - 1};
-      let xo = xrow + u32(clamp(jx, 0, wi - 1));
-      let m = rowok && jx >= 0 && jx < wi;
+${loaded
+  .map(
+    (kx) => `      let jx${kx} = ix + ${kx};
+      let jo${kx} = xrow + u32(clamp(jx${kx}, 0, wi - 1));
+      let jm${kx} = rowok && jx${kx} >= 0 && jx${kx} < wi;
 ${range(icb)
-  .map((i) => `      ${xv(i, rowKw - 1)} = select(0.0, x[xo + xc${i}], m);`)
+  .map((i) => `      ${xv(i, kx)} = select(0.0, x[jo${kx} + xc${i}], jm${kx});`)
+  .join('\n')}`,
+  )
   .join('\n')}
 ${stepBlock()}
 ${range(icb)
-  .flatMap((i) => range(rowKw - 1).map((kx) => `      ${xv(i, kx)} = ${xv(i, kx + 1)};`))
+  .flatMap((i) => range(carried).map((kx) => `      ${xv(i, kx)} = ${xv(i, kx + sw)};`))
   .join('\n')}
-      ix++;
+      ix += ${sw};
       dyo++;
     }`;
   return {
-    key: `conv2d/dw/oc${ocb}/ic${icb}/row${rowKw}/sg${sub ? 1 : 0}${wg === DW_WG ? '' : `/wg${wg}`}`,
+    key: `conv2d/dw/oc${ocb}/ic${icb}/row${rowKw}${sw > 1 && rowKw > 0 ? `s${sw}` : ''}/sg${sub ? 1 : 0}${wg === DW_WG ? '' : `/wg${wg}`}`,
     bindings: ['read', 'read', 'rw'],
     workgroupSize: wg,
     wgsl: () => /* wgsl */ `${sub ? 'enable subgroups;' : ''}
@@ -261,8 +276,13 @@ function weightGradConfigs(rowKw: number): WeightGradConfig[] {
   return configs;
 }
 
+/**
+ * The row variant's kernel width, or 0 for the generic kernel. Horizontal strides up to the kernel
+ * width take it too: PP-LiteSeg-T's two stride-2 3×3 weight gradients on lavapipe, 4×3×64×128 → 32:
+ * 1.45–1.50 → 1.21–1.26 ms, 4×32×32×64 → 64: 2.04–2.17 → 1.58–1.67 ms (3 interleaved runs).
+ */
 const weightGradRowKw = (g: ConvGeometry) =>
-  g.sw === 1 && g.dw === 1 && g.kw > 1 && g.kw <= MAX_ROW_KW && convConfig.rowVariant ? g.kw : 0;
+  g.sw <= g.kw && g.dw === 1 && g.kw > 1 && g.kw <= MAX_ROW_KW && convConfig.rowVariant ? g.kw : 0;
 
 function weightGradWith(
   device: Device,
@@ -295,7 +315,14 @@ function weightGradWith(
   );
   const partial = emptyTensor(device, parts === 1 ? shape : [outputs, parts]);
   const u = uniforms(g, { ocb, icb, xblocks: 1, total: lanes, parts, chunk });
-  const source = weightGradSource(ocb, icb, device.hasSubgroups && convConfig.subgroups, rowKw, config.wg);
+  const source = weightGradSource(
+    ocb,
+    icb,
+    device.hasSubgroups && convConfig.subgroups,
+    rowKw,
+    g.sw,
+    config.wg,
+  );
   launchSliced(device, source, [dy.buffer, x.buffer, partial.buffer], u, lanes, blocks * parts);
   return parts === 1 ? partial : fold(device, partial, g, shape, parts);
 }
