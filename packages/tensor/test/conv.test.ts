@@ -445,6 +445,14 @@ const cases: Case[] = [
     options: { groups: 2, padding: 2 },
     pads: [2, 2, 2, 2],
   },
+  {
+    name: '1x1 conv, 6 in / 5 out, batch 2 on 16x20 (weight gradient in vec4 units: a 2-channel tail, 3 parts split mid-row)',
+    x: [2, 6, 16, 20],
+    w: [5, 6, 1, 1],
+    bias: false,
+    options: {},
+    pads: [0, 0, 0, 0],
+  },
   { name: '1x1 conv', x: [2, 4, 3, 5], w: [6, 4, 1, 1], bias: true, options: {}, pads: [0, 0, 0, 0] },
   {
     name: '1x1 conv stride 2, no bias',
