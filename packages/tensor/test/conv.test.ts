@@ -446,7 +446,7 @@ const cases: Case[] = [
     pads: [2, 2, 2, 2],
   },
   {
-    name: '1x1 conv, 6 in / 5 out, batch 2 on 16x20 (weight gradient in vec4 units: a 2-channel tail, 3 parts split mid-row)',
+    name: '1x1 conv, 6 in / 5 out, batch 2 on 16x20 (vec4 positions: blocks of 4 vec4s and a 1-vec4 tail, a 2-channel tail, the weight gradient in 3 parts split mid-row)',
     x: [2, 6, 16, 20],
     w: [5, 6, 1, 1],
     bias: false,

@@ -3,7 +3,7 @@ import type { Access, Device, KernelSource } from '../../device/device.js';
 import type { Tensor } from '../../tensor.js';
 import { emptyTensor, f32Type, gridFor, LINEAR_ID, launch, Uniforms } from '../launch.js';
 import { pow2Class, tunedConfig } from '../tuned.js';
-import { type POINTWISE_GEMM, withPointwiseGemm } from './pointwise.js';
+import { isPointwise, type POINTWISE_GEMM, withPointwiseGemm } from './pointwise.js';
 
 /**
  * 2-D convolution on NCHW f32 tensors, weights [Cout, Cin/groups, KH, KW], as dedicated kernels:
@@ -234,6 +234,15 @@ export function rowBlock(rows: number, width: number, tuned: number): number {
  */
 export function foldImages(images: number, blocksPerImage: number): boolean {
   return images > 1 && blocksPerImage < WG;
+}
+
+/**
+ * Whether a 1×1 convolution (stride 1, no padding) runs in units of 4 positions along x: rows a
+ * multiple of 4 wide, so x, dY and the results move as vec4s (on lavapipe a lane's load costs about
+ * the same for 4 values as for 1). `convConfig.rowVariant: false` keeps the scalar kernels (tests).
+ */
+export function pointwiseVec4(g: ConvGeometry): boolean {
+  return isPointwise(g) && g.w % 4 === 0 && convConfig.rowVariant;
 }
 
 /** Widest kernel the forward's row variant unrolls. */

@@ -12,6 +12,7 @@ import {
   launchSliced,
   MAX_ROW_KW,
   namedBlock,
+  pointwiseVec4,
   range,
   SB,
   splitReduction,
@@ -20,7 +21,7 @@ import {
   uniforms,
 } from './common.js';
 import { depthwiseWeightGrad } from './depthwise.js';
-import { isPointwise, POINTWISE_GEMM, pointwiseWeightGrad, withPointwiseGemm } from './pointwise.js';
+import { POINTWISE_GEMM, pointwiseWeightGrad, withPointwiseGemm } from './pointwise.js';
 
 // ---------------------------------------------------------------------------------------------
 // Weight gradient: lanes = (input channel, filter tap) of one group; one invocation accumulates
@@ -293,15 +294,6 @@ function weightGradConfigs(rowKw: number): WeightGradConfig[] {
 const weightGradRowKw = (g: ConvGeometry) =>
   g.sw <= g.kw && g.dw === 1 && g.kw > 1 && g.kw <= MAX_ROW_KW && convConfig.rowVariant ? g.kw : 0;
 
-/**
- * Whether the generic kernel runs in vec4 units along x: 1×1, stride 1, no padding, rows a multiple
- * of 4 wide (`rowVariant: false` keeps the scalar kernel, for tests). x and dY are then read 4
- * positions a load (a lane's 4 input channels: 4 loads where it gathered 16 values): on lavapipe
- * SegFormer-B0's 1024→256 fuse at 16×32, batch 4, 33.6 → 19.3 ms, PP-LiteSeg-T's 1×1 shapes
- * 1.41 → 0.92 (64→128 at 16×32), 1.73 → 1.37, 2.08 → 1.48, 1.43 → 1.16 ms.
- */
-const weightGradVec4 = (g: ConvGeometry) => isPointwise(g) && g.w % 4 === 0 && convConfig.rowVariant;
-
 function weightGradWith(
   device: Device,
   dy: Tensor,
@@ -312,7 +304,10 @@ function weightGradWith(
   const cinPg = g.cin / g.groups;
   const coutPg = g.cout / g.groups;
   const rowKw = weightGradRowKw(g);
-  const vec4 = weightGradVec4(g);
+  // 1×1: x and dY 4 positions a load (a lane's 4 input channels: 4 loads where it gathered 16
+  // values); on lavapipe SegFormer-B0's 1024→256 fuse at 16×32, batch 4, 33.6 → 19.3 ms,
+  // PP-LiteSeg-T's 1×1 shapes 1.41 → 0.92 (64→128 at 16×32), 1.73 → 1.37, 2.08 → 1.48, 1.43 → 1.16.
+  const vec4 = pointwiseVec4(g);
   // The vec4 kernel walks rows of w / 4 vec4s.
   const walked = vec4 ? { ...g, w: g.w / 4, wout: g.wout / 4 } : g;
   const ocb = channelBlock(coutPg, config.oc);
@@ -371,7 +366,7 @@ export function conv2dWeightGrad(device: Device, dy: Tensor, x: Tensor, g: ConvG
     device,
     'conv2d/dw',
     () => convShapeClass('conv2d/dw', g),
-    defaultWeightGradConfig(weightGradRowKw(g), device.software, weightGradVec4(g)),
+    defaultWeightGradConfig(weightGradRowKw(g), device.software, pointwiseVec4(g)),
     () => weightGradCandidates(g),
     [dy.size, x.size],
     ([sdy, sx], candidate) => {
