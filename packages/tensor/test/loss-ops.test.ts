@@ -42,6 +42,13 @@ describe('pixelCrossEntropy (reduction none)', () => {
     ['plain', [2, 4, 3, 5], 0, 255, undefined],
     ['ignored pixels and class weights', [2, 5, 3, 3], 0.3, 255, [0.5, 1, 2, 0.1, 3]],
     ['ignore index inside the class range, 19 classes', [1, 19, 2, 3], 0.2, 2, undefined],
+    [
+      '4 pixels a lane step (HW 24): ignored pixels and class weights',
+      [2, 5, 4, 6],
+      0.3,
+      255,
+      [0.5, 1, 2, 0.1, 3],
+    ],
   ];
   for (const [name, shape, share, ignore, weights] of cases) {
     const pixels = (shape[0] ?? 1) * shape.slice(2).reduce((a, b) => a * b, 1);

@@ -165,7 +165,7 @@ describe('softmaxCrossEntropy (PaddleSeg CrossEntropyLoss)', () => {
     ['custom ignoreIndex inside the class range', [2, 4, 3, 3], 0.3, { ignoreIndex: 2 }],
     ['all pixels ignored', [1, 3, 2, 2], 1, {}],
     ['rank 3 logits', [3, 4, 5], 0.2, {}],
-    // HW a multiple of 4: the backward's 4-pixel kernel.
+    // HW a multiple of 4: the 4-pixel kernels, forward and backward.
     ['4 pixels a step, ignored pixels', [2, 4, 3, 4], 0.3, {}],
     ['4 pixels a step, class weights', [2, 5, 2, 6], 0.25, { classWeights: [0.5, 1, 2, 0.1, 3] }],
     [
@@ -239,11 +239,59 @@ describe('softmaxCrossEntropy backward, 4 pixels a step', () => {
   });
 });
 
+describe('pixel kernels, 4 pixels a step', () => {
+  it('give the bits of the one-pixel kernels: per-pixel CE and its gradient, true-class probability, mean CE (19 classes, weights, ignored and out-of-range labels)', async () => {
+    const device = await testDevice();
+    const [n, c, h, w] = [2, 19, 12, 20];
+    const size = n * c * h * w;
+    const labelValues = makeLabels(n * h * w, c, 21, 0.2);
+    labelValues[7] = c + 2;
+    const labels = T.tensor(device, labelValues, [n, h, w], 'i32');
+    const upstream = T.tensor(device, rand(n * h * w, 22, -1, 1), [n, h, w]);
+    const classWeights = Array.from({ length: c }, (_, i) => 0.5 + i / 10);
+    const run = async () => {
+      const x = T.parameter(device, rand(size, 23, -3, 3), [n, c, h, w]);
+      const perPixel = T.pixelCrossEntropy(x, labels, { classWeights });
+      const pixelLoss = await perPixel.data();
+      T.backward(T.sum(T.mul(perPixel, upstream)));
+      const pixelGrad = await (x.grad as T.Tensor).data();
+      x.grad?.dispose();
+      x.grad = null;
+      const mean = T.softmaxCrossEntropy(x, labels, { classWeights });
+      const loss = await mean.data();
+      const prob = await T.pixelTrueProb(x, labels, 255).data();
+      const values = [pixelLoss, pixelGrad, loss, prob];
+      x.dispose();
+      return values;
+    };
+    const four = await run();
+    pixelConfig.vec4 = false;
+    const one = await run().finally(() => {
+      pixelConfig.vec4 = true;
+    });
+    const names = ['per-pixel CE', 'its gradient', 'mean CE', 'true-class probability'];
+    four.forEach((values, k) => {
+      assertSameValues(values, one[k] ?? new Float32Array(), `${names[k]}, 4 pixels vs 1 a lane`);
+      assert.ok(
+        values.some((v) => v !== 0 && v !== 2),
+        `${names[k]} is not all zero`,
+      );
+    });
+    // Ignored and out-of-range labels: CE 0, probability 2 (sorted last by OHEM).
+    const perPixel = four[0] as Float32Array;
+    assert.equal(perPixel[7], 0);
+    assert.equal((four[3] as Float32Array)[7], 2);
+    labels.dispose();
+    upstream.dispose();
+  });
+});
+
 describe('pixelTrueProb', () => {
   for (const [shape, ignore] of [
     [[2, 4, 3, 5], 255],
     [[1, 19, 3, 7], 255],
     [[2, 3, 4], 1],
+    [[2, 6, 4, 4], 255],
   ] as Array<[number[], number]>) {
     const n = shape[0] ?? 1;
     const c = shape[1] ?? 1;
