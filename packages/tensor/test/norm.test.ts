@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
 import { normConfig } from '../src/kernels/norm.js';
-import { assertClose, assertSameValues, checkOp, rand, testDevice } from '../src/testing/index.js';
+import { assertClose, assertSameBitsWithout, checkOp, rand, testDevice } from '../src/testing/index.js';
 
 /** float64 batch norm over N and spatial dims of [N, C, ...]; stats from `stats` or the batch. */
 function bnRef(
@@ -200,14 +200,8 @@ describe('batchNorm2d', () => {
   async function sameBitsWithout(
     hook: { set: (on: boolean) => void; label: string },
     step: () => Promise<ArrayLike<number>[]>,
-  ): Promise<ArrayLike<number>[]> {
-    const on = await step();
-    hook.set(false);
-    const off = await step().finally(() => hook.set(true));
-    STEP_OUTPUTS.forEach((name, k) => {
-      assertSameValues(on[k] ?? [], off[k] ?? [], `${name}, ${hook.label}`);
-    });
-    return on;
+  ): Promise<readonly ArrayLike<number>[]> {
+    return assertSameBitsWithout(hook.set, step, STEP_OUTPUTS, hook.label);
   }
 
   // [3, 5, 20, 28]: 1680 positions a channel, 2 chunks, the first ending inside image 1 and the
@@ -550,14 +544,14 @@ describe('layerNorm rows read as vec4s', () => {
       for (const t of [x, w, b, y]) t.dispose();
       return values;
     };
-    const vec4 = await run();
-    normConfig.vec4 = false;
-    const scalar = await run().finally(() => {
-      normConfig.vec4 = true;
-    });
-    ['y', 'dx', 'dw', 'db'].forEach((name, k) => {
-      assertSameValues(vec4[k] ?? [], scalar[k] ?? [], `layerNorm ${name}, vec4 vs one value a step`);
-    });
+    await assertSameBitsWithout(
+      (on) => {
+        normConfig.vec4 = on;
+      },
+      run,
+      ['layerNorm y', 'layerNorm dx', 'layerNorm dw', 'layerNorm db'],
+      'vec4 vs one value a step',
+    );
   });
 });
 

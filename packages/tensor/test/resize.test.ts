@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
-import { checkOp, testDevice } from '../src/testing/index.js';
+import { resizeConfig } from '../src/kernels/resize.js';
+import { assertSameBitsWithout, checkOp, rand, testDevice } from '../src/testing/index.js';
 
 type Size = [number, number];
 
@@ -120,6 +121,15 @@ const bilinearCases: Array<[number[], Size]> = [
     [1, 3, 2, 6],
     [5, 8],
   ], // ratio 6/8: exactly at the limit (not aligned; aligned 5/7 is within)
+  // Input widths that are multiples of 4: the backward's pass x takes 4 input columns a lane.
+  [
+    [2, 2, 3, 8],
+    [5, 64],
+  ], // ×8 in W, as the segmentation heads' logits
+  [
+    [1, 2, 4, 12],
+    [3, 5],
+  ], // down in W: 4 columns whose reaches barely overlap
 ];
 
 describe('resizeBilinear', () => {
@@ -136,6 +146,34 @@ describe('resizeBilinear', () => {
       );
     }
   }
+});
+
+describe('resizeBilinear backward, 4 input columns a lane', () => {
+  it('gives the bits of the one-column pass (×8 up, 7 planes of 8×16 → 64×128, both corner modes)', async () => {
+    const device = await testDevice();
+    const shape = [4, 7, 8, 16];
+    const size = shape.reduce((a, b) => a * b, 1);
+    const upstream = T.tensor(device, rand(4 * 7 * 64 * 128, 41, -1, 1), [4, 7, 64, 128]);
+    for (const alignCorners of [false, true]) {
+      const gradient = async () => {
+        const x = T.parameter(device, rand(size, 42, -1, 1), shape);
+        T.backward(T.sum(T.mul(T.resizeBilinear(x, [64, 128], { alignCorners }), upstream)));
+        const values = await (x.grad as T.Tensor).data();
+        x.dispose();
+        return values;
+      };
+      const [four = []] = await assertSameBitsWithout(
+        (on) => {
+          resizeConfig.vec4 = on;
+        },
+        async () => [await gradient()],
+        [`bilinear gradient, alignCorners ${alignCorners}`],
+        '4 columns vs 1 a lane',
+      );
+      assert.ok(Array.from(four).some((v) => v !== 0));
+    }
+    upstream.dispose();
+  });
 });
 
 describe('resizeNearest', () => {

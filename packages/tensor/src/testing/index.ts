@@ -3,7 +3,7 @@
  * op checks (forward against a float64 reference, gradients against finite differences), float64
  * oracles, and where the repository's and PaddleSeg's files are.
  */
-export { assertClose, assertSameValues, erf64, rand, stridesOf } from './numeric.js';
+export { assertClose, assertSameBitsWithout, assertSameValues, erf64, rand, stridesOf } from './numeric.js';
 export { checkOp, type InputSpec, type OpCase, type Ref, testDevice } from './ops.js';
 export { DEMO_CONFIG, paddlesegConfig, repoRoot } from './paths.js';
 export { type TunedChoice, withTunedChoices } from './tuning.js';

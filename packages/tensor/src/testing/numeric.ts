@@ -53,6 +53,26 @@ export function assertSameValues(got: ArrayLike<number>, expected: ArrayLike<num
   }
 }
 
+/**
+ * Runs `run` with a kernel path on, then with `set(false)` (switched back on after, also when `run`
+ * throws), and asserts that each result array (named by `names`) has the same bits both ways.
+ * Returns the results with the path on.
+ */
+export async function assertSameBitsWithout(
+  set: (on: boolean) => void,
+  run: () => Promise<readonly ArrayLike<number>[]>,
+  names: readonly string[],
+  label: string,
+): Promise<readonly ArrayLike<number>[]> {
+  const on = await run();
+  set(false);
+  const off = await run().finally(() => set(true));
+  names.forEach((name, k) => {
+    assertSameValues(on[k] ?? [], off[k] ?? [], `${name}, ${label}`);
+  });
+  return on;
+}
+
 /** Index helpers for references: strides of a row-major shape. */
 export function stridesOf(shape: readonly number[]): number[] {
   const s = new Array<number>(shape.length).fill(1);
