@@ -245,6 +245,11 @@ export function pointwiseVec4(g: ConvGeometry): boolean {
   return isPointwise(g) && g.w % 4 === 0 && convConfig.rowVariant;
 }
 
+/** `g` as a vec4 kernel walks it (rows of w / 4 vec4s) when `vec4`, else `g`. */
+export function inVec4Units(g: ConvGeometry, vec4: boolean): ConvGeometry {
+  return vec4 ? { ...g, w: g.w / 4, wout: g.wout / 4 } : g;
+}
+
 /** Widest kernel the forward's row variant unrolls. */
 export const MAX_ROW_KW = 7;
 

@@ -9,6 +9,7 @@ import {
   forwardAccess,
   forwardBindings,
   forwardBuffers,
+  inVec4Units,
   launchSliced,
   MAX_ROW_KW,
   pointwiseVec4,
@@ -232,7 +233,7 @@ function forwardWith(
   // lavapipe, SegFormer-B0's 1024→256 fuse at 16×32, batch 4: 22.3–22.5 ms scalar, 16.2–16.7 with 4
   // vec4s a lane (2: 19.0–19.4, 8: 30–31); PP-LiteSeg-T's 1×1 shapes 1.06–1.24 → 0.83 ms (64→128 at
   // 16×32), 1.69–1.91 → 1.30–1.40, 1.47–1.63 → 1.26, 0.86 → 0.70.
-  const walked = vec4 ? { ...g, w: g.w / 4, wout: g.wout / 4 } : g;
+  const walked = inVec4Units(g, vec4);
   const blockX = vec4 ? Math.max(1, block.x / 2) : block.x;
   const fold = foldImages(g.n, g.hout * Math.ceil(walked.wout / blockX));
   const rows = fold ? g.n * g.hout : g.hout;

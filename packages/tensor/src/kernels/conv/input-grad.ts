@@ -6,6 +6,7 @@ import {
   channelBlock,
   convConfig,
   foldImages,
+  inVec4Units,
   launchSliced,
   MAX_ROW_KW,
   pointwiseVec4,
@@ -223,7 +224,7 @@ function inputGradWith(
   // PP-LiteSeg-T's 1×1 shapes 0.92–0.96 → 0.73–0.77 ms (64→128 at 16×32), 1.53–1.58 → 1.25–1.31,
   // 1.45–1.51 → 1.26–1.27, 0.97–0.99 → 0.87–0.88, 0.90–0.97 → 0.71, 0.59–0.62 → 0.53.
   const vec4 = pointwiseVec4(g);
-  const walked = vec4 ? { ...g, w: g.w / 4, wout: g.wout / 4 } : g;
+  const walked = inVec4Units(g, vec4);
   const blockX = vec4 ? Math.max(1, block.x / 2) : block.x;
   // Per stride class: ceil(h/sh) rows of ceil(w/sw) positions (at most).
   const classW = Math.ceil(walked.w / g.sw);

@@ -9,6 +9,7 @@ import {
   convConfig,
   convShapeClass,
   fold,
+  inVec4Units,
   launchSliced,
   MAX_ROW_KW,
   namedBlock,
@@ -309,7 +310,7 @@ function weightGradWith(
   // PP-LiteSeg-T's 1×1 shapes 1.41 → 0.92 (64→128 at 16×32), 1.73 → 1.37, 2.08 → 1.48, 1.43 → 1.16.
   const vec4 = pointwiseVec4(g);
   // The vec4 kernel walks rows of w / 4 vec4s.
-  const walked = vec4 ? { ...g, w: g.w / 4, wout: g.wout / 4 } : g;
+  const walked = inVec4Units(g, vec4);
   const ocb = channelBlock(coutPg, config.oc);
   // Row variant: ocb × icb × kw accumulators; keep them near 64 for wide kernels.
   const icb = channelBlock(cinPg, rowKw > 3 ? 1 : config.ic);
