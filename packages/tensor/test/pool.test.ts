@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
+import { poolConfig } from '../src/kernels/pool.js';
 import { adaptiveAvgPool2d, argmax, avgPool2d, maxPool2d } from '../src/ops/pool.js';
-import { checkOp, rand, testDevice } from '../src/testing/index.js';
+import { assertSameBitsWithout, checkOp, rand, testDevice } from '../src/testing/index.js';
 
 interface P {
   k: number;
@@ -35,11 +36,42 @@ function poolRef(shape: number[], o: P, pick: (vals: number[]) => number) {
 
 const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
 
+describe('avg pool backward, 4 input columns a lane', () => {
+  it("gives the bits of the one-column kernel (STDC's 3x3 stride 2 pad 1, exclusive and inclusive)", async () => {
+    const device = await testDevice();
+    const shape = [4, 24, 16, 32];
+    const size = shape.reduce((a, b) => a * b, 1);
+    const upstream = T.tensor(device, rand(4 * 24 * 8 * 16, 51, -1, 1), [4, 24, 8, 16]);
+    for (const exclusive of [true, false]) {
+      const gradient = async () => {
+        const x = T.parameter(device, rand(size, 52, -1, 1), shape);
+        T.backward(T.sum(T.mul(avgPool2d(x, { kernel: 3, stride: 2, padding: 1, exclusive }), upstream)));
+        const values = await (x.grad as T.Tensor).data();
+        x.dispose();
+        return values;
+      };
+      const [four = []] = await assertSameBitsWithout(
+        (on) => {
+          poolConfig.vec4 = on;
+        },
+        async () => [await gradient()],
+        [`avg pool gradient, exclusive ${exclusive}`],
+        '4 columns vs 1 a lane',
+      );
+      assert.ok(Array.from(four).some((v) => v !== 0));
+    }
+    upstream.dispose();
+  });
+});
+
 describe('pooling', () => {
   const cases: Array<[number[], P]> = [
     [[2, 3, 7, 9], { k: 3, s: 2, p: 1 }],
     [[1, 2, 6, 6], { k: 2, s: 2, p: 0 }],
     [[1, 1, 5, 8], { k: 3, s: 1, p: 1 }],
+    // Widths that are multiples of 4: the avg backward takes 4 input columns a lane.
+    [[2, 2, 7, 12], { k: 3, s: 2, p: 1 }],
+    [[1, 2, 4, 8], { k: 5, s: 3, p: 2 }],
   ];
   for (const [shape, o] of cases) {
     it(`avg exclusive [${shape}] k${o.k} s${o.s} p${o.p}`, () =>
