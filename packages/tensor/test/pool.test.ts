@@ -3,7 +3,7 @@ import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
 import { poolConfig } from '../src/kernels/pool.js';
 import { adaptiveAvgPool2d, argmax, avgPool2d, maxPool2d } from '../src/ops/pool.js';
-import { assertSameBitsWithout, checkOp, rand, testDevice } from '../src/testing/index.js';
+import { assertSameBitsWithout, checkOp, inputGradient, rand, testDevice } from '../src/testing/index.js';
 
 interface P {
   k: number;
@@ -40,21 +40,14 @@ describe('avg pool backward, 4 input columns a lane', () => {
   it("gives the bits of the one-column kernel (STDC's 3x3 stride 2 pad 1, exclusive and inclusive)", async () => {
     const device = await testDevice();
     const shape = [4, 24, 16, 32];
-    const size = shape.reduce((a, b) => a * b, 1);
     const upstream = T.tensor(device, rand(4 * 24 * 8 * 16, 51, -1, 1), [4, 24, 8, 16]);
     for (const exclusive of [true, false]) {
-      const gradient = async () => {
-        const x = T.parameter(device, rand(size, 52, -1, 1), shape);
-        T.backward(T.sum(T.mul(avgPool2d(x, { kernel: 3, stride: 2, padding: 1, exclusive }), upstream)));
-        const values = await (x.grad as T.Tensor).data();
-        x.dispose();
-        return values;
-      };
+      const pool = (x: T.Tensor) => avgPool2d(x, { kernel: 3, stride: 2, padding: 1, exclusive });
       const [four = []] = await assertSameBitsWithout(
         (on) => {
           poolConfig.vec4 = on;
         },
-        async () => [await gradient()],
+        async () => [await inputGradient(device, shape, 52, pool, upstream)],
         [`avg pool gradient, exclusive ${exclusive}`],
         '4 columns vs 1 a lane',
       );

@@ -1,6 +1,16 @@
 /** GPU op checks: forward against a float64 reference, every gradient against finite differences. */
 import assert from 'node:assert/strict';
-import { backward, type Device, getDevice, parameter, type Tensor, tensor, tidy } from '../index.js';
+import {
+  backward,
+  type Device,
+  getDevice,
+  mul,
+  parameter,
+  sum,
+  type Tensor,
+  tensor,
+  tidy,
+} from '../index.js';
 import { assertClose, rand } from './numeric.js';
 
 export type Ref = (inputs: Float64Array[]) => Float64Array;
@@ -97,4 +107,31 @@ export async function checkOp(c: OpCase): Promise<void> {
   }
   for (const t of inputs) t.dispose();
   tidy(() => undefined);
+}
+
+/**
+ * The gradient that `op`'s backward gives its input x (seeded values of `shape`) under the upstream
+ * gradient `upstream`: d Σ op(x)·upstream / dx.
+ */
+export async function inputGradient(
+  device: Device,
+  shape: readonly number[],
+  seed: number,
+  op: (x: Tensor) => Tensor,
+  upstream: Tensor,
+): Promise<ArrayLike<number>> {
+  const x = parameter(
+    device,
+    rand(
+      shape.reduce((a, b) => a * b, 1),
+      seed,
+      -1,
+      1,
+    ),
+    [...shape],
+  );
+  backward(sum(mul(op(x), upstream)));
+  const values = await (x.grad as Tensor).data();
+  x.dispose();
+  return values;
 }
