@@ -33,6 +33,8 @@ import { POINTWISE_GEMM, pointwiseWeightGrad, withPointwiseGemm } from './pointw
 
 /** Weight-gradient workgroup size: small, so (input-channel block × tap) lanes waste few slots. */
 const DW_WG = 16;
+/** On a CPU adapter: one SIMD group (lavapipe's subgroup size; see defaultWeightGradConfig). */
+const SOFTWARE_DW_WG = 8;
 
 function weightGradSource(
   ocb: number,
@@ -259,14 +261,17 @@ interface WeightGradConfig {
 const SOFTWARE_TARGET_WORKGROUPS = 32;
 
 /**
- * The untuned launch: the row or generic block, 16-lane workgroups, TARGET_WORKGROUPS in all
- * (SOFTWARE_TARGET_WORKGROUPS on a CPU adapter, whose vec4 path runs one SIMD group a workgroup:
- * SegFormer-B0's 1024→256 fuse at 16×32 and PP-LiteSeg-T's four 1×1 shapes of 4×8 to 16×32 maps,
- * 8 lanes against 16: 19.3 / 0.92 / 1.37 / 1.48 / 1.16 ms against 19.5 / 1.01 / 1.73 / 1.53 / 1.12).
+ * The untuned launch: the row or generic block, TARGET_WORKGROUPS in all, 16-lane workgroups on a
+ * GPU. A CPU adapter gets SOFTWARE_TARGET_WORKGROUPS of one SIMD group (8 lanes): with few input
+ * channels 16 lanes mostly idle (PP-LiteSeg-T's 3→32 stem at 4×3×64×128, 6 lanes: 1.22–1.31 →
+ * 0.72–0.80 ms on lavapipe, one run 1.04), elsewhere equal or better (its 21 weight-gradient shapes 25.8–26.6 →
+ * 25.1–25.7 ms in all; the 1×1 vec4 path, SegFormer-B0's 1024→256 fuse at 16×32 and four
+ * PP-LiteSeg-T shapes: 19.3 / 0.92 / 1.37 / 1.48 / 1.16 ms against 19.5 / 1.01 / 1.73 / 1.53 / 1.12;
+ * 2×64×128×256 3×3 unchanged, 89.7–92.0 ms).
  */
-function defaultWeightGradConfig(rowKw: number, software = false, vec4 = false): WeightGradConfig {
+function defaultWeightGradConfig(rowKw: number, software = false): WeightGradConfig {
   const target = software ? SOFTWARE_TARGET_WORKGROUPS : TARGET_WORKGROUPS;
-  return { ...(rowKw > 0 ? DW_ROW_BLOCK : DW_BLOCK), wg: software && vec4 ? 8 : DW_WG, target };
+  return { ...(rowKw > 0 ? DW_ROW_BLOCK : DW_BLOCK), wg: software ? SOFTWARE_DW_WG : DW_WG, target };
 }
 
 /**
@@ -367,7 +372,7 @@ export function conv2dWeightGrad(device: Device, dy: Tensor, x: Tensor, g: ConvG
     device,
     'conv2d/dw',
     () => convShapeClass('conv2d/dw', g),
-    defaultWeightGradConfig(weightGradRowKw(g), device.software, pointwiseVec4(g)),
+    defaultWeightGradConfig(weightGradRowKw(g), device.software),
     () => weightGradCandidates(g),
     [dy.size, x.size],
     ([sdy, sx], candidate) => {
