@@ -6,6 +6,8 @@ import { assertSameBitsWithout, checkOp, inputGradient, rand, testDevice } from 
 
 type Size = [number, number];
 
+const product = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
 /** Source taps along one axis in float64 (Paddle/PyTorch conventions). */
 function taps(dst: number, input: number, output: number, alignCorners: boolean): [number, number, number] {
   const src = alignCorners
@@ -130,6 +132,20 @@ const bilinearCases: Array<[number[], Size]> = [
     [1, 2, 4, 12],
     [3, 5],
   ], // down in W: 4 columns whose reaches barely overlap
+  // Upsampling along y with 4 outputs a lane: two passes (rows along x, then columns along y), each
+  // lane walking a strip of 8 rows.
+  [
+    [1, 2, 4, 6],
+    [4, 8],
+  ], // equal heights: the row pass alone, into the output
+  [
+    [1, 2, 3, 8],
+    [19, 8],
+  ], // equal widths: the column pass alone, 3 strips, the last 3 rows
+  [
+    [1, 1, 10, 4],
+    [21, 12],
+  ], // both passes, input rows in 2 strips, output rows in 3
 ];
 
 describe('resizeBilinear', () => {
@@ -146,6 +162,46 @@ describe('resizeBilinear', () => {
       );
     }
   }
+});
+
+describe('resizeBilinear forward, 4 outputs a lane', () => {
+  it('gives the bits of the one-output kernel (×8 up in two passes, down in one, equal widths)', async () => {
+    const device = await testDevice();
+    const cases: Array<[number[], Size]> = [
+      [
+        [4, 7, 8, 16],
+        [64, 128],
+      ],
+      [
+        [2, 5, 24, 16],
+        [12, 64],
+      ],
+      [
+        [2, 3, 9, 32],
+        [30, 32],
+      ],
+    ];
+    const inputs = cases.map(([shape], i) => T.tensor(device, rand(product(shape), 50 + i, -1, 1), shape));
+    const resizeAll = (alignCorners: boolean) =>
+      Promise.all(
+        cases.map(async ([, size], i) => {
+          const out = T.resizeBilinear(inputs[i] as T.Tensor, size, { alignCorners });
+          const values = await out.data();
+          out.dispose();
+          return values;
+        }),
+      );
+    for (const alignCorners of [false, true])
+      await assertSameBitsWithout(
+        (on) => {
+          resizeConfig.vec4 = on;
+        },
+        () => resizeAll(alignCorners),
+        cases.map(([shape, size]) => `[${shape}] → [${size}], alignCorners ${alignCorners}`),
+        '4 outputs vs 1 a lane',
+      );
+    for (const t of inputs) t.dispose();
+  });
 });
 
 describe('resizeBilinear backward, 4 input columns a lane', () => {
