@@ -48,6 +48,18 @@ export interface GemmTiling {
    * every lane reads its operands from there (how GPUs reuse loads; no subgroup sharing).
    */
   readonly bk?: number;
+  /**
+   * With bk: the k tiles held as vec4s, a lane reading its tm A values and tn B values as
+   * (tm + tn) / 4 vec4s per k (tm, tn multiples of 4) and owning its B columns in runs of 4
+   * (`col = base + (j / 4 · wx + lane) · 4 + j % 4`), where a scalar lane makes tm + tn reads.
+   */
+  readonly vec4?: boolean;
+  /**
+   * With bk: the next k tile is loaded from memory into registers before the current one is
+   * multiplied, and written to workgroup memory after, so the loads' latency hides behind the FMAs
+   * (what GPU GEMMs call double buffering, here through registers).
+   */
+  readonly prefetch?: boolean;
 }
 
 /** The register tile side of large results on subgroup adapters. */
@@ -76,7 +88,8 @@ export function gemmTiling(device: Device, m: number, n: number): GemmTiling {
 
 /** A tiling's name in kernel keys and the autotune cache. */
 export function tilingName(t: GemmTiling): string {
-  const sharing = t.bk ? `shared${t.bk}` : t.subgroupA ? 'sg' : 'plain';
+  const staged = `shared${t.bk}${t.vec4 ? 'v4' : ''}${t.prefetch ? 'p' : ''}`;
+  const sharing = t.bk ? staged : t.subgroupA ? 'sg' : 'plain';
   return `${t.tm}x${t.tn}/${t.wx}x${t.wy}/${sharing}/u${t.unroll ?? 1}`;
 }
 
@@ -107,14 +120,27 @@ export function gemmCandidates(device: Device, m: number, n: number): TuneCandid
     [4, 4, 16, 8],
   ] as const)
     tilings.push({ tm, tn, wx, wy, subgroupA: false });
-  for (const [tm, tn, wx, wy, bk] of [
-    [4, 4, 16, 16, 16],
-    [8, 8, 8, 8, 16],
-    [8, 4, 16, 16, 16],
-    [4, 8, 16, 16, 16],
-    [8, 8, 16, 16, 8],
+  for (const [tm, tn, wx, wy, bk, vec4, prefetch] of [
+    [4, 4, 16, 16, 16, false, false],
+    [8, 8, 8, 8, 16, false, false],
+    [8, 4, 16, 16, 16, false, false],
+    [4, 8, 16, 16, 16, false, false],
+    [8, 8, 16, 16, 8, false, false],
+    [8, 8, 16, 16, 8, false, true],
+    [8, 8, 16, 16, 8, true, true],
+    [8, 8, 16, 16, 16, true, true],
+    [4, 4, 16, 16, 16, true, true],
   ] as const)
-    tilings.push({ tm, tn, wx, wy, subgroupA: false, bk });
+    tilings.push({
+      tm,
+      tn,
+      wx,
+      wy,
+      subgroupA: false,
+      bk,
+      ...(vec4 ? { vec4 } : {}),
+      ...(prefetch ? { prefetch } : {}),
+    });
   const seen = new Set<string>();
   const sharedBytes = (t: GemmTiling) => (t.tm * t.wy + t.tn * t.wx) * (t.bk ?? 0) * 4;
   return tilings
@@ -128,37 +154,97 @@ export function gemmShapeClass(family: string, m: number, n: number, k: number, 
   return `${family} m${pow2Class(m)} n${pow2Class(n)} k${pow2Class(k)}${batch > 1 ? ' batched' : ''}`;
 }
 
-/** The k loop of a tiling that stages k tiles of depth t.bk in workgroup memory (see GemmTiling.bk). */
+/** `0, 1, …, n − 1`. */
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+/** A tile element: a float of a scalar tile, or a component of a vec4 tile (t.vec4). */
+function tileAt(t: GemmTiling, tile: string, width: number, kk: string, i: string): string {
+  return t.vec4
+    ? `${tile}[${kk} * ${width / 4}u + ${i} / 4u][${i} % 4u]`
+    : `${tile}[${kk} * ${width}u + ${i}]`;
+}
+
+/**
+ * The k loop of a tiling that stages k tiles of depth t.bk in workgroup memory (see GemmTiling.bk),
+ * loading the next tile into registers while the current one is multiplied when t.prefetch.
+ */
 function stagedLoop(spec: GemmSpec, t: GemmTiling, bk: number, step: (k: string) => string): string {
   const [bm, bn, lanes] = [t.tm * t.wy, t.tn * t.wx, t.wx * t.wy];
   // Tile element e → (tile row or column, k offset), contiguous along the operand's memory order.
   const aAt = spec.aContiguous === 'm' ? [`e % ${bm}u`, `e / ${bm}u`] : [`e / ${bk}u`, `e % ${bk}u`];
   const bAt = spec.bContiguous === 'k' ? [`e / ${bk}u`, `e % ${bk}u`] : [`e % ${bn}u`, `e / ${bn}u`];
-  const fill = (size: number, body: string) =>
-    Array.from({ length: Math.ceil(size / lanes) }, (_, l) => {
-      const guard = (l + 1) * lanes > size ? `if (e < ${size}u) ` : '';
-      return `{ let e = lidx + ${l * lanes}u; ${guard}{ ${body} } }`;
-    }).join('\n    ');
-  return `let lidx = lid.y * ${t.wx}u + lid.x;
+  const operands = [
+    {
+      name: 'a',
+      slots: Math.ceil((bm * bk) / lanes),
+      size: bm * bk,
+      index: `let r = ${aAt[0]}; let kk = ${aAt[1]};`,
+      tile: tileAt(t, 'tile_a', bm, 'kk', 'r'),
+      load: (kt: string) => `load_a(batch, min(tile_row + r, u.m - 1u), min(${kt} + kk, u.k - 1u))`,
+    },
+    {
+      name: 'b',
+      slots: Math.ceil((bk * bn) / lanes),
+      size: bk * bn,
+      index: `let c = ${bAt[0]}; let kk = ${bAt[1]};`,
+      tile: tileAt(t, 'tile_b', bn, 'kk', 'c'),
+      load: (kt: string) => `load_b(batch, min(${kt} + kk, u.k - 1u), min(tile_col + c, u.n - 1u))`,
+    },
+  ];
+  // One statement per tile element a lane moves: `body(operand, slot)` with e, the index and kk in scope.
+  const perSlot = (body: (o: (typeof operands)[number], l: number) => string) =>
+    operands
+      .flatMap((o) =>
+        range(o.slots).map((l) => {
+          const guard = (l + 1) * lanes > o.size ? `if (e < ${o.size}u) ` : '';
+          return `{ let e = lidx + ${l * lanes}u; ${guard}{ ${o.index} ${body(o, l)} } }`;
+        }),
+      )
+      .join('\n    ');
+  const head = `let lidx = lid.y * ${t.wx}u + lid.x;
   let tile_row = wg.y * ${bm}u;
-  let tile_col = wg.x * ${bn}u;
+  let tile_col = wg.x * ${bn}u;`;
+  const multiply = `let kn = min(${bk}u, k_end - kt);
+    for (var kk = 0u; kk < kn; kk++) ${step('kk')}`;
+  if (!t.prefetch)
+    return `${head}
   for (var kt = k_start; kt < k_end; kt += ${bk}u) {
-    let kn = min(${bk}u, k_end - kt);
-    ${fill(bm * bk, `let r = ${aAt[0]}; let kk = ${aAt[1]}; tile_a[kk * ${bm}u + r] = load_a(batch, min(tile_row + r, u.m - 1u), min(kt + kk, u.k - 1u));`)}
-    ${fill(bk * bn, `let c = ${bAt[0]}; let kk = ${bAt[1]}; tile_b[kk * ${bn}u + c] = load_b(batch, min(kt + kk, u.k - 1u), min(tile_col + c, u.n - 1u));`)}
+    ${perSlot((o) => `${o.tile} = ${o.load('kt')};`)}
     workgroupBarrier();
-    for (var kk = 0u; kk < kn; kk++) ${step('kk')}
+    ${multiply}
+    workgroupBarrier();
+  }`;
+  const fetch = (kt: string) => perSlot((o, l) => `p${o.name}${l} = ${o.load(kt)};`);
+  return `${head}
+  ${operands.flatMap((o) => range(o.slots).map((l) => `var p${o.name}${l} = 0.0;`)).join(' ')}
+  ${fetch('k_start')}
+  for (var kt = k_start; kt < k_end; kt += ${bk}u) {
+    ${perSlot((o, l) => `${o.tile} = p${o.name}${l};`)}
+    workgroupBarrier();
+    if (kt + ${bk}u < k_end) {
+      let next = kt + ${bk}u;
+      ${fetch('next')}
+    }
+    ${multiply}
     workgroupBarrier();
   }`;
 }
 
 export function gemmSource(spec: GemmSpec, t: GemmTiling): KernelSource {
+  if ((t.vec4 || t.prefetch) && !t.bk)
+    throw new Error(`gemm tiling ${tilingName(t)}: vec4 and prefetch need bk`);
+  if (t.vec4 && (t.tm % 4 !== 0 || t.tn % 4 !== 0))
+    throw new Error(`gemm tiling ${tilingName(t)}: vec4 tiles need tm and tn multiples of 4`);
   const acc = Array.from({ length: t.tm * t.tn }, (_, i) => `var c${i} = 0.0;`).join(' ');
   const bk = t.bk ?? 0;
   // One k step: A values (shared across the subgroup row when possible), B values, the FMAs.
   const step = (k: string): string => {
     const lines: string[] = ['{'];
-    if (bk > 0) {
+    if (bk > 0 && t.vec4) {
+      for (let v = 0; v < t.tm / 4; v++)
+        lines.push(`let av${v} = tile_a[${k} * ${(t.tm * t.wy) / 4}u + lid.y * ${t.tm / 4}u + ${v}u];`);
+      for (let i = 0; i < t.tm; i++) lines.push(`let a${i} = av${i >> 2}.${'xyzw'[i % 4]};`);
+    } else if (bk > 0) {
       for (let i = 0; i < t.tm; i++)
         lines.push(`let a${i} = tile_a[${k} * ${t.tm * t.wy}u + lid.y * ${t.tm}u + ${i}u];`);
     } else if (t.subgroupA) {
@@ -170,11 +256,16 @@ export function gemmSource(spec: GemmSpec, t: GemmTiling): KernelSource {
     } else {
       for (let i = 0; i < t.tm; i++) lines.push(`let a${i} = load_a(batch, rows[${i}], ${k});`);
     }
+    if (bk > 0 && t.vec4)
+      for (let v = 0; v < t.tn / 4; v++)
+        lines.push(`let bv${v} = tile_b[${k} * ${(t.tn * t.wx) / 4}u + lid.x + ${v * t.wx}u];`);
     for (let j = 0; j < t.tn; j++)
       lines.push(
-        bk > 0
-          ? `let b${j} = tile_b[${k} * ${t.tn * t.wx}u + lid.x + ${j * t.wx}u];`
-          : `let b${j} = load_b(batch, ${k}, cols[${j}]);`,
+        bk > 0 && t.vec4
+          ? `let b${j} = bv${j >> 2}.${'xyzw'[j % 4]};`
+          : bk > 0
+            ? `let b${j} = tile_b[${k} * ${t.tn * t.wx}u + lid.x + ${j * t.wx}u];`
+            : `let b${j} = load_b(batch, ${k}, cols[${j}]);`,
       );
     for (let i = 0; i < t.tm; i++)
       for (let j = 0; j < t.tn; j++) lines.push(`c${i * t.tn + j} = fma(a${i}, b${j}, c${i * t.tn + j});`);
@@ -192,11 +283,13 @@ export function gemmSource(spec: GemmSpec, t: GemmTiling): KernelSource {
   }
   for (; k < k_end; k++) ${step('k')}`
         : `for (var k = k_start; k < k_end; k++) ${step('k')}`;
+  // Column j of a lane: interleaved across the row's lanes, one at a time or (vec4 tiles) in runs of 4.
+  const col = (j: number) => `colb + ${t.vec4 ? (j >> 2) * t.wx * 4 + (j % 4) : j * t.wx}u`;
   const stores: string[] = [];
   for (let i = 0; i < t.tm; i++) {
     for (let j = 0; j < t.tn; j++) {
       stores.push(
-        `if (row0 + ${i}u < u.m && colb + ${j * t.wx}u < u.n) { store_c(out_batch, row0 + ${i}u, colb + ${j * t.wx}u, c${i * t.tn + j}); }`,
+        `if (row0 + ${i}u < u.m && ${col(j)} < u.n) { store_c(out_batch, row0 + ${i}u, ${col(j)}, c${i * t.tn + j}); }`,
       );
     }
   }
@@ -211,15 +304,15 @@ ${spec.decls}
 ${spec.functions}
 ${
   bk > 0
-    ? `var<workgroup> tile_a: array<f32, ${t.tm * t.wy * bk}>;
-var<workgroup> tile_b: array<f32, ${bk * t.tn * t.wx}>;`
+    ? `var<workgroup> tile_a: array<${t.vec4 ? 'vec4<f32>' : 'f32'}, ${(t.tm * t.wy * bk) / (t.vec4 ? 4 : 1)}>;
+var<workgroup> tile_b: array<${t.vec4 ? 'vec4<f32>' : 'f32'}, ${(bk * t.tn * t.wx) / (t.vec4 ? 4 : 1)}>;`
     : ''
 }
 @compute @workgroup_size(${t.wx}, ${t.wy})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let lane = lid.x;
   let row0 = (wg.y * ${t.wy}u + lid.y) * ${t.tm}u;
-  let colb = wg.x * ${t.tn * t.wx}u + lid.x;
+  let colb = wg.x * ${t.tn * t.wx}u + lid.x${t.vec4 ? ' * 4u' : ''};
   // Split-K: workgroup z is (batch, split); split s sums k in [s·k_chunk, (s+1)·k_chunk) and
   // stores to matrix s·batch + b of a partial buffer that a reduction adds up.
   let batch = wg.z / u.splits;
@@ -231,10 +324,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   // load clamped values and store nothing.
   ${acc}
   ${Array.from({ length: Math.ceil(t.tm / t.wx) }, (_, b) => `let arow${b} = min(row0 + min(${b * t.wx}u + lane, ${t.tm - 1}u), u.m - 1u);`).join('\n  ')}
-  var rows: array<u32, ${t.tm}>;
+  ${
+    bk > 0
+      ? ''
+      : `var rows: array<u32, ${t.tm}>;
   for (var i = 0u; i < ${t.tm}u; i++) { rows[i] = min(row0 + i, u.m - 1u); }
   var cols: array<u32, ${t.tn}>;
-  for (var j = 0u; j < ${t.tn}u; j++) { cols[j] = min(colb + j * ${t.wx}u, u.n - 1u); }
+  for (var j = 0u; j < ${t.tn}u; j++) { cols[j] = min(colb + j * ${t.wx}u, u.n - 1u); }`
+  }
   ${loop}
   ${stores.join('\n  ')}
 }`,
