@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
+import { IMPLICIT_GEMM } from '../src/kernels/conv/implicit-gemm.js';
 import {
   convConfig,
   convShapeClass,
@@ -9,6 +10,7 @@ import {
   rowBlock,
   weightGradCandidates,
 } from '../src/kernels/conv.js';
+import { gemmShapeClass } from '../src/kernels/gemm-template.js';
 import { assertClose, checkOp, rand, testDevice, withTunedChoices } from '../src/testing/index.js';
 
 type Pads = [number, number, number, number];
@@ -697,16 +699,98 @@ describe('conv2d under every autotune candidate', () => {
             seed: 4 + i,
           }),
         );
-        // A pass pinned to the GEMM runs matmul kernels, whose own (GEMM) class is left untuned.
-        const gemmPasses = choices.filter((k) => k.name === 'gemm').length;
+        // A pass pinned to a GEMM variant runs GEMM-template kernels, whose own (GEMM) class is left
+        // untuned: matmul's for the GEMM per image, the pass's for the implicit GEMM.
+        const gemmPasses = choices.filter((k) => k.name === 'gemm' || k.name === 'implicit-gemm').length;
         assert.equal(untuned, gemmPasses, 'every pass ran its pinned candidate');
         assert.equal(
           keys.some((k) => k.startsWith('gemm/matmul/')),
-          gemmPasses > 0,
+          choices.some((k) => k.name === 'gemm'),
+        );
+        assert.equal(
+          keys.some((k) => k.startsWith('gemm/conv/')),
+          choices.some((k) => k.name === 'implicit-gemm'),
         );
       }
     });
   }
+});
+
+// Every one-group case with all three passes pinned to the implicit GEMM (float64 and finite
+// differences), and a few under staged GEMM tilings: the conv loads through workgroup-memory tiles,
+// read as vec4s and prefetched, as a GPU would tune them.
+describe('conv2d as an implicit GEMM', () => {
+  const passes = ['conv2d/fwd', 'conv2d/dx', 'conv2d/dw'] as const;
+  const run = async (
+    c: Case,
+    seed: number,
+    tilings: Array<{ family: string; shapeClass: string; name: string }>,
+  ) => {
+    const device = await testDevice();
+    const cout = c.w[0] ?? 0;
+    const geometry = T.conv2dGeometry(c.x, c.w, c.bias ? [cout] : null, c.options);
+    const pinned = passes.map((family) => ({
+      family,
+      shapeClass: convShapeClass(family, geometry),
+      name: IMPLICIT_GEMM,
+    }));
+    const { untuned, kernels } = await withTunedChoices(device, [...pinned, ...tilings], () =>
+      checkOp({
+        name: `conv2d ${c.name} as an implicit GEMM${tilings.length ? ` (${tilings[0]?.name})` : ''}`,
+        inputs: c.bias
+          ? [{ shape: c.x }, { shape: c.w }, { shape: [cout] }]
+          : [{ shape: c.x }, { shape: c.w }],
+        gpu: ([x, w, b]) => T.conv2d(x as T.Tensor, w as T.Tensor, b ?? null, c.options),
+        ref: ([x, w, b]) =>
+          convRef(x as Float64Array, c.x, w as Float64Array, c.w, b ?? null, {
+            stride: [geometry.sh, geometry.sw],
+            pads: c.pads,
+            dilation: [geometry.dh, geometry.dw],
+            groups: 1,
+          }).out,
+        seed,
+      }),
+    );
+    for (const pass of ['fwd', 'dx', 'dw'])
+      assert.ok(
+        kernels.some((k) => k.startsWith(`gemm/conv/${pass}/`)),
+        `${pass} ran the implicit GEMM: ${kernels.join(', ')}`,
+      );
+    assert.equal(untuned, passes.length - tilings.length, 'the GEMM classes not pinned are noted');
+  };
+  const oneGroup = cases.filter((c) => (c.options.groups ?? 1) === 1);
+  it('covers strides, dilation, asymmetric padding, bias, 1×1 and wide kernels', () => {
+    assert.ok(oneGroup.length >= 20, `${oneGroup.length} cases`);
+  });
+  oneGroup.forEach((c, i) => {
+    it(c.name, () => run(c, 30 + i, []));
+  });
+  const staged = ['8x8/16x16/shared16v4p/u1', '8x8/16x16/shared8p/u1', '4x4/16x16/shared16/u1'];
+  for (const name of staged)
+    for (const c of oneGroup.filter((k) =>
+      [
+        '3x3 stride 2 pad 1, bias',
+        'dilation 2 pad 2',
+        '18 in / 20 out channels (16-blocks with tails), 2x2 kernel',
+      ].includes(k.name),
+    ))
+      it(`${c.name}, GEMM tiles ${name}`, () => {
+        const cout = c.w[0] ?? 0;
+        const g = T.conv2dGeometry(c.x, c.w, c.bias ? [cout] : null, c.options);
+        const taps = g.kh * g.kw;
+        const family = (pass: string, bias = false) =>
+          `conv/${pass}/k${g.kh}x${g.kw}/s${g.sh}x${g.sw}${bias ? '/bias' : ''}`;
+        const products: Array<[string, number, number, number]> = [
+          [family('fwd', c.bias), g.cout, g.n * g.hout * g.wout, g.cin * taps],
+          [family('dx'), g.cin, g.n * g.h * g.w, g.cout * taps],
+          [family('dw'), g.cout, g.cin * taps, g.n * g.hout * g.wout],
+        ];
+        return run(
+          c,
+          60,
+          products.map(([f, m, n, k]) => ({ family: f, shapeClass: gemmShapeClass(f, m, n, k, 1), name })),
+        );
+      });
 });
 
 // Every depthwise case through each of its kernels: the strip kernel where it fits (above), the

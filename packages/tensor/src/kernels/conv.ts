@@ -1,6 +1,7 @@
 /**
  * 2-D convolution kernels, one file per pass under conv/: forward (with a depthwise forward),
- * input gradient, weight gradient, bias gradient, and what they share (common.ts).
+ * input gradient, weight gradient, bias gradient, what they share (common.ts), and the passes as
+ * GEMMs through the GEMM template (pointwise.ts: 1×1 per image; implicit-gemm.ts: any one-group one).
  */
 export { conv2dBiasGrad } from './conv/bias-grad.js';
 export {

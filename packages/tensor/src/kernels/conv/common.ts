@@ -3,7 +3,8 @@ import type { Access, Device, KernelSource } from '../../device/device.js';
 import type { Tensor } from '../../tensor.js';
 import { emptyTensor, f32Type, gridFor, LINEAR_ID, launch, Uniforms } from '../launch.js';
 import { pow2Class, tunedConfig } from '../tuned.js';
-import { isPointwise, type POINTWISE_GEMM, withPointwiseGemm } from './pointwise.js';
+import { type GemmVariant, withGemmVariants } from './implicit-gemm.js';
+import { isPointwise } from './pointwise.js';
 
 /**
  * 2-D convolution on NCHW f32 tensors, weights [Cout, Cin/groups, KH, KW], as dedicated kernels:
@@ -128,18 +129,18 @@ export const REGISTER_BLOCKS: readonly RegisterBlock[] = [
   { ch: 4, x: 8 },
 ];
 
-/** A forward or input-gradient variant: a register block of the convolution kernel, or the GEMM. */
-export type RegisterVariant = RegisterBlock | typeof POINTWISE_GEMM;
+/** A forward or input-gradient variant: a register block of the convolution kernel, or a GEMM. */
+export type RegisterVariant = RegisterBlock | GemmVariant;
 
-/** Those passes' candidates for this geometry: the register blocks, and the GEMM for 1×1 ones. */
+/** Those passes' candidates for this geometry: the register blocks and the GEMM variants. */
 export function registerVariantCandidates(
   g: ConvGeometry,
-  gemmAllowed: boolean,
+  pointwiseAllowed: boolean,
 ): TuneCandidate<RegisterVariant>[] {
-  return withPointwiseGemm<RegisterBlock>(
+  return withGemmVariants<RegisterBlock>(
     REGISTER_BLOCKS.map((b) => namedBlock({ ...b })),
     g,
-    gemmAllowed,
+    pointwiseAllowed,
   );
 }
 
@@ -150,7 +151,7 @@ export function tunedRegisterBlock(
   g: ConvGeometry,
   scratch: readonly number[],
   run: (operands: readonly Tensor[], variant: RegisterVariant) => void,
-  gemmAllowed: boolean,
+  pointwiseAllowed: boolean,
 ): RegisterVariant {
   const fallback = REGISTER_BLOCKS[0] as RegisterBlock;
   return tunedConfig<RegisterVariant>(
@@ -158,7 +159,7 @@ export function tunedRegisterBlock(
     pass,
     () => convShapeClass(pass, g),
     fallback,
-    () => registerVariantCandidates(g, gemmAllowed),
+    () => registerVariantCandidates(g, pointwiseAllowed),
     scratch,
     run,
   );

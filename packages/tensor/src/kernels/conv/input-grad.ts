@@ -21,6 +21,7 @@ import {
   workgroupFor,
 } from './common.js';
 import { depthwiseInputGrad } from './depthwise.js';
+import { IMPLICIT_GEMM, implicitGemmInputGrad } from './implicit-gemm.js';
 import { POINTWISE_GEMM, pointwiseInputGrad } from './pointwise.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -256,7 +257,9 @@ export function conv2dInputGrad(device: Device, dy: Tensor, w: Tensor, g: ConvGe
   const run = (dys: Tensor, ws: Tensor, out: Tensor, variant: RegisterVariant) =>
     variant === POINTWISE_GEMM
       ? pointwiseInputGrad(device, dys, ws, out, g)
-      : inputGradWith(device, dys, ws, out, g, variant);
+      : variant === IMPLICIT_GEMM
+        ? implicitGemmInputGrad(device, dys, ws, out, g)
+        : inputGradWith(device, dys, ws, out, g, variant);
   const variant = tunedRegisterBlock(
     device,
     'conv2d/dx',

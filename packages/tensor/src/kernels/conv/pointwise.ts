@@ -5,7 +5,6 @@
  * weight gradient 62.6 → 49.5 ms through the GEMM, forward and input gradient equal; its 256→19
  * head's weight gradient 1.4 → 2.8 ms: which one wins depends on the shape, so it is a candidate.
  */
-import type { TuneCandidate } from '../../device/autotune.js';
 import type { Device } from '../../device/device.js';
 import type { Tensor } from '../../tensor.js';
 import { reshapeInto } from '../launch.js';
@@ -15,17 +14,6 @@ import type { ConvGeometry } from './common.js';
 
 /** The candidate's name in the autotune cache. */
 export const POINTWISE_GEMM = 'gemm';
-
-/** `candidates` with the GEMM added when the convolution is 1×1 (and `allowed`). */
-export function withPointwiseGemm<C>(
-  candidates: TuneCandidate<C>[],
-  g: ConvGeometry,
-  allowed = true,
-): TuneCandidate<C | typeof POINTWISE_GEMM>[] {
-  return allowed && isPointwise(g)
-    ? [...candidates, { name: POINTWISE_GEMM, config: POINTWISE_GEMM }]
-    : candidates;
-}
 
 export function isPointwise(g: ConvGeometry): boolean {
   return (

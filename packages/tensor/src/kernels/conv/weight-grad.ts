@@ -22,7 +22,13 @@ import {
   uniforms,
 } from './common.js';
 import { depthwiseWeightGrad } from './depthwise.js';
-import { POINTWISE_GEMM, pointwiseWeightGrad, withPointwiseGemm } from './pointwise.js';
+import {
+  type GemmVariant,
+  IMPLICIT_GEMM,
+  implicitGemmWeightGrad,
+  withGemmVariants,
+} from './implicit-gemm.js';
+import { POINTWISE_GEMM, pointwiseWeightGrad } from './pointwise.js';
 
 // ---------------------------------------------------------------------------------------------
 // Weight gradient: lanes = (input channel, filter tap) of one group; one invocation accumulates
@@ -275,12 +281,13 @@ function defaultWeightGradConfig(rowKw: number, software = false): WeightGradCon
 }
 
 /**
- * The autotuner's candidates (on by default on GPUs), the lavapipe-tuned default first: GPUs want
- * full warps (64 lanes) and far more workgroups than a CPU's two cores.
+ * The autotuner's candidates (on by default on GPUs): the GPU default first, then the CPU adapters'
+ * (one SIMD group, fewer workgroups), then what GPUs may want: full warps (64 lanes) and far more
+ * workgroups than a CPU's two cores.
  */
 function weightGradConfigs(rowKw: number): WeightGradConfig[] {
   const block = defaultWeightGradConfig(rowKw);
-  const configs: WeightGradConfig[] = [block];
+  const configs: WeightGradConfig[] = [block, defaultWeightGradConfig(rowKw, true)];
   for (const [oc, ic, wg, target] of [
     [block.oc, block.ic, 64, TARGET_WORKGROUPS],
     [block.oc, block.ic, DW_WG, 1024],
@@ -350,12 +357,12 @@ function weightGradWith(
   return parts === 1 ? partial : fold(device, partial, g, shape, parts);
 }
 
-/** A weight-gradient variant: a launch of the convolution kernel, or (1×1 convolutions) the GEMM. */
-type WeightGradVariant = WeightGradConfig | typeof POINTWISE_GEMM;
+/** A weight-gradient variant: a launch of the convolution kernel, or a GEMM. */
+type WeightGradVariant = WeightGradConfig | GemmVariant;
 
 /** The weight gradient's autotune candidates for this geometry, the default first. */
 export function weightGradCandidates(g: ConvGeometry): TuneCandidate<WeightGradVariant>[] {
-  return withPointwiseGemm<WeightGradConfig>(
+  return withGemmVariants<WeightGradConfig>(
     weightGradConfigs(weightGradRowKw(g)).map((c) => namedBlock({ ...c })),
     g,
   );
@@ -367,7 +374,9 @@ export function conv2dWeightGrad(device: Device, dy: Tensor, x: Tensor, g: ConvG
   const run = (dys: Tensor, xs: Tensor, variant: WeightGradVariant) =>
     variant === POINTWISE_GEMM
       ? pointwiseWeightGrad(device, dys, xs, g)
-      : weightGradWith(device, dys, xs, g, variant);
+      : variant === IMPLICIT_GEMM
+        ? implicitGemmWeightGrad(device, dys, xs, g)
+        : weightGradWith(device, dys, xs, g, variant);
   const variant = tunedConfig<WeightGradVariant>(
     device,
     'conv2d/dw',
