@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'vitest';
+import type { TuneCandidate } from '../src/device/autotune.js';
 import * as T from '../src/index.js';
-import { IMPLICIT_GEMM } from '../src/kernels/conv/implicit-gemm.js';
+import { IMPLICIT_GEMM, IMPLICIT_GEMM_TILINGS } from '../src/kernels/conv/implicit-gemm.js';
 import {
   convConfig,
   convShapeClass,
@@ -10,7 +11,7 @@ import {
   rowBlock,
   weightGradCandidates,
 } from '../src/kernels/conv.js';
-import { gemmShapeClass } from '../src/kernels/gemm-template.js';
+import { type GemmTiling, tilingName } from '../src/kernels/gemm-template.js';
 import { assertClose, checkOp, rand, testDevice, withTunedChoices } from '../src/testing/index.js';
 
 type Pads = [number, number, number, number];
@@ -668,10 +669,17 @@ describe('conv2d under every autotune candidate', () => {
   for (const c of cases.filter((k) => picked.includes(k.name))) {
     const cout = c.w[0] ?? 0;
     const geometry = T.conv2dGeometry(c.x, c.w, c.bias ? [cout] : null, c.options);
+    // The implicit GEMM's tilings past the first have their own tests below.
+    const firstImplicit = <C>(list: TuneCandidate<C>[]) =>
+      list.filter(
+        (k, i) =>
+          !k.name.startsWith(`${IMPLICIT_GEMM}/`) ||
+          list[i - 1]?.name.startsWith(`${IMPLICIT_GEMM}/`) !== true,
+      );
     const passes = [
-      ['conv2d/fwd', registerVariantCandidates(geometry, !c.bias)],
-      ['conv2d/dx', registerVariantCandidates(geometry, true)],
-      ['conv2d/dw', weightGradCandidates(geometry)],
+      ['conv2d/fwd', firstImplicit(registerVariantCandidates(geometry, !c.bias))],
+      ['conv2d/dx', firstImplicit(registerVariantCandidates(geometry, true))],
+      ['conv2d/dw', firstImplicit(weightGradCandidates(geometry))],
     ] as const;
     const count = Math.max(...passes.map(([, list]) => list.length));
     it(`${c.name}: ${count} candidate sets`, async () => {
@@ -699,44 +707,40 @@ describe('conv2d under every autotune candidate', () => {
             seed: 4 + i,
           }),
         );
-        // A pass pinned to a GEMM variant runs GEMM-template kernels, whose own (GEMM) class is left
-        // untuned: matmul's for the GEMM per image, the pass's for the implicit GEMM.
-        const gemmPasses = choices.filter((k) => k.name === 'gemm' || k.name === 'implicit-gemm').length;
-        assert.equal(untuned, gemmPasses, 'every pass ran its pinned candidate');
+        // A pass pinned to the GEMM per image runs matmul kernels, whose own (GEMM) class is left
+        // untuned; one pinned to the implicit GEMM names its tiling.
+        const pointwise = choices.filter((k) => k.name === 'gemm').length;
+        assert.equal(untuned, pointwise, 'every pass ran its pinned candidate');
         assert.equal(
           keys.some((k) => k.startsWith('gemm/matmul/')),
-          choices.some((k) => k.name === 'gemm'),
+          pointwise > 0,
         );
         assert.equal(
           keys.some((k) => k.startsWith('gemm/conv/')),
-          choices.some((k) => k.name === 'implicit-gemm'),
+          choices.some((k) => k.name.startsWith('implicit-gemm/')),
         );
       }
     });
   }
 });
 
-// Every one-group case with all three passes pinned to the implicit GEMM (float64 and finite
-// differences), and a few under staged GEMM tilings: the conv loads through workgroup-memory tiles,
-// read as vec4s and prefetched, as a GPU would tune them.
+// Every one-group case with all three passes pinned to the implicit GEMM with plain register tiles
+// (float64 and finite differences), and a few with each workgroup-memory tiling: the conv loads
+// through staged tiles, read as vec4s and prefetched, as a GPU would tune them.
 describe('conv2d as an implicit GEMM', () => {
-  const passes = ['conv2d/fwd', 'conv2d/dx', 'conv2d/dw'] as const;
-  const run = async (
-    c: Case,
-    seed: number,
-    tilings: Array<{ family: string; shapeClass: string; name: string }>,
-  ) => {
+  const run = async (c: Case, seed: number, tiling: GemmTiling) => {
     const device = await testDevice();
     const cout = c.w[0] ?? 0;
     const geometry = T.conv2dGeometry(c.x, c.w, c.bias ? [cout] : null, c.options);
-    const pinned = passes.map((family) => ({
+    const name = `${IMPLICIT_GEMM}/${tilingName(tiling)}`;
+    const pinned = (['conv2d/fwd', 'conv2d/dx', 'conv2d/dw'] as const).map((family) => ({
       family,
       shapeClass: convShapeClass(family, geometry),
-      name: IMPLICIT_GEMM,
+      name,
     }));
-    const { untuned, kernels } = await withTunedChoices(device, [...pinned, ...tilings], () =>
+    const { untuned, kernels } = await withTunedChoices(device, pinned, () =>
       checkOp({
-        name: `conv2d ${c.name} as an implicit GEMM${tilings.length ? ` (${tilings[0]?.name})` : ''}`,
+        name: `conv2d ${c.name} as ${name}`,
         inputs: c.bias
           ? [{ shape: c.x }, { shape: c.w }, { shape: [cout] }]
           : [{ shape: c.x }, { shape: c.w }],
@@ -753,44 +757,34 @@ describe('conv2d as an implicit GEMM', () => {
     );
     for (const pass of ['fwd', 'dx', 'dw'])
       assert.ok(
-        kernels.some((k) => k.startsWith(`gemm/conv/${pass}/`)),
-        `${pass} ran the implicit GEMM: ${kernels.join(', ')}`,
+        kernels.some((k) => k.startsWith(`gemm/conv/${pass}/`) && k.endsWith(tilingName(tiling))),
+        `${pass} ran the implicit GEMM with ${tilingName(tiling)}: ${kernels.join(', ')}`,
       );
-    assert.equal(untuned, passes.length - tilings.length, 'the GEMM classes not pinned are noted');
+    assert.equal(untuned, 0, 'every pass ran its pinned candidate');
   };
+  const [plain, ...staged] = IMPLICIT_GEMM_TILINGS;
   const oneGroup = cases.filter((c) => (c.options.groups ?? 1) === 1);
-  it('covers strides, dilation, asymmetric padding, bias, 1×1 and wide kernels', () => {
+  it('covers strides, dilation, asymmetric padding, bias, 1×1 and wide kernels; stages k tiles', () => {
     assert.ok(oneGroup.length >= 20, `${oneGroup.length} cases`);
+    assert.equal(plain?.bk, undefined);
+    assert.ok(staged.length >= 6 && staged.every((t) => t.bk));
+    assert.ok(staged.some((t) => t.vec4) && staged.some((t) => t.prefetch && !t.vec4));
   });
   oneGroup.forEach((c, i) => {
-    it(c.name, () => run(c, 30 + i, []));
+    it(c.name, () => run(c, 30 + i, plain as GemmTiling));
   });
-  const staged = ['8x8/16x16/shared16v4p/u1', '8x8/16x16/shared8p/u1', '4x4/16x16/shared16/u1'];
-  for (const name of staged)
-    for (const c of oneGroup.filter((k) =>
-      [
-        '3x3 stride 2 pad 1, bias',
-        'dilation 2 pad 2',
-        '18 in / 20 out channels (16-blocks with tails), 2x2 kernel',
-      ].includes(k.name),
-    ))
-      it(`${c.name}, GEMM tiles ${name}`, () => {
-        const cout = c.w[0] ?? 0;
-        const g = T.conv2dGeometry(c.x, c.w, c.bias ? [cout] : null, c.options);
-        const taps = g.kh * g.kw;
-        const family = (pass: string, bias = false) =>
-          `conv/${pass}/k${g.kh}x${g.kw}/s${g.sh}x${g.sw}${bias ? '/bias' : ''}`;
-        const products: Array<[string, number, number, number]> = [
-          [family('fwd', c.bias), g.cout, g.n * g.hout * g.wout, g.cin * taps],
-          [family('dx'), g.cin, g.n * g.h * g.w, g.cout * taps],
-          [family('dw'), g.cout, g.cin * taps, g.n * g.hout * g.wout],
-        ];
-        return run(
-          c,
-          60,
-          products.map(([f, m, n, k]) => ({ family: f, shapeClass: gemmShapeClass(f, m, n, k, 1), name })),
-        );
+  const picked = [
+    '3x3 stride 2 pad 1, bias',
+    'dilation 2 pad 2',
+    '18 in / 20 out channels (16-blocks with tails), 2x2 kernel',
+  ];
+  staged.forEach((tiling, t) => {
+    oneGroup
+      .filter((c) => picked.includes(c.name))
+      .forEach((c, i) => {
+        it(`${c.name}, GEMM tiles ${tilingName(tiling)}`, () => run(c, 60 + 3 * t + i, tiling));
       });
+  });
 });
 
 // Every depthwise case through each of its kernels: the strip kernel where it fits (above), the

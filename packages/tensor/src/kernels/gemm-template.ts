@@ -4,8 +4,9 @@ import { pow2Class } from './tuned.js';
 
 /**
  * One tiled GEMM, C[b](m, n) = Σ_k A[b](m, k) · B[b](k, n), whose operand loads and result store are
- * injected WGSL. matmul, conv forward, conv dX and conv dW are all this kernel with different loads
- * (implicit GEMM: no im2col buffer), and epilogues (bias, activation, residual) live in `store`.
+ * injected WGSL. matmul and linear layers are this kernel, and so are the convolution passes' GEMM
+ * candidates (conv/implicit-gemm.ts: loads that gather the unfolded input, no im2col buffer);
+ * epilogues (bias, activation) live in `store`.
  *
  * Layout, tuned on lavapipe (FIELD-NOTES): each invocation keeps a TM×TN register tile; a
  * workgroup row of WX invocations is one subgroup, whose lanes own interleaved columns
@@ -94,6 +95,33 @@ export function tilingName(t: GemmTiling): string {
 }
 
 /**
+ * Tilings that stage k tiles in workgroup memory (see GemmTiling.bk), within WebGPU's guaranteed
+ * limits (256 lanes, 16 KiB of workgroup memory), so every adapter runs them.
+ */
+export const STAGED_TILINGS: readonly GemmTiling[] = (
+  [
+    [4, 4, 16, 16, 16, false, false],
+    [8, 8, 8, 8, 16, false, false],
+    [8, 4, 16, 16, 16, false, false],
+    [4, 8, 16, 16, 16, false, false],
+    [8, 8, 16, 16, 8, false, false],
+    [8, 8, 16, 16, 8, false, true],
+    [8, 8, 16, 16, 8, true, true],
+    [8, 8, 16, 16, 16, true, true],
+    [4, 4, 16, 16, 16, true, true],
+  ] as const
+).map(([tm, tn, wx, wy, bk, vec4, prefetch]) => ({
+  tm,
+  tn,
+  wx,
+  wy,
+  subgroupA: false,
+  bk,
+  ...(vec4 ? { vec4 } : {}),
+  ...(prefetch ? { prefetch } : {}),
+}));
+
+/**
  * Tilings the autotuner times for an m×n result, the default (`gemmTiling`) first. Subgroup rows
  * where the adapter's subgroup size is fixed; plain workgroups of 64–256 lanes with 4×4 to 8×8
  * register tiles, loading from memory or from k tiles staged in workgroup memory (what GPUs
@@ -120,27 +148,7 @@ export function gemmCandidates(device: Device, m: number, n: number): TuneCandid
     [4, 4, 16, 8],
   ] as const)
     tilings.push({ tm, tn, wx, wy, subgroupA: false });
-  for (const [tm, tn, wx, wy, bk, vec4, prefetch] of [
-    [4, 4, 16, 16, 16, false, false],
-    [8, 8, 8, 8, 16, false, false],
-    [8, 4, 16, 16, 16, false, false],
-    [4, 8, 16, 16, 16, false, false],
-    [8, 8, 16, 16, 8, false, false],
-    [8, 8, 16, 16, 8, false, true],
-    [8, 8, 16, 16, 8, true, true],
-    [8, 8, 16, 16, 16, true, true],
-    [4, 4, 16, 16, 16, true, true],
-  ] as const)
-    tilings.push({
-      tm,
-      tn,
-      wx,
-      wy,
-      subgroupA: false,
-      bk,
-      ...(vec4 ? { vec4 } : {}),
-      ...(prefetch ? { prefetch } : {}),
-    });
+  tilings.push(...STAGED_TILINGS);
   const seen = new Set<string>();
   const sharedBytes = (t: GemmTiling) => (t.tm * t.wy + t.tn * t.wx) * (t.bk ?? 0) * 4;
   return tilings

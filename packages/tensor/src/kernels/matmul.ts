@@ -47,7 +47,7 @@ fn store_c(batch: u32, m: u32, n: u32, v: f32) { c[(batch * u.m + m) * u.n + n] 
 }
 
 /** The tiling for a GEMM kernel family at this shape: tuned, or the default while untuned. */
-export function tunedTiling(
+function tunedTiling(
   device: Device,
   family: string,
   size: { m: number; n: number; k: number; batch: number },

@@ -24,7 +24,7 @@ import {
   workgroupFor,
 } from './common.js';
 import { depthwiseFits, depthwiseForward } from './depthwise.js';
-import { IMPLICIT_GEMM, implicitGemmForward } from './implicit-gemm.js';
+import { implicitGemmForward, isImplicitGemm } from './implicit-gemm.js';
 import { POINTWISE_GEMM, pointwiseForward } from './pointwise.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -276,8 +276,8 @@ export function conv2dForward(
   const run = (xs: Tensor, ws: Tensor, bs: Tensor | null, out: Tensor, variant: RegisterVariant) =>
     variant === POINTWISE_GEMM
       ? pointwiseForward(device, xs, ws, out, g)
-      : variant === IMPLICIT_GEMM
-        ? implicitGemmForward(device, xs, ws, bs, out, g)
+      : isImplicitGemm(variant)
+        ? implicitGemmForward(device, xs, ws, bs, out, g, variant)
         : forwardWith(device, xs, ws, bs, out, g, variant);
   const variant = tunedRegisterBlock(
     device,

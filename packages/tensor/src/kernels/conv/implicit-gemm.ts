@@ -7,31 +7,58 @@
  *            divides the offset (strided convolutions multiply zeros for the rest)
  *   dW       dW  (cout × cin·kh·kw)   = dY (cout × n·hout·wout) · unfold(x)ᵀ, split over k ranges
  *            when the result is small (the GEMM's split-K)
- * They are autotune candidates beside the convolution kernels: the template's workgroup-memory
- * tiles are how GPUs reuse loads (none was lent to measure them). On lavapipe, where the tuner is off
- * by default, the dedicated kernels win by 1.5–3× even against the GEMM tiling tuned for each
- * product: 2×64×128×256 3×3 forward 195 vs 73 ms, dX 202 vs 75, dW 171 vs 91; 4×512×4×8 → 128
- * 6.0 / 6.9 / 6.0 vs 2.4 / 2.5 / 3.1 ms.
+ * They are autotune candidates beside the convolution kernels, one per GEMM tiling of
+ * IMPLICIT_GEMM_TILINGS (the template's workgroup-memory tiles are how GPUs reuse loads; none was
+ * lent to measure them). On lavapipe, where the tuner is off by default, the dedicated kernels win
+ * by 1.5–3× even against the best tiling for each product: 2×64×128×256 3×3 forward 195 vs 73 ms,
+ * dX 202 vs 75, dW 171 vs 91; 4×512×4×8 → 128 6.0 / 6.9 / 6.0 vs 2.4 / 2.5 / 3.1 ms.
  */
 import type { TuneCandidate } from '../../device/autotune.js';
 import type { Device } from '../../device/device.js';
 import type { Tensor } from '../../tensor.js';
-import { type GemmSpec, type GemmTiling, gemmGroups, gemmSource, gemmSplits } from '../gemm-template.js';
+import {
+  type GemmSpec,
+  type GemmTiling,
+  gemmGroups,
+  gemmSource,
+  gemmSplits,
+  STAGED_TILINGS,
+  tilingName,
+} from '../gemm-template.js';
 import { emptyTensor, FAST_DIV, fastDivisor, reshapeInto, Uniforms } from '../launch.js';
-import { tunedTiling } from '../matmul.js';
 import { reduceTo } from '../reduce.js';
 import type { ConvGeometry } from './common.js';
 import { isPointwise, POINTWISE_GEMM } from './pointwise.js';
 
-/** The autotune candidate's name. */
+/** The implicit GEMM with one GEMM tiling: a candidate's config. */
+export interface ImplicitGemm {
+  readonly implicit: GemmTiling;
+}
+
+/** The candidates' names: `implicit-gemm/<tiling>`. */
 export const IMPLICIT_GEMM = 'implicit-gemm';
 
-/** A pass computed by the GEMM template: a GEMM per image (1×1) or the implicit GEMM. */
-export type GemmVariant = typeof POINTWISE_GEMM | typeof IMPLICIT_GEMM;
+/**
+ * The tilings the implicit GEMM is tried with, each a candidate of its own (no nested tuning: a
+ * convolution's class is decided with each tiling at its best): plain 8×8 register tiles and the
+ * workgroup-memory ones (vec4 and prefetched among them), all within WebGPU's guaranteed limits.
+ */
+export const IMPLICIT_GEMM_TILINGS: readonly GemmTiling[] = [
+  { tm: 8, tn: 8, wx: 8, wy: 8, subgroupA: false },
+  ...STAGED_TILINGS,
+];
+
+/** A pass computed by the GEMM template: a GEMM per image (1×1), or the implicit GEMM with a tiling. */
+export type GemmVariant = typeof POINTWISE_GEMM | ImplicitGemm;
+
+/** Whether a variant is the implicit GEMM (its config names the tiling). */
+export const isImplicitGemm = (variant: unknown): variant is ImplicitGemm =>
+  typeof variant === 'object' && variant !== null && 'implicit' in variant;
 
 /**
  * `candidates` with the GEMM variants that compute this convolution added: the GEMM per image when
- * it is 1×1 (and `pointwiseAllowed`: that path has no bias), the implicit GEMM when it has one group.
+ * it is 1×1 (and `pointwiseAllowed`: that path has no bias), the implicit GEMM with each of
+ * IMPLICIT_GEMM_TILINGS when it has one group.
  */
 export function withGemmVariants<C>(
   candidates: TuneCandidate<C>[],
@@ -40,7 +67,9 @@ export function withGemmVariants<C>(
 ): TuneCandidate<C | GemmVariant>[] {
   const gemms: TuneCandidate<GemmVariant>[] = [];
   if (pointwiseAllowed && isPointwise(g)) gemms.push({ name: POINTWISE_GEMM, config: POINTWISE_GEMM });
-  if (g.groups === 1) gemms.push({ name: IMPLICIT_GEMM, config: IMPLICIT_GEMM });
+  if (g.groups === 1)
+    for (const implicit of IMPLICIT_GEMM_TILINGS)
+      gemms.push({ name: `${IMPLICIT_GEMM}/${tilingName(implicit)}`, config: { implicit } });
   return [...candidates, ...gemms];
 }
 
@@ -179,7 +208,7 @@ function uniforms(g: ConvGeometry, m: number, n: number, k: number, splits: numb
 
 /**
  * Runs one pass into `out` (forward, dX: the NCHW result; dW: a [splits, cout·cin·kh·kw] partial
- * buffer when split). The GEMM tiling is tuned per (pass, kernel, strides) family and size class.
+ * buffer when split).
  */
 function run(
   device: Device,
@@ -200,17 +229,6 @@ function run(
   );
 }
 
-/** The pass's tiling: tuned for its GEMM class (trials on zero-filled scratch), else the default. */
-function tiling(device: Device, pass: Pass, g: ConvGeometry, operands: readonly Tensor[]): GemmTiling {
-  const size = { ...dims(pass, g), batch: 1 };
-  const outSize =
-    pass === 'dw' ? size.m * size.n : g.n * (pass === 'fwd' ? g.cout * g.hout * g.wout : g.cin * g.h * g.w);
-  const family = spec(pass, g, operands.length === 3).key;
-  return tunedTiling(device, family, size, [...operands.map((t) => t.size), outSize], (scratch, t) =>
-    run(device, pass, g, scratch.slice(0, -1), t, 1, scratch[scratch.length - 1] as Tensor),
-  );
-}
-
 /** The forward (bias added in the store) into `out`. */
 export function implicitGemmForward(
   device: Device,
@@ -219,9 +237,9 @@ export function implicitGemmForward(
   bias: Tensor | null,
   out: Tensor,
   g: ConvGeometry,
+  variant: ImplicitGemm,
 ): void {
-  const operands = bias ? [x, w, bias] : [x, w];
-  run(device, 'fwd', g, operands, tiling(device, 'fwd', g, operands), 1, out);
+  run(device, 'fwd', g, bias ? [x, w, bias] : [x, w], variant.implicit, 1, out);
 }
 
 /** The input gradient into `out`. */
@@ -231,18 +249,24 @@ export function implicitGemmInputGrad(
   w: Tensor,
   out: Tensor,
   g: ConvGeometry,
+  variant: ImplicitGemm,
 ): void {
-  run(device, 'dx', g, [dy, w], tiling(device, 'dx', g, [dy, w]), 1, out);
+  run(device, 'dx', g, [dy, w], variant.implicit, 1, out);
 }
 
 /** The weight gradient, [cout, cin, kh, kw]. */
-export function implicitGemmWeightGrad(device: Device, dy: Tensor, x: Tensor, g: ConvGeometry): Tensor {
+export function implicitGemmWeightGrad(
+  device: Device,
+  dy: Tensor,
+  x: Tensor,
+  g: ConvGeometry,
+  variant: ImplicitGemm,
+): Tensor {
   const { m, n, k } = dims('dw', g);
-  const chosen = tiling(device, 'dw', g, [dy, x]);
-  const splits = gemmSplits(device, chosen, m, n, k, 1);
+  const splits = gemmSplits(device, variant.implicit, m, n, k, 1);
   const shape = [g.cout, g.cin, g.kh, g.kw];
   const partial = emptyTensor(device, splits === 1 ? shape : [splits, m * n]);
-  run(device, 'dw', g, [dy, x], chosen, splits, partial);
+  run(device, 'dw', g, [dy, x], variant.implicit, splits, partial);
   if (splits === 1) return partial;
   const summed = reduceTo(device, partial, [1, m * n], 'sum');
   partial.dispose();

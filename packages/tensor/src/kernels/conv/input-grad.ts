@@ -21,7 +21,7 @@ import {
   workgroupFor,
 } from './common.js';
 import { depthwiseInputGrad } from './depthwise.js';
-import { IMPLICIT_GEMM, implicitGemmInputGrad } from './implicit-gemm.js';
+import { implicitGemmInputGrad, isImplicitGemm } from './implicit-gemm.js';
 import { POINTWISE_GEMM, pointwiseInputGrad } from './pointwise.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -257,8 +257,8 @@ export function conv2dInputGrad(device: Device, dy: Tensor, w: Tensor, g: ConvGe
   const run = (dys: Tensor, ws: Tensor, out: Tensor, variant: RegisterVariant) =>
     variant === POINTWISE_GEMM
       ? pointwiseInputGrad(device, dys, ws, out, g)
-      : variant === IMPLICIT_GEMM
-        ? implicitGemmInputGrad(device, dys, ws, out, g)
+      : isImplicitGemm(variant)
+        ? implicitGemmInputGrad(device, dys, ws, out, g, variant)
         : inputGradWith(device, dys, ws, out, g, variant);
   const variant = tunedRegisterBlock(
     device,

@@ -24,8 +24,8 @@ import {
 import { depthwiseWeightGrad } from './depthwise.js';
 import {
   type GemmVariant,
-  IMPLICIT_GEMM,
   implicitGemmWeightGrad,
+  isImplicitGemm,
   withGemmVariants,
 } from './implicit-gemm.js';
 import { POINTWISE_GEMM, pointwiseWeightGrad } from './pointwise.js';
@@ -374,8 +374,8 @@ export function conv2dWeightGrad(device: Device, dy: Tensor, x: Tensor, g: ConvG
   const run = (dys: Tensor, xs: Tensor, variant: WeightGradVariant) =>
     variant === POINTWISE_GEMM
       ? pointwiseWeightGrad(device, dys, xs, g)
-      : variant === IMPLICIT_GEMM
-        ? implicitGemmWeightGrad(device, dys, xs, g)
+      : isImplicitGemm(variant)
+        ? implicitGemmWeightGrad(device, dys, xs, g, variant)
         : weightGradWith(device, dys, xs, g, variant);
   const variant = tunedConfig<WeightGradVariant>(
     device,
