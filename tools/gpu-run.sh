@@ -48,6 +48,8 @@ bench() {
   echo "==> segtrain-bench $*" | tee -a "$OUT/log.txt"
   # A failing suite is logged and the rest still run.
   node apps/bench/dist/bin.js "$@" --out "$REPORTS" 2>&1 | grep -v '^Warning: max' | tee -a "$OUT/log.txt" || true
+  # The reports so far, after every suite: a run cut off at the device's time limit keeps them.
+  [[ -d $REPORTS ]] && tar -cf "$OUT/gpu-reports.tar" -C "$APP" reports
 }
 SEEDS=configs/pp_liteseg/pp_liteseg_stdc1_cityscapes_1024x512_scale0.5_160k.yml
 SEEDS+=,configs/segformer/segformer_b0_cityscapes_1024x1024_160k.yml
@@ -64,5 +66,4 @@ else
   SEGTRAIN_GPU_POLL=spin bench models --input 4x3x64x128 --reps 5
   bench train --config "$SEEDS" --input 4x3x512x1024 --reps 5
 fi
-tar -cf "$OUT/gpu-reports.tar" -C "$APP" reports
 echo "==> $OUT: doctor.txt, log.txt, autotune.json, gpu-reports.tar ($(tar -tf "$OUT/gpu-reports.tar" | grep -c '\.md$') reports)"
