@@ -100,7 +100,7 @@ const tap = (g: ConvGeometry, k: string) => `let khw = ${g.kh * g.kw}u;
   let ky = r / ${g.kw}u;
   let kx = r - ky * ${g.kw}u;`;
 
-/** x at input (y, x) of `img`, channel `ch`, zero outside the map (the padding). */
+/** The x value tap (ky, kx) of channel `ch` reads for output position q; zero in the padding. */
 const unfoldedX = `let iy = i32(q.y * SH + ky * u.dh) - u.pt;
   let ix = i32(q.x * SW + kx * u.dw) - u.pl;
   if (iy < 0 || iy >= i32(u.h) || ix < 0 || ix >= i32(u.w)) { return 0.0; }
