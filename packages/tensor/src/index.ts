@@ -107,6 +107,7 @@ export {
   type CrossEntropyOptions,
   type PixelCrossEntropyOptions,
   pixelCrossEntropy,
+  pixelCrossEntropyAndTrueProb,
   pixelTrueProb,
   softmax,
   softmaxCrossEntropy,

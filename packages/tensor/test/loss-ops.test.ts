@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
-import { assertClose, checkOp, rand, testDevice } from '../src/testing/index.js';
+import { assertClose, assertSameValues, checkOp, rand, testDevice } from '../src/testing/index.js';
+
+const product = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 /** Labels in [0, c) with a share set to `ignore`, plus one out-of-range value (treated as ignored). */
 function labelsFor(count: number, c: number, seed: number, ignoreShare: number, ignore = 255): number[] {
@@ -73,6 +75,53 @@ describe('pixelCrossEntropy (reduction none)', () => {
         ref: pixelCeRef(shape, labels, ignore, weights),
       }),
     );
+  }
+  for (const [name, shape] of [
+    ['with the true-class probability (one walk over the logits)', [2, 4, 3, 5]],
+    ['with the true-class probability, 4 pixels a lane step (HW 24)', [2, 5, 4, 6]],
+  ] as Array<[string, number[]]>) {
+    const labels = labelsFor(product(shape) / (shape[1] ?? 1), shape[1] ?? 1, 6, 0.3, 255);
+    it(name, async () => {
+      const logits = rand(product(shape), 10, -3, 3);
+      const inputs = [
+        { shape, data: logits },
+        { shape: [shape[0] ?? 1, ...shape.slice(2)], data: labels, dtype: 'i32' as const, grad: false },
+      ];
+      await checkOp({
+        name: `pixel ce ${name}`,
+        inputs,
+        gpu: ([x, l]) => {
+          const { loss, trueProb } = T.pixelCrossEntropyAndTrueProb(x as T.Tensor, l as T.Tensor);
+          trueProb.dispose();
+          return loss;
+        },
+        ref: pixelCeRef(shape, labels, 255, undefined),
+      });
+      // The same values as the two ops apart, the loss's gradient included.
+      const device = await testDevice();
+      const l = T.tensor(device, labels, [shape[0] ?? 1, ...shape.slice(2)], 'i32');
+      const run = async (together: boolean) => {
+        const x = T.parameter(device, Float32Array.from(logits), shape);
+        const { loss, trueProb } = together
+          ? T.pixelCrossEntropyAndTrueProb(x, l)
+          : { loss: T.pixelCrossEntropy(x, l), trueProb: T.pixelTrueProb(x, l) };
+        const values = [await loss.data(), await trueProb.data()];
+        T.backward(T.sum(loss));
+        values.push(await (x.grad as T.Tensor).data());
+        trueProb.dispose();
+        x.dispose();
+        return values;
+      };
+      const [apart, together] = [await run(false), await run(true)];
+      ['loss', 'true-class probability', 'gradient'].forEach((what, k) => {
+        assertSameValues(together[k] ?? [], apart[k] ?? [], `${what}, together vs apart`);
+      });
+      assert.ok(
+        Array.from(together[1] ?? []).some((v) => v === 2) &&
+          Array.from(together[1] ?? []).some((v) => v < 1),
+      );
+      l.dispose();
+    });
   }
   it('rejects labels of the wrong shape, naming both shapes', async () => {
     const device = await testDevice();

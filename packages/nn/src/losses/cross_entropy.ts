@@ -9,7 +9,7 @@ import {
   noGrad,
   ohemKeepMask,
   pixelCrossEntropy,
-  pixelTrueProb,
+  pixelCrossEntropyAndTrueProb,
   softmaxCrossEntropy,
   sum,
   type Tensor,
@@ -133,14 +133,14 @@ export async function ohemCrossEntropyLoss(
   const ignore = options.ignore_index ?? 255;
   const c = logits.shape[1] ?? 1;
   const device = logits.device;
-  const p = noGrad(() => pixelTrueProb(logits, labels, ignore));
+  // The per-pixel loss and p from one walk over the logits.
+  const { loss: ce, trueProb: p } = pixelCrossEntropyAndTrueProb(logits, labels, ignore);
   const kept = noGrad(() =>
     minKept > 0 && minKept < p.size
       ? ohemKeepMask(device, p, minKept, thresh)
       : labelMap(labels, 'valid', c, ignore),
   );
   p.dispose();
-  const ce = pixelCrossEntropy(logits, labels, { ignoreIndex: ignore });
   const numerator = mean(mul(ce, kept));
   const denom = noGrad(() => affine(mean(kept), 1, 1e-5));
   return div(numerator, denom);

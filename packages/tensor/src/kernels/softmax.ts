@@ -341,32 +341,47 @@ ${vec4Main(
 )}`,
 };
 
-/** Per pixel: w·(lse − logit[label]) at valid pixels, 0 at ignored ones (reduction 'none'). */
-const pixelCeForwardSource: KernelSource = {
-  key: 'softmax/pixel-ce-forward',
-  bindings: ['read', 'read', 'read', 'rw'],
-  workgroupSize: WG,
-  wgsl: () => /* wgsl */ `${PIXEL}
+/**
+ * Per pixel: w·(lse − logit[label]) at valid pixels, 0 at ignored ones (reduction 'none'), and the
+ * log-sum-exp, which the backward reads instead of walking the logits again for it; with `prob`
+ * also the true-class probability (`trueProbSource`'s, from the same walk: OHEM needs both).
+ */
+function pixelCeForwardSource(prob: boolean): KernelSource {
+  return {
+    key: `softmax/pixel-ce-forward${prob ? '/prob' : ''}`,
+    bindings: ['read', 'read', 'read', 'rw', 'rw', ...(prob ? (['rw'] as const) : [])],
+    workgroupSize: WG,
+    wgsl: () => /* wgsl */ `${PIXEL}
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> lse: array<f32>;
+${prob ? '@group(0) @binding(6) var<storage, read_write> prob: array<f32>;' : ''}
 ${MAIN(WG)}
   if (t >= u.pixels) { return; }
   let label = labels[t];
-  if (!is_valid(label)) { out[t] = 0.0; return; }
   let base = pixel_base(t);
-  out[t] = class_weight(label) * (log_sum_exp(base) - logits[base + u32(label) * u.hw]);
+  let l = log_sum_exp(base);
+  lse[t] = l;
+  if (!is_valid(label)) {
+    out[t] = 0.0;${prob ? '\n    prob[t] = 2.0;' : ''}
+    return;
+  }
+  let picked = logits[base + u32(label) * u.hw];
+  out[t] = class_weight(label) * (l - picked);${prob ? '\n  prob[t] = exp(picked - l);' : ''}
 }`,
-};
+  };
+}
 
-// One invocation per pixel: the log-sum-exp once, then all C gradients (one invocation per logit
-// recomputed it C times).
+// One invocation per pixel: all C gradients from the forward's log-sum-exp (one invocation per
+// logit, before, recomputed it C times; recomputing it once per pixel cost a walk over the logits).
 /** d/d logit of the per-pixel loss: g·w·(softmax − onehot) at valid pixels, 0 at ignored ones. */
 const pixelCeBackwardSource: KernelSource = {
   key: 'softmax/pixel-ce-backward',
-  bindings: ['read', 'read', 'read', 'read', 'rw'],
+  bindings: ['read', 'read', 'read', 'read', 'read', 'rw'],
   workgroupSize: WG,
   wgsl: () => /* wgsl */ `${PIXEL}
-@group(0) @binding(4) var<storage, read> g: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(4) var<storage, read> lse: array<f32>;
+@group(0) @binding(5) var<storage, read> g: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dx: array<f32>;
 ${MAIN(WG)}
   if (t >= u.pixels) { return; }
   let base = pixel_base(t);
@@ -375,7 +390,7 @@ ${MAIN(WG)}
     for (var k = 0u; k < u.c; k++) { dx[base + k * u.hw] = 0.0; }
     return;
   }
-  let m = log_sum_exp(base);
+  let m = lse[t];
   let s = g[t] * class_weight(label);
   for (var k = 0u; k < u.c; k++) {
     let at = base + k * u.hw;
@@ -400,23 +415,31 @@ ${MAIN(WG)}
 }`,
 };
 
-const pixelCeForward4Source = pixel4Source(
-  'softmax/pixel-ce-forward4',
-  pixelCeForwardSource.bindings,
-  '@group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;',
-  `    let label = labels[i];
+function pixelCeForward4Source(prob: boolean): KernelSource {
+  return pixel4Source(
+    `softmax/pixel-ce-forward4${prob ? '/prob' : ''}`,
+    pixelCeForwardSource(prob).bindings,
+    `@group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> lse: array<vec4<f32>>;
+${prob ? '@group(0) @binding(6) var<storage, read_write> prob: array<vec4<f32>>;' : ''}`,
+    `    let label = labels[i];
     let r = log_sum_exp4(pixel_base4(i), label);
-    out[i] = select(vec4<f32>(), weights4(label) * (r.lse - r.picked), valid4(label));`,
-);
+    lse[i] = r.lse;
+    out[i] = select(vec4<f32>(), weights4(label) * (r.lse - r.picked), valid4(label));${
+      prob ? '\n    prob[i] = select(vec4<f32>(2.0), exp(r.picked - r.lse), valid4(label));' : ''
+    }`,
+  );
+}
 
 const pixelCeBackward4Source = pixel4Source(
   'softmax/pixel-ce-backward4',
   pixelCeBackwardSource.bindings,
-  `@group(0) @binding(4) var<storage, read> g: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read_write> dx: array<vec4<f32>>;`,
+  `@group(0) @binding(4) var<storage, read> lse: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> g: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> dx: array<vec4<f32>>;`,
   `    let label = labels[i];
     let base = pixel_base4(i);
-    let m = log_sum_exp4(base, label).lse;
+    let m = lse[i];
     let valid = valid4(label);
     let s = g[i] * weights4(label);
     let hw4 = u.hw / 4u;
@@ -559,17 +582,32 @@ export function trueClassProb(device: Device, a: PixelArgs): Tensor {
   return out;
 }
 
-/** Per-pixel (class-weighted) cross-entropy, [N, ...spatial]. */
-export function pixelCrossEntropyForward(device: Device, a: PixelArgs): Tensor {
-  const out = emptyTensor(device, a.labels.shape);
-  launchPixels(device, a, pixelCeForwardSource, pixelCeForward4Source, [...pixelBuffers(a), out.buffer]);
-  return out;
+/**
+ * Per-pixel (class-weighted) cross-entropy, [N, ...spatial], and each pixel's log-sum-exp for the
+ * backward; with `prob`, also the true-class probability (ignored pixels 2.0, as `trueClassProb`).
+ */
+export function pixelCrossEntropyForward(
+  device: Device,
+  a: PixelArgs,
+  prob = false,
+): { loss: Tensor; lse: Tensor; trueProb: Tensor | null } {
+  const loss = emptyTensor(device, a.labels.shape);
+  const lse = emptyTensor(device, a.labels.shape);
+  const trueProb = prob ? emptyTensor(device, a.labels.shape) : null;
+  launchPixels(device, a, pixelCeForwardSource(prob), pixelCeForward4Source(prob), [
+    ...pixelBuffers(a),
+    loss.buffer,
+    lse.buffer,
+    ...(trueProb ? [trueProb.buffer] : []),
+  ]);
+  return { loss, lse, trueProb };
 }
 
-export function pixelCrossEntropyBackward(device: Device, a: PixelArgs, g: Tensor): Tensor {
+export function pixelCrossEntropyBackward(device: Device, a: PixelArgs, lse: Tensor, g: Tensor): Tensor {
   const dx = emptyTensor(device, a.logits.shape);
   launchPixels(device, a, pixelCeBackwardSource, pixelCeBackward4Source, [
     ...pixelBuffers(a),
+    lse.buffer,
     g.buffer,
     dx.buffer,
   ]);

@@ -138,9 +138,31 @@ export function pixelCrossEntropy(
     options.classWeights ?? undefined,
     true,
   );
-  const device = logits.device;
-  const out = pixelCrossEntropyForward(device, args);
-  return record(out, 'pixelCrossEntropy', [logits], [logits, labels], (g) => [
-    pixelCrossEntropyBackward(device, args, g),
-  ]);
+  return withPixelCrossEntropyGradient(args, pixelCrossEntropyForward(logits.device, args));
+}
+
+/** Records the per-pixel loss's gradient, which reads the forward's log-sum-exp (freed after it). */
+function withPixelCrossEntropyGradient(args: PixelArgs, forward: { loss: Tensor; lse: Tensor }): Tensor {
+  const { loss, lse } = forward;
+  const out = record(loss, 'pixelCrossEntropy', [args.logits], [args.logits, args.labels], (g) => {
+    const dx = pixelCrossEntropyBackward(loss.device, args, lse, g);
+    lse.dispose();
+    return [dx];
+  });
+  if (!out.gradFn) lse.dispose();
+  return out;
+}
+
+/**
+ * `pixelCrossEntropy` (no class weights) and `pixelTrueProb` from one walk over the logits, the
+ * same values as the two (OHEM needs both).
+ */
+export function pixelCrossEntropyAndTrueProb(
+  logits: Tensor,
+  labels: Tensor,
+  ignoreIndex = 255,
+): { loss: Tensor; trueProb: Tensor } {
+  const args = pixelArgs('pixelCrossEntropyAndTrueProb', logits, labels, ignoreIndex, undefined, true);
+  const forward = pixelCrossEntropyForward(logits.device, args, true);
+  return { loss: withPixelCrossEntropyGradient(args, forward), trueProb: forward.trueProb as Tensor };
 }
