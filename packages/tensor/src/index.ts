@@ -86,7 +86,7 @@ export {
   tanh,
   where,
 } from './ops/elementwise.js';
-export { bceWithLogits, type LabelMapKind, labelMap, mapNoGrad } from './ops/loss.js';
+export { bceWithLogits, type LabelMapKind, labelMap, mapNoGrad, ratioOfMeans } from './ops/loss.js';
 export { type LinearOptions, linear, matmul } from './ops/matmul.js';
 export { type BatchNormOptions, type BatchNormSync, batchNorm2d, layerNorm } from './ops/norm.js';
 export { adaptiveAvgPool2d, argmax, avgPool2d, maxPool2d, type PoolOptions } from './ops/pool.js';

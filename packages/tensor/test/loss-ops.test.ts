@@ -211,3 +211,47 @@ describe('mapNoGrad', () => {
     for (const t of [a, b, out]) t.dispose();
   });
 });
+
+describe('ratioOfMeans', () => {
+  const ratioRef =
+    (eps: number) =>
+    ([v, w]: Float64Array[]) => {
+      const vs = v as Float64Array;
+      const ws = w as Float64Array;
+      let num = 0;
+      let den = 0;
+      for (let i = 0; i < vs.length; i++) {
+        num += (vs[i] ?? 0) * (ws[i] ?? 0);
+        den += ws[i] ?? 0;
+      }
+      return new Float64Array([num / vs.length / (den / vs.length + eps)]);
+    };
+  for (const [name, shape, share, eps] of [
+    ['a 0/1 mask, OHEM eps', [2, 3, 5], 0.4, 1e-5],
+    ['weights, 1000 values (several reduction chunks)', [1000], -1, 1e-8],
+    ['an all-zero mask: 0, eps keeps it finite', [7], 1, 1e-5],
+  ] as Array<[string, number[], number, number]>) {
+    const size = product(shape);
+    const mask = Array.from(rand(size, 31, 0, 1), (r) => (share < 0 ? 0.5 + r : r < share ? 0 : 1));
+    it(name, () =>
+      checkOp({
+        name: `ratioOfMeans ${name}`,
+        inputs: [
+          { shape, data: rand(size, 30, -2, 2) },
+          { shape, data: mask, grad: false },
+        ],
+        gpu: ([v, w]) => T.ratioOfMeans(v as T.Tensor, w as T.Tensor, eps),
+        ref: ratioRef(eps),
+      }),
+    );
+  }
+  it('rejects mismatched sizes and a w that has a gradient', async () => {
+    const device = await testDevice();
+    const v = T.zeros(device, [4]);
+    const w = T.parameter(device, new Float32Array(4).fill(1), [4]);
+    assert.throws(() => T.ratioOfMeans(v, T.zeros(device, [3]), 1e-5), /v has 4 values, w 3/);
+    assert.throws(() => T.ratioOfMeans(v, w, 1e-5), /w gets no gradient; compute it under noGrad/);
+    v.dispose();
+    w.dispose();
+  });
+});

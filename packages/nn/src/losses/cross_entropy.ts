@@ -4,12 +4,12 @@ import {
   kthSmallest,
   labelMap,
   mapNoGrad,
-  mean,
   mul,
   noGrad,
   ohemKeepMask,
   pixelCrossEntropy,
   pixelCrossEntropyAndTrueProb,
+  ratioOfMeans,
   softmaxCrossEntropy,
   sum,
   type Tensor,
@@ -141,7 +141,5 @@ export async function ohemCrossEntropyLoss(
       : labelMap(labels, 'valid', c, ignore),
   );
   p.dispose();
-  const numerator = mean(mul(ce, kept));
-  const denom = noGrad(() => affine(mean(kept), 1, 1e-5));
-  return div(numerator, denom);
+  return ratioOfMeans(ce, kept, 1e-5);
 }

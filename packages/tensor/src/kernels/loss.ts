@@ -1,6 +1,7 @@
 import type { Device, KernelSource } from '../device/device.js';
 import type { Tensor } from '../tensor.js';
 import { emptyTensor, FAST_DIV, LINEAR_ID, launch, Uniforms } from './launch.js';
+import { reduceTo } from './reduce.js';
 
 const WG = 256;
 
@@ -111,4 +112,95 @@ export function bceKernel(
   const buffers = [x.buffer, y.buffer, w.buffer, pw.buffer, ...(g ? [g.buffer] : []), out.buffer];
   launch(device, bceSource(g !== null), buffers, new Uniforms().u32(x.size), x.size);
   return out;
+}
+
+/**
+ * loss = (Σ num / count) / (Σ den / count + eps) from sums = [Σ num, Σ den]: PaddleSeg's
+ * paddle.mean(a) / (paddle.mean(b) + EPS), its cross-entropy's and OHEM's final division.
+ */
+export const ratioFinalSource: KernelSource = {
+  key: 'loss/ratio-final',
+  bindings: ['read', 'rw'],
+  workgroupSize: 1,
+  wgsl: () => /* wgsl */ `
+struct U { count: f32, eps: f32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> sums: array<f32>;
+@group(0) @binding(2) var<storage, read_write> loss: array<f32>;
+@compute @workgroup_size(1)
+fn main() {
+  loss[0] = (sums[0] / u.count) / (sums[1] / u.count + u.eps);
+}`,
+};
+
+/** [v·w; w] (two rows), for the sums of `ratioOfMeansKernel`. */
+const ratioTermsSource: KernelSource = {
+  key: 'loss/ratio-terms',
+  bindings: ['read', 'read', 'rw'],
+  workgroupSize: WG,
+  wgsl: () => /* wgsl */ `
+struct U { n: u32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> v: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read_write> terms: array<f32>;
+${MAIN}
+  if (t >= u.n) { return; }
+  terms[t] = v[t] * w[t];
+  terms[u.n + t] = w[t];
+}`,
+};
+
+/** d loss / d v = g·w / (count·(Σ w / count + eps)). */
+const ratioGradSource: KernelSource = {
+  key: 'loss/ratio-grad',
+  bindings: ['read', 'read', 'read', 'rw'],
+  workgroupSize: WG,
+  wgsl: () => /* wgsl */ `
+struct U { n: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> sums: array<f32>;
+@group(0) @binding(3) var<storage, read> g: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dv: array<f32>;
+${MAIN}
+  if (t >= u.n) { return; }
+  let count = f32(u.n);
+  dv[t] = g[0] * w[t] / (count * (sums[1] / count + u.eps));
+}`,
+};
+
+/** mean(v·w) / (mean(w) + eps) as a scalar, and the sums [Σ v·w, Σ w] its gradient reads. */
+export function ratioOfMeansKernel(
+  device: Device,
+  v: Tensor,
+  w: Tensor,
+  eps: number,
+): { loss: Tensor; sums: Tensor } {
+  const terms = emptyTensor(device, [2, v.size]);
+  launch(device, ratioTermsSource, [v.buffer, w.buffer, terms.buffer], new Uniforms().u32(v.size), v.size);
+  const sums = reduceTo(device, terms, [2, 1], 'sum');
+  terms.dispose();
+  const loss = emptyTensor(device, []);
+  launch(device, ratioFinalSource, [sums.buffer, loss.buffer], new Uniforms().f32(v.size).f32(eps), 1);
+  return { loss, sums };
+}
+
+/** The gradient of `ratioOfMeansKernel` wrt v, given the upstream scalar `g`. */
+export function ratioOfMeansGradKernel(
+  device: Device,
+  w: Tensor,
+  sums: Tensor,
+  g: Tensor,
+  eps: number,
+): Tensor {
+  const dv = emptyTensor(device, w.shape);
+  launch(
+    device,
+    ratioGradSource,
+    [w.buffer, sums.buffer, g.buffer, dv.buffer],
+    new Uniforms().u32(w.size).f32(eps),
+    w.size,
+  );
+  return dv;
 }

@@ -10,6 +10,7 @@ import {
   Uniforms,
   vec4Main,
 } from './launch.js';
+import { ratioFinalSource } from './loss.js';
 import { reduceTo } from './reduce.js';
 
 const WG = 64;
@@ -265,22 +266,6 @@ const ceForward4Source = pixel4Source(
     let ones = select(0.0, 1.0, u.avg_non_ignore == 0u && u.has_weights == 0u);
     terms[u.pixels / 4u + i] = select(vec4<f32>(ones), w, valid);`,
 );
-
-/** loss = mean(num) / (mean(den) + 1e-8), exactly PaddleSeg's paddle.mean(loss)/(paddle.mean(mask·coef) + EPS). */
-const ceFinalSource: KernelSource = {
-  key: 'softmax/ce-final',
-  bindings: ['read', 'rw'],
-  workgroupSize: 1,
-  wgsl: () => /* wgsl */ `
-struct U { pixels: f32 }
-@group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> sums: array<f32>;
-@group(0) @binding(2) var<storage, read_write> loss: array<f32>;
-@compute @workgroup_size(1)
-fn main() {
-  loss[0] = (sums[0] / u.pixels) / (sums[1] / u.pixels + 1e-8);
-}`,
-};
 
 /**
  * d loss / d logit = g·w·valid·(softmax − onehot) / (P·(mean(den) + 1e-8)), one invocation per logit;
@@ -559,7 +544,8 @@ export function crossEntropyForward(
   const sums = reduceTo(device, terms, [2, 1], 'sum');
   terms.dispose();
   const loss = emptyTensor(device, []);
-  launch(device, ceFinalSource, [sums.buffer, loss.buffer], new Uniforms().f32(pixels), 1);
+  // PaddleSeg's paddle.mean(loss) / (paddle.mean(mask·coef) + 1e-8).
+  launch(device, ratioFinalSource, [sums.buffer, loss.buffer], new Uniforms().f32(pixels).f32(1e-8), 1);
   return { loss, lse, sums };
 }
 

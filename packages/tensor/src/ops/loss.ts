@@ -1,6 +1,12 @@
 import { record } from '../autograd/engine.js';
 import { mapKernel } from '../kernels/elementwise.js';
-import { bceKernel, type LabelMapKind, labelMapKernel } from '../kernels/loss.js';
+import {
+  bceKernel,
+  type LabelMapKind,
+  labelMapKernel,
+  ratioOfMeansGradKernel,
+  ratioOfMeansKernel,
+} from '../kernels/loss.js';
 import type { Tensor } from '../tensor.js';
 import { cachedConstant } from './create.js';
 
@@ -56,4 +62,25 @@ export function bceWithLogits(x: Tensor, y: Tensor, w: Tensor, pw: Tensor): Tens
   const device = x.device;
   const out = bceKernel(device, x, y, w, pw, null);
   return record(out, 'bceWithLogits', [x], [x, y, w, pw], (g) => [bceKernel(device, x, y, w, pw, g)]);
+}
+
+/**
+ * mean(v·w) / (mean(w) + eps), a scalar: PaddleSeg's masked-loss normalisation (OHEM's
+ * `paddle.mean(loss·mask) / (paddle.mean(mask) + EPS)`) in three dispatches and a one-dispatch
+ * gradient, where mul, two means, an affine and a division took ten. Gradient wrt v only: w is a
+ * mask or weight computed without one.
+ */
+export function ratioOfMeans(v: Tensor, w: Tensor, eps: number): Tensor {
+  if (v.size !== w.size)
+    throw new Error(`ratioOfMeans: v has ${v.size} values, w ${w.size}; they must match`);
+  if (v.dtype !== 'f32' || w.dtype !== 'f32') throw new Error('ratioOfMeans: v and w must be f32');
+  if (w.requiresGrad) throw new Error('ratioOfMeans: w gets no gradient; compute it under noGrad');
+  const { loss, sums } = ratioOfMeansKernel(v.device, v, w, eps);
+  const out = record(loss, 'ratioOfMeans', [v], [w], (g) => {
+    const dv = ratioOfMeansGradKernel(v.device, w, sums, g, eps);
+    sums.dispose();
+    return [dv];
+  });
+  if (!out.gradFn) sums.dispose();
+  return out;
 }
