@@ -270,10 +270,10 @@ const SOFTWARE_TARGET_WORKGROUPS = 32;
  * The untuned launch: the row or generic block, TARGET_WORKGROUPS in all, 16-lane workgroups on a
  * GPU. A CPU adapter gets SOFTWARE_TARGET_WORKGROUPS of one SIMD group (8 lanes): with few input
  * channels 16 lanes mostly idle (PP-LiteSeg-T's 3→32 stem at 4×3×64×128, 6 lanes: 1.22–1.31 →
- * 0.72–0.80 ms on lavapipe, one run 1.04), elsewhere equal or better (its 21 weight-gradient shapes 25.8–26.6 →
- * 25.1–25.7 ms in all; the 1×1 vec4 path, SegFormer-B0's 1024→256 fuse at 16×32 and four
- * PP-LiteSeg-T shapes: 19.3 / 0.92 / 1.37 / 1.48 / 1.16 ms against 19.5 / 1.01 / 1.73 / 1.53 / 1.12;
- * 2×64×128×256 3×3 unchanged, 89.7–92.0 ms).
+ * 0.72–0.80 ms on lavapipe, one run 1.04), elsewhere equal or better (its 21 weight-gradient
+ * shapes 25.8–26.6 → 25.1–25.7 ms in all; the 1×1 vec4 path, SegFormer-B0's 1024→256 fuse at
+ * 16×32 and four PP-LiteSeg-T shapes: 19.3 / 0.92 / 1.37 / 1.48 / 1.16 ms against 19.5 / 1.01 /
+ * 1.73 / 1.53 / 1.12; 2×64×128×256 3×3 unchanged, 89.7–92.0 ms).
  */
 function defaultWeightGradConfig(rowKw: number, software = false): WeightGradConfig {
   const target = software ? SOFTWARE_TARGET_WORKGROUPS : TARGET_WORKGROUPS;
