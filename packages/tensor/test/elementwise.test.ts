@@ -1,6 +1,7 @@
+import assert from 'node:assert/strict';
 import { describe, it } from 'vitest';
 import * as T from '../src/index.js';
-import { checkOp, erf64, rand, stridesOf } from '../src/testing/index.js';
+import { checkOp, erf64, rand, stridesOf, testDevice } from '../src/testing/index.js';
 
 const map =
   (f: (x: number) => number) =>
@@ -119,4 +120,31 @@ describe('binary ops with broadcasting', () => {
       ref: ([c, a, b]) =>
         (a as Float64Array).map((v, i) => ((c as Float64Array)[i] ? v : ((b as Float64Array)[i] ?? 0))),
     }));
+});
+
+describe('zeros, full', () => {
+  it('zeros clear a reused pool buffer without a dispatch, in order with the dispatches around them', async () => {
+    const device = await testDevice();
+    // Leave nonzero floats in a pool buffer of a size class no other test uses, then take it back.
+    const stale = T.full(device, [123457], 7.5);
+    stale.dispose();
+    // Released buffers are reused after the next submit.
+    await device.sync();
+    const before = device.stats().dispatches;
+    const z = T.zeros(device, [123457]);
+    assert.equal(device.stats().dispatches, before, 'a zero fill is a buffer clear, not a dispatch');
+    // A dispatch recorded after the clear sees the zeros: z + 1 = 1 everywhere.
+    const one = T.affine(z, 1, 1);
+    assert.deepEqual([...new Set(await z.data())], [0]);
+    assert.deepEqual([...new Set(await one.data())], [1]);
+    for (const t of [z, one]) t.dispose();
+  });
+  it('full with −0 keeps the sign (the fill kernel), other values as given', async () => {
+    const device = await testDevice();
+    const negativeZero = T.full(device, [5], -0);
+    assert.ok(Array.from(await negativeZero.data()).every((v) => Object.is(v, -0)));
+    const value = T.full(device, [6], -2.25);
+    assert.deepEqual(Array.from(await value.data()), new Array(6).fill(-2.25));
+    for (const t of [negativeZero, value]) t.dispose();
+  });
 });

@@ -118,6 +118,11 @@ export function mapKernel(
 /** Fills a tensor with a constant. */
 export function fill(device: Device, shape: Shape, value: number): Tensor {
   const out = emptyTensor(device, shape);
+  // Zeros by clearing the buffer (+0.0; −0 keeps the kernel): no dispatch.
+  if (value === 0 && !Object.is(value, -0)) {
+    device.clear(out.buffer);
+    return out;
+  }
   const u = new Uniforms().u32(shapeSize(shape)).f32(value).f32(0).f32(0).f32(0);
   launchElementwise(device, (vec4) => mapSource('s0', 0, vec4), [out.buffer], u, out.size);
   return out;
