@@ -1,4 +1,8 @@
 import { add, scale, type Tensor } from '@segtrain/tensor';
+
+/** coef·loss; a coef of 1 (every seed config's) returns the loss itself: no dispatch each way. */
+const scaledBy = (loss: Tensor, coef: number): Tensor => (coef === 1 ? loss : scale(loss, coef));
+
 import { bceLoss } from './bce.js';
 import { crossEntropyLossAsync, ohemCrossEntropyLoss } from './cross_entropy.js';
 import { detailAggregateLoss } from './detail.js';
@@ -36,7 +40,7 @@ export class MixedLoss {
     const out: Tensor[] = [];
     for (let i = 0; i < this.losses.length; i++) {
       const loss = await (this.losses[i] as LossFn)(logits, labels);
-      out.push(scale(loss, this.coef[i] ?? 1));
+      out.push(scaledBy(loss, this.coef[i] ?? 1));
     }
     return out;
   }
@@ -169,14 +173,14 @@ export function lossFromConfig(
         const subs = await loss.terms(logits, labels);
         let acc: Tensor | null = null;
         for (const s of subs) {
-          const scaled = scale(s, c);
+          const scaled = scaledBy(s, c);
           total = total ? add(total, scaled) : scaled;
           acc = acc ? add(acc, scaled) : scaled;
         }
         if (!acc) throw new Error('MixedLoss with no losses');
         term = acc;
       } else {
-        term = scale(await loss(logits, labels), c);
+        term = scaledBy(await loss(logits, labels), c);
         total = total ? add(total, term) : term;
       }
       terms.push(term);
