@@ -1,5 +1,8 @@
 import type { TuneCandidate } from '../device/autotune.js';
 import type { Access, Device, KernelSource } from '../device/device.js';
+import type { Tensor } from '../tensor.js';
+import { reshapeInto, Uniforms } from './launch.js';
+import { reduceTo } from './reduce.js';
 import { pow2Class } from './tuned.js';
 
 /**
@@ -355,6 +358,24 @@ export function gemmGroups(
   splits = 1,
 ): [number, number, number] {
   return [Math.ceil(n / (t.tn * t.wx)), Math.ceil(m / (t.tm * t.wy)), batch * splits];
+}
+
+/** The template's own uniforms (`m, n, k, batch, splits, k_chunk`); a spec's fields follow. */
+export function gemmUniforms(m: number, n: number, k: number, batch = 1, splits = 1): Uniforms {
+  return new Uniforms()
+    .u32(m)
+    .u32(n)
+    .u32(k)
+    .u32(batch)
+    .u32(splits)
+    .u32(Math.ceil(k / splits));
+}
+
+/** The sum of a split-K partial buffer ([splits, size]) as `shape`; the partials are released. */
+export function sumSplits(partial: Tensor, size: number, shape: readonly number[]): Tensor {
+  const summed = reduceTo(partial.device, partial, [1, size], 'sum');
+  partial.dispose();
+  return reshapeInto(summed, shape);
 }
 
 /** The smallest k range a split-K workgroup sums. */

@@ -9,9 +9,10 @@ import {
   gemmSource,
   gemmSplits,
   gemmTiling,
+  gemmUniforms,
+  sumSplits,
 } from './gemm-template.js';
-import { emptyTensor, reshapeInto, Uniforms } from './launch.js';
-import { reduceTo } from './reduce.js';
+import { emptyTensor } from './launch.js';
 import { tunedConfig } from './tuned.js';
 
 export interface GemmArgs {
@@ -80,13 +81,7 @@ function gemmWith(
   const size = args.batch * args.m * args.n;
   const result = splits === 1 && into ? into : emptyTensor(device, splits === 1 ? shape : [splits, size]);
   const kernel = device.kernel(gemmSource({ ...spec, bindings: [...spec.bindings] }, tiling));
-  const u = new Uniforms()
-    .u32(args.m)
-    .u32(args.n)
-    .u32(args.k)
-    .u32(args.batch)
-    .u32(splits)
-    .u32(Math.ceil(args.k / splits))
+  const u = gemmUniforms(args.m, args.n, args.k, args.batch, splits)
     .u32(args.batchStrideA)
     .u32(args.batchStrideB);
   device.dispatch(
@@ -96,9 +91,8 @@ function gemmWith(
     gemmGroups(tiling, args.m, args.n, args.batch, splits),
   );
   if (splits === 1) return result;
-  const summed = reduceTo(device, result, [1, size], 'sum');
-  result.dispose();
-  if (!into) return reshapeInto(summed, shape);
+  const summed = sumSplits(result, size, into ? [1, size] : shape);
+  if (!into) return summed;
   device.copy(summed.buffer, 0, into.buffer, 0, summed.bytes);
   summed.dispose();
   return into;
@@ -175,7 +169,7 @@ fn store_c(batch: u32, m: u32, n: u32, acc: f32) {
   c[m * u.n + n] = ${ACTIVATION_WGSL[activation]};
 }`,
   };
-  const u = new Uniforms().u32(m).u32(n).u32(k).u32(1).u32(1).u32(k);
+  const u = gemmUniforms(m, n, k);
   const dispatch = (buffers: readonly GPUBuffer[], tiling: GemmTiling) =>
     device.dispatch(device.kernel(gemmSource(spec, tiling)), buffers, u.bytes(), gemmGroups(tiling, m, n, 1));
   const operands = [x, w, ...(bias ? [bias] : []), out, ...(pre ? [pre] : [])];

@@ -22,11 +22,12 @@ import {
   gemmGroups,
   gemmSource,
   gemmSplits,
+  gemmUniforms,
   STAGED_TILINGS,
+  sumSplits,
   tilingName,
 } from '../gemm-template.js';
-import { emptyTensor, FAST_DIV, fastDivisor, reshapeInto, Uniforms } from '../launch.js';
-import { reduceTo } from '../reduce.js';
+import { emptyTensor, FAST_DIV, fastDivisor } from '../launch.js';
 import type { ConvGeometry } from './common.js';
 import { isPointwise, POINTWISE_GEMM } from './pointwise.js';
 
@@ -193,13 +194,7 @@ function dims(pass: Pass, g: ConvGeometry): { m: number; n: number; k: number; p
 }
 
 function uniforms(g: ConvGeometry, m: number, n: number, k: number, splits: number, plane: [number, number]) {
-  const u = new Uniforms()
-    .u32(m)
-    .u32(n)
-    .u32(k)
-    .u32(1)
-    .u32(splits)
-    .u32(Math.ceil(k / splits));
+  const u = gemmUniforms(m, n, k, 1, splits);
   for (const v of [g.cin, g.cout, g.h, g.w, g.hout, g.wout]) u.u32(v);
   u.i32(g.pt).i32(g.pl).u32(g.dh).u32(g.dw);
   for (const v of [...fastDivisor(plane[0]), ...fastDivisor(plane[1])]) u.u32(v);
@@ -267,8 +262,5 @@ export function implicitGemmWeightGrad(
   const shape = [g.cout, g.cin, g.kh, g.kw];
   const partial = emptyTensor(device, splits === 1 ? shape : [splits, m * n]);
   run(device, 'dw', g, [dy, x], variant.implicit, splits, partial);
-  if (splits === 1) return partial;
-  const summed = reduceTo(device, partial, [1, m * n], 'sum');
-  partial.dispose();
-  return reshapeInto(summed, shape);
+  return splits === 1 ? partial : sumSplits(partial, m * n, shape);
 }
